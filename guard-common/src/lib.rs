@@ -1,0 +1,312 @@
+//! The kernel/user contract of guard: every type that crosses between the eBPF
+//! program (`guard-ebpf`) and the agent (`guard`) lives here, and nowhere else.
+//!
+//! Rules for this file:
+//! - every type is `#[repr(C)]`, padded explicitly (`_pad*` fields), and has
+//!   a size asserted at compile time so a change on one side cannot drift;
+//! - no `bool` and no Rust enums: flags and kinds are plain integers with
+//!   named constants below;
+//! - map names are constants here, so a rename breaks the build, not a load.
+#![no_std]
+
+// ---------------------------------------------------------------- map names
+
+/// `BPF_MAP_TYPE_INODE_STORAGE`: `InodeRule` attached to each protected inode.
+pub const MAP_INODE_RULES: &str = "INODE_RULES";
+/// `BPF_MAP_TYPE_ARRAY` of `PolicyEntry`, indexed by policy id.
+pub const MAP_POLICIES: &str = "POLICIES";
+/// `BPF_MAP_TYPE_HASH`: `UidKey` -> `u32` (1): which UIDs a policy allows.
+pub const MAP_ALLOWED_UIDS: &str = "ALLOWED_UIDS";
+/// `BPF_MAP_TYPE_HASH`: unit cgroup id -> policy id (ptrace protection).
+pub const MAP_UNIT_CGROUPS: &str = "UNIT_CGROUPS";
+/// `BPF_MAP_TYPE_RINGBUF` of `Event`.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// `BPF_MAP_TYPE_PERCPU_ARRAY` of `u64` counters, indexed by `CNT_*`.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// `BPF_MAP_TYPE_LRU_HASH`: `RateKey` -> `RateState`.
+pub const MAP_RATE: &str = "RATE";
+
+/// Program names (the Rust function names in guard-ebpf).
+pub const PROG_FILE_OPEN: &str = "guard_file_open";
+pub const PROG_FILE_RECEIVE: &str = "guard_file_receive";
+pub const PROG_D_INSTANTIATE: &str = "guard_d_instantiate";
+pub const PROG_INODE_RENAME: &str = "guard_inode_rename";
+pub const PROG_INODE_UNLINK: &str = "guard_inode_unlink";
+pub const PROG_PATH_TRUNCATE: &str = "guard_path_truncate";
+pub const PROG_PTRACE: &str = "guard_ptrace_access_check";
+/// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
+pub const PROG_EMPTY: &str = "guard_empty_file_open";
+
+/// Every enforcing program with the LSM hook it attaches to.
+pub const ENFORCING_PROGRAMS: [(&str, &str); 7] = [
+    (PROG_FILE_OPEN, "file_open"),
+    (PROG_FILE_RECEIVE, "file_receive"),
+    (PROG_D_INSTANTIATE, "d_instantiate"),
+    (PROG_INODE_RENAME, "inode_rename"),
+    (PROG_INODE_UNLINK, "inode_unlink"),
+    (PROG_PATH_TRUNCATE, "path_truncate"),
+    (PROG_PTRACE, "ptrace_access_check"),
+];
+
+/// Name of the `.rodata` global holding `KernelLayout`.
+pub const GLOBAL_LAYOUT: &str = "LAYOUT";
+
+// ------------------------------------------------------------------ sizes
+
+/// Policies are indexed 0..MAX_POLICIES in `POLICIES`.
+pub const MAX_POLICIES: u32 = 1024;
+/// Upper bound on (policy, uid) pairs across all policies.
+pub const MAX_ALLOWED_UIDS: u32 = 16 * 1024;
+/// Bytes of path carried in an event (NUL-terminated, truncated beyond).
+pub const EVENT_PATH_LEN: usize = 256;
+/// Length of `task->comm`.
+pub const COMM_LEN: usize = 16;
+/// Default ring buffer size in bytes (power of two, multiple of page size).
+pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 22;
+/// Entries in the rate-limit LRU.
+pub const RATE_ENTRIES: u32 = 16 * 1024;
+
+// --------------------------------------------------- inode storage value
+
+/// The rule stored on a protected inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InodeRule {
+    /// Index into `POLICIES`.
+    pub policy_id: u32,
+    /// `RULE_F_*` bits.
+    pub flags: u32,
+}
+
+/// This inode is a directory: inodes created in (or renamed into) it inherit the rule.
+pub const RULE_F_INHERIT: u32 = 1 << 0;
+
+// --------------------------------------------------------- policy table
+
+/// One policy's view in the kernel.
+///
+/// `mode == MODE_UNUSED` (an all-zero slot) or `cgroup_id == 0` (unit not
+/// running) can never match an opener: such a policy denies everyone.
+/// That is the safe direction: a stopped unit's files stay closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// cgroup v2 id (cgroupfs directory inode) of the unit's cgroup; 0 while it is not running.
+    pub cgroup_id: u64,
+    /// Depth of that cgroup below the root (`/` = 0, `/system.slice/x.service` = 2).
+    pub cgroup_level: u32,
+    /// `MODE_*`.
+    pub mode: u32,
+    /// Records per second allowed per (policy, opener cgroup); 0 = no records at all.
+    pub rate_per_sec: u32,
+    /// Records allowed in one burst above that rate.
+    pub rate_burst: u32,
+}
+
+pub const MODE_UNUSED: u32 = 0;
+pub const MODE_ENFORCE: u32 = 1;
+pub const MODE_AUDIT: u32 = 2;
+
+/// Key of `ALLOWED_UIDS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UidKey {
+    pub policy_id: u32,
+    pub uid: u32,
+}
+
+// -------------------------------------------------------- rate limiting
+
+/// Key of `RATE`: one token bucket per (policy, opener cgroup).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateKey {
+    pub cgroup_id: u64,
+    pub policy_id: u32,
+    pub _pad: u32,
+}
+
+/// Token bucket state. Tokens are scaled by `RATE_SCALE` for sub-token precision.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    pub last_ns: u64,
+    pub tokens: u64,
+}
+
+pub const RATE_SCALE: u64 = 1000;
+
+// -------------------------------------------------------------- counters
+
+/// Indices into the per-CPU `COUNTERS` array. The agent sums over CPUs.
+///
+/// Invariant, exact by construction (each decision increments exactly one of
+/// the three right-hand counters):
+/// `CNT_DENIED + CNT_AUDITED == CNT_EVENTS_SENT + CNT_DROP_RINGBUF + CNT_DROP_RATELIMIT`.
+pub const CNT_PROTECTED_HITS: u32 = 0;
+pub const CNT_ALLOWED: u32 = 1;
+pub const CNT_DENIED: u32 = 2;
+pub const CNT_AUDITED: u32 = 3;
+pub const CNT_EVENTS_SENT: u32 = 4;
+pub const CNT_DROP_RINGBUF: u32 = 5;
+pub const CNT_DROP_RATELIMIT: u32 = 6;
+/// A protected inode named a policy slot that was empty, or a read failed: denied.
+pub const CNT_INTERNAL_ERRORS: u32 = 7;
+/// New inodes tagged because they were created in / renamed into a protected directory.
+pub const CNT_INHERITED: u32 = 8;
+/// An earlier LSM had already denied; its verdict was passed through.
+pub const CNT_PASSED_THROUGH: u32 = 9;
+pub const CNT_MAX: u32 = 10;
+
+pub const COUNTER_NAMES: [&str; CNT_MAX as usize] = [
+    "protected_hits",
+    "allowed",
+    "denied",
+    "audited",
+    "events_sent",
+    "dropped_ringbuf_full",
+    "dropped_rate_limited",
+    "internal_errors",
+    "inherited",
+    "passed_through",
+];
+
+// ----------------------------------------------------------------- events
+
+/// One record in the `EVENTS` ring buffer: a denied (or audited) access.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME).
+    pub ts_boot_ns: u64,
+    /// The opener's cgroup v2 id.
+    pub cgroup_id: u64,
+    /// Inode number of the protected file.
+    pub ino: u64,
+    /// Inode number of the opener's executable (0 if unknown).
+    pub exe_ino: u64,
+    /// Kernel `dev_t` of the file's superblock (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    /// Kernel `dev_t` of the executable's superblock.
+    pub exe_dev: u32,
+    /// Thread id (kernel pid).
+    pub pid: u32,
+    /// Process id (kernel tgid).
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub policy_id: u32,
+    /// `ACCESS_*` bits.
+    pub access: u32,
+    /// `DECISION_*`.
+    pub decision: u32,
+    /// `HOOK_*`: which route was judged.
+    pub hook: u32,
+    /// Bytes written into `path` by `bpf_d_path` including the NUL, or a negative errno
+    /// (0: the hook has no path to give; the agent fills it from what it tagged).
+    pub path_len: i32,
+    /// For `HOOK_PTRACE`: the tgid of the process that was to be accessed; else 0.
+    pub target_tgid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+    pub path: [u8; EVENT_PATH_LEN],
+}
+
+pub const ACCESS_READ: u32 = 1 << 0;
+pub const ACCESS_WRITE: u32 = 1 << 1;
+/// Not an open: an alteration (unlink, rename, truncate) or a process access (ptrace).
+pub const ACCESS_ALTER: u32 = 1 << 2;
+
+pub const DECISION_DENIED: u32 = 1;
+pub const DECISION_AUDITED: u32 = 2;
+
+pub const HOOK_FILE_OPEN: u32 = 1;
+pub const HOOK_FILE_RECEIVE: u32 = 2;
+pub const HOOK_INODE_UNLINK: u32 = 3;
+pub const HOOK_INODE_RENAME: u32 = 4;
+pub const HOOK_PATH_TRUNCATE: u32 = 5;
+pub const HOOK_PTRACE: u32 = 6;
+
+pub const HOOK_NAMES: [&str; 7] = [
+    "unknown",
+    "file_open",
+    "file_receive",
+    "inode_unlink",
+    "inode_rename",
+    "path_truncate",
+    "ptrace_access_check",
+];
+
+// ----------------------------------------------------- kernel struct layout
+
+/// Byte offsets of the kernel struct fields guard reads, taken by the agent
+/// from the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and written into
+/// the program's `.rodata` before load.
+///
+/// Rust eBPF has no CO-RE relocations; because `.rodata` is frozen before
+/// the program is verified, the verifier sees these as constants, so typed
+/// pointer walks (`file->f_inode`) stay typed and checked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelLayout {
+    pub file_f_inode: u32,
+    pub file_f_path: u32,
+    pub file_f_mode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_inode: u32,
+    pub path_dentry: u32,
+    pub task_cred: u32,
+    pub task_mm: u32,
+    pub task_cgroups: u32,
+    pub task_tgid: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub mm_exe_file: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
+    /// protected access an internal error (denied), never a wild read.
+    pub magic: u32,
+    pub _pad: u32,
+}
+
+/// `KernelLayout::magic` of a layout the agent filled in.
+pub const LAYOUT_MAGIC: u32 = 0x6775_6172;
+/// `KernelLayout::magic` as compiled into the object (non-zero keeps it in `.rodata`).
+pub const LAYOUT_UNFILLED: u32 = 0xffff_ffff;
+
+/// `FMODE_READ` / `FMODE_WRITE` from `include/linux/fs.h` (stable ABI since 2.6).
+pub const FMODE_READ: u32 = 0x1;
+pub const FMODE_WRITE: u32 = 0x2;
+
+// ------------------------------------------------------ layout assertions
+
+const _: () = {
+    assert!(core::mem::size_of::<InodeRule>() == 8);
+    assert!(core::mem::size_of::<PolicyEntry>() == 24);
+    assert!(core::mem::size_of::<UidKey>() == 8);
+    assert!(core::mem::size_of::<RateKey>() == 16);
+    assert!(core::mem::size_of::<RateState>() == 16);
+    assert!(core::mem::size_of::<KernelLayout>() == 88);
+    assert!(core::mem::size_of::<Event>() == 88 + COMM_LEN + EVENT_PATH_LEN);
+    assert!(core::mem::size_of::<Event>() % 8 == 0);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), contain only integers and integer
+    // arrays, and have no implicit padding (sizes asserted above).
+    unsafe impl aya::Pod for super::InodeRule {}
+    unsafe impl aya::Pod for super::PolicyEntry {}
+    unsafe impl aya::Pod for super::UidKey {}
+    unsafe impl aya::Pod for super::RateKey {}
+    unsafe impl aya::Pod for super::RateState {}
+    unsafe impl aya::Pod for super::KernelLayout {}
+    unsafe impl aya::Pod for super::Event {}
+}

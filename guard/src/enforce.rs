@@ -1,0 +1,309 @@
+//! Turns a validated policy set into the kernel's maps, and keeps them
+//! current as units start, stop and restart.
+//!
+//! - `install` writes every policy entry and allowed UID, tags every
+//!   protected path that exists, and resolves each unit's cgroup. Any error
+//!   aborts the whole install (the caller drops the `Kernel`, which frees
+//!   the maps: nothing of a partial set ever reaches an attached program).
+//! - `reconcile` runs on every cgroup tree change and periodically: a unit
+//!   that (re)started gets its new cgroup id and its paths re-tagged (systemd
+//!   creates a fresh credentials mount, with fresh inodes, on every start);
+//!   a unit that stopped gets cgroup id 0, which no opener can match, so its
+//!   files are closed to everyone until it runs again (fail closed).
+
+use std::{
+    collections::HashMap,
+    fs::OpenOptions,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use guard_common::*;
+
+use crate::{
+    kernel::Kernel,
+    policy::{Mode, Policy, PolicySet},
+    units::{self, UnitCgroup},
+};
+
+/// Upper bound on inodes one agent tags (a mistaken `protect = ["/usr"]`
+/// should fail loudly, not spend minutes).
+pub const MAX_TAGGED: usize = 2_000_000;
+
+/// Identity of a file as userspace sees it: (major, minor, inode).
+pub type FileId = (u32, u32, u64);
+
+pub fn file_id(meta: &std::fs::Metadata) -> FileId {
+    let dev = meta.dev();
+    (libc::major(dev), libc::minor(dev), meta.ino())
+}
+
+/// The same identity from a kernel `dev_t` (`MAJOR << 20 | MINOR`).
+pub fn file_id_from_kernel(dev: u32, ino: u64) -> FileId {
+    (dev >> 20, dev & 0xfffff, ino)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PolicyState {
+    pub cgroup: Option<UnitCgroup>,
+    /// Protected paths that did not exist at the last attempt.
+    pub pending: Vec<PathBuf>,
+    /// The identity each protected path had when it was tagged. A path whose
+    /// identity changes (a new credentials mount over the old mountpoint, a
+    /// file replaced by rename) is tagged again on the next reconcile.
+    pub roots: HashMap<PathBuf, FileId>,
+    pub tagged: usize,
+}
+
+pub struct Enforcer {
+    pub policies: Vec<Policy>,
+    pub state: Vec<PolicyState>,
+    cgroup_root: PathBuf,
+    /// What the agent tagged, for naming files in events.
+    files: HashMap<FileId, (u32, PathBuf)>,
+}
+
+/// What changed in one reconcile, for the log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    Started { unit: String, cgroup: String, id: u64, tagged: usize },
+    Stopped { unit: String },
+    Tagged { unit: String, path: PathBuf, count: usize },
+}
+
+impl Enforcer {
+    pub fn new(set: &PolicySet, cgroup_root: &Path) -> Self {
+        Self {
+            policies: set.policies.clone(),
+            state: vec![PolicyState::default(); set.policies.len()],
+            cgroup_root: cgroup_root.to_path_buf(),
+            files: HashMap::new(),
+        }
+    }
+
+    pub fn install(&mut self, kernel: &mut Kernel) -> Result<()> {
+        if self.policies.len() > MAX_POLICIES as usize {
+            bail!("{} policies; at most {MAX_POLICIES} are supported", self.policies.len());
+        }
+        for i in 0..self.policies.len() {
+            let p = &self.policies[i];
+            for uid in &p.allow_uids {
+                kernel
+                    .maps
+                    .uids
+                    .insert(UidKey { policy_id: p.id, uid: *uid }, 1, 0)
+                    .with_context(|| format!("{}: writing allowed uid {uid}", p.source.display()))?;
+            }
+            let cgroup = units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref());
+            let protect = p.protect.clone();
+            self.write_policy(kernel, i, cgroup)?;
+            self.state[i].pending = protect;
+            self.tag_pending(kernel, i)?;
+        }
+        Ok(())
+    }
+
+    fn write_policy(&mut self, kernel: &mut Kernel, i: usize, cgroup: Option<UnitCgroup>) -> Result<()> {
+        let p = &self.policies[i];
+        let entry = PolicyEntry {
+            cgroup_id: cgroup.as_ref().map_or(0, |c| c.id),
+            cgroup_level: cgroup.as_ref().map_or(0, |c| c.level),
+            mode: match p.mode {
+                Mode::Enforce => MODE_ENFORCE,
+                Mode::Audit => MODE_AUDIT,
+            },
+            rate_per_sec: p.rate_per_sec,
+            rate_burst: p.rate_burst.max(1),
+        };
+        if let Some(old) = &self.state[i].cgroup {
+            let _ = kernel.maps.unit_cgroups.remove(&old.id);
+        }
+        if let Some(c) = &cgroup {
+            kernel.maps.unit_cgroups.insert(c.id, p.id, 0).context("writing unit cgroup")?;
+        }
+        kernel.maps.policies.set(p.id, entry, 0).with_context(|| format!("writing policy {}", p.name))?;
+        self.state[i].cgroup = cgroup;
+        Ok(())
+    }
+
+    /// Tags every pending path of policy `i` that exists now.
+    fn tag_pending(&mut self, kernel: &mut Kernel, i: usize) -> Result<Vec<(PathBuf, usize)>> {
+        let pending = std::mem::take(&mut self.state[i].pending);
+        let mut done = Vec::new();
+        for path in pending {
+            match std::fs::metadata(&path) {
+                Ok(meta) => {
+                    let n = self.tag_tree(kernel, i, &path)?;
+                    self.state[i].tagged += n;
+                    self.state[i].roots.insert(path.clone(), file_id(&meta));
+                    done.push((path, n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.state[i].pending.push(path),
+                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Tags `root` (following a symlink there) and, if it is a directory,
+    /// everything below it, without following symlinks inside.
+    fn tag_tree(&mut self, kernel: &mut Kernel, i: usize, root: &Path) -> Result<usize> {
+        let policy_id = self.policies[i].id;
+        let mut stack = vec![(root.to_path_buf(), true)];
+        let mut count = 0;
+        while let Some((path, follow)) = stack.pop() {
+            // O_PATH: gives the inode without opening the file, so it never
+            // passes through file_open (ours included, on a re-tag).
+            let mut flags = libc::O_PATH | libc::O_CLOEXEC;
+            if !follow {
+                flags |= libc::O_NOFOLLOW;
+            }
+            let fd = match OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+                Ok(fd) => fd,
+                // Raced with a deletion: nothing left to protect.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("opening {} (O_PATH)", path.display())),
+            };
+            let meta = fd.metadata().with_context(|| format!("stat {}", path.display()))?;
+            if meta.file_type().is_symlink() {
+                continue; // a link inside a protected dir: its target is not ours to claim
+            }
+            // List a directory before tagging it: once tagged, the agent's own
+            // opendir() is an outsider's open and is denied.
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path).with_context(|| format!("listing {}", path.display()))? {
+                    stack.push((entry?.path(), false));
+                }
+            }
+            let flags = if meta.is_dir() { RULE_F_INHERIT } else { 0 };
+            kernel
+                .tag_inode(&fd, InodeRule { policy_id, flags })
+                .with_context(|| format!("tagging {}", path.display()))?;
+            self.files.insert(file_id(&meta), (policy_id, path.clone()));
+            count += 1;
+            if self.files.len() > MAX_TAGGED {
+                bail!(
+                    "more than {MAX_TAGGED} files under the protected paths of {}; \
+                     protect narrower paths",
+                    self.policies[i].source.display()
+                );
+            }
+        }
+        Ok(count)
+    }
+
+    /// Brings the kernel's view up to date with the cgroup tree and the
+    /// protected paths. Errors are per policy and do not stop the others.
+    ///
+    /// Paths whose identity did not change keep their tags (inode storage
+    /// lives as long as the inode); only new or replaced ones are walked.
+    pub fn reconcile(&mut self, kernel: &mut Kernel) -> Vec<Result<Change>> {
+        let mut out = Vec::new();
+        for i in 0..self.policies.len() {
+            let p = &self.policies[i];
+            let unit = p.unit.clone();
+            let now = units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref());
+            let changed = now.as_ref().map(|c| c.id) != self.state[i].cgroup.as_ref().map(|c| c.id);
+            if changed {
+                if let Err(e) = self.write_policy(kernel, i, now.clone()) {
+                    out.push(Err(e));
+                    continue;
+                }
+            }
+            self.requeue_replaced(i);
+            let tagged = if self.state[i].pending.is_empty() {
+                Vec::new()
+            } else {
+                match self.tag_pending(kernel, i) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        out.push(Err(e));
+                        Vec::new()
+                    }
+                }
+            };
+            match (changed, now) {
+                (true, Some(c)) => out.push(Ok(Change::Started {
+                    unit,
+                    cgroup: c.rel,
+                    id: c.id,
+                    tagged: tagged.iter().map(|(_, n)| n).sum(),
+                })),
+                (true, None) => out.push(Ok(Change::Stopped { unit })),
+                (false, _) => out.extend(
+                    tagged.into_iter().map(|(path, count)| Ok(Change::Tagged { unit: unit.clone(), path, count })),
+                ),
+            }
+        }
+        out
+    }
+
+    /// Moves protected paths whose identity changed (or that vanished) back
+    /// to pending, so the next tagging pass covers the new inode.
+    fn requeue_replaced(&mut self, i: usize) {
+        let state = &mut self.state[i];
+        let mut moved = Vec::new();
+        for (path, id) in &state.roots {
+            match std::fs::metadata(path) {
+                Ok(meta) if file_id(&meta) == *id => {}
+                _ => moved.push(path.clone()),
+            }
+        }
+        for path in moved {
+            state.roots.remove(&path);
+            state.pending.push(path);
+        }
+    }
+
+    pub fn file(&self, id: &FileId) -> Option<&(u32, PathBuf)> {
+        self.files.get(id)
+    }
+
+    pub fn tagged_total(&self) -> usize {
+        self.state.iter().map(|s| s.tagged).sum()
+    }
+
+    pub fn policy(&self, id: u32) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+
+    /// The cgroup directories to watch for unit (re)starts.
+    pub fn watch_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.cgroup_root.clone()];
+        for (p, s) in self.policies.iter().zip(&self.state) {
+            let rel = s.cgroup.as_ref().map(|c| c.rel.clone()).or_else(|| p.cgroup.clone());
+            if let Some(rel) = rel {
+                if let Some(parent) = Path::new(&rel).parent() {
+                    dirs.push(self.cgroup_root.join(parent.strip_prefix("/").unwrap_or(parent)));
+                }
+            } else {
+                dirs.push(self.cgroup_root.join("system.slice"));
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// The one-line summary `guard run` prints once attached.
+    pub fn summary(&self) -> String {
+        let running: Vec<String> = self
+            .policies
+            .iter()
+            .zip(&self.state)
+            .map(|(p, s)| match &s.cgroup {
+                Some(c) => format!("{} (cgroup {} id {})", p.unit, c.rel, c.id),
+                None => format!("{} (not running: closed to all)", p.unit),
+            })
+            .collect();
+        let pending: usize = self.state.iter().map(|s| s.pending.len()).sum();
+        format!(
+            "guard: protecting {} inodes for {} policies [{}]; {} path(s) not present yet",
+            self.tagged_total(),
+            self.policies.len(),
+            running.join(", "),
+            pending
+        )
+    }
+}

@@ -1,0 +1,177 @@
+//! The denial feed: kernel records in, JSON lines out, to any number of
+//! consumers, none of which can slow the reader (or, therefore, the kernel).
+//!
+//! ```text
+//! ring buffer ──reader──> broadcast (bounded) ──> output sink (stdout / --events-file)
+//!                                              └─> each socket subscriber
+//! ```
+//! A consumer that falls behind the broadcast's capacity loses the oldest
+//! records and is sent a `gap` record saying how many; a subscriber whose
+//! socket stays unwritable is cut off. The reader never waits on either.
+
+pub mod metrics;
+pub mod record;
+pub mod socket;
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use anyhow::Result;
+use aya::maps::{MapData, RingBuf};
+use bytes::Bytes;
+use tokio::{io::unix::AsyncFd, sync::broadcast};
+
+use crate::enforce::Enforcer;
+use record::{Gap, Namer, Record};
+
+/// How many records a consumer may fall behind before it starts losing them.
+pub const FEED_CAPACITY: usize = 16 * 1024;
+
+pub struct Item {
+    pub record: Option<Record>,
+    /// One JSON line, newline included.
+    pub json: Bytes,
+}
+
+#[derive(Default)]
+pub struct FeedStats {
+    pub received: AtomicU64,
+    pub malformed: AtomicU64,
+    pub subscribers: AtomicU64,
+    pub subscribers_total: AtomicU64,
+    pub subscribers_cut_off: AtomicU64,
+    pub subscriber_missed: AtomicU64,
+    pub output_missed: AtomicU64,
+    /// (policy, unit, decision) -> records received.
+    pub by_policy: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    pub tx: broadcast::Sender<Arc<Item>>,
+    pub stats: Arc<FeedStats>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        Self { tx, stats: Arc::new(FeedStats::default()) }
+    }
+
+    pub fn publish_line(&self, json: Vec<u8>, record: Option<Record>) {
+        let mut json = json;
+        json.push(b'\n');
+        // No receivers is fine: the feed is also counted in metrics.
+        let _ = self.tx.send(Arc::new(Item { record, json: Bytes::from(json) }));
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Drains the ring buffer for as long as the agent runs.
+pub async fn read_ring(
+    ring: RingBuf<MapData>,
+    hub: Hub,
+    enforcer: Arc<Mutex<Enforcer>>,
+    mut namer: Namer,
+) -> Result<()> {
+    // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd
+    // owns it, and nothing else registers it.
+    let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("registering the ring buffer: {e}"))?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        let mut batch = 0u32;
+        while let Some(item) = ring.next() {
+            batch += 1;
+            hub.stats.received.fetch_add(1, Ordering::Relaxed);
+            let Some(ev) = record::decode(&item) else {
+                hub.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            drop(item);
+            let rec = {
+                let enf = enforcer.lock().unwrap();
+                namer.record(&ev, &enf)
+            };
+            *hub
+                .stats
+                .by_policy
+                .lock()
+                .unwrap()
+                .entry((rec.policy.clone(), rec.unit.clone(), rec.decision))
+                .or_default() += 1;
+            match serde_json::to_vec(&rec) {
+                Ok(json) => hub.publish_line(json, Some(rec)),
+                Err(_) => {
+                    hub.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if batch >= 256 {
+                // Under a flood the ring never empties: give the other tasks
+                // (metrics, subscribers) their turn.
+                break;
+            }
+        }
+        if batch >= 256 {
+            drop(guard);
+            tokio::task::yield_now().await;
+            continue;
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Writes the feed to stdout or a file: JSON lines, or one human line per
+/// record when `human` (stdout is a terminal). Runs on its own thread so a
+/// blocked stdout can only make this sink lag (and say so), nothing else.
+pub fn spawn_output(hub: &Hub, out: Box<dyn Write + Send>, human: bool) -> std::thread::JoinHandle<()> {
+    let mut rx = hub.tx.subscribe();
+    let stats = hub.stats.clone();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    std::thread::spawn(move || loop {
+        // Block for one record, then take whatever else is already queued,
+        // and flush once per batch rather than once per record.
+        let mut next = rx.blocking_recv().map_err(Some);
+        loop {
+            let res = match next {
+                Ok(item) => match (&item.record, human) {
+                    (Some(r), true) => writeln!(out, "{}", r.human()),
+                    _ => out.write_all(&item.json),
+                },
+                Err(Some(broadcast::error::RecvError::Lagged(n))) => {
+                    stats.output_missed.fetch_add(n, Ordering::Relaxed);
+                    let gap = serde_json::to_string(&Gap::new(n, "output lagged")).unwrap_or_default();
+                    writeln!(out, "{gap}")
+                }
+                Err(Some(broadcast::error::RecvError::Closed)) => {
+                    let _ = out.flush();
+                    return;
+                }
+                Err(None) => break,
+            };
+            if res.is_err() {
+                return;
+            }
+            next = match rx.try_recv() {
+                Ok(item) => Ok(item),
+                Err(broadcast::error::TryRecvError::Empty) => Err(None),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Err(Some(broadcast::error::RecvError::Lagged(n))),
+                Err(broadcast::error::TryRecvError::Closed) => Err(Some(broadcast::error::RecvError::Closed)),
+            };
+        }
+        if out.flush().is_err() {
+            return;
+        }
+    })
+}

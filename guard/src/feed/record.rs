@@ -1,0 +1,263 @@
+//! One feed record: the kernel's `Event`, decoded and named.
+//!
+//! The JSON form is versioned (`"schema": "guard.event/v1"`) and described
+//! by `schema/event-v1.json`; tests check every emitted record against it.
+
+use std::{collections::HashMap, path::Path, time::{Duration, SystemTime}};
+
+use guard_common::*;
+use serde::Serialize;
+
+use crate::{enforce::{file_id_from_kernel, Enforcer}, policy::{Mode, Passwd}, units};
+
+pub const SCHEMA: &str = "guard.event/v1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub schema: &'static str,
+    pub kind: &'static str,
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    pub decision: &'static str,
+    pub hook: &'static str,
+    pub access: Vec<&'static str>,
+    pub policy: String,
+    pub unit: String,
+    pub mode: &'static str,
+    pub file: FileInfo,
+    pub process: ProcessInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    /// The path the opener used (`bpf_d_path`), or the path guard tagged.
+    pub path: Option<String>,
+    /// `major:minor`
+    pub dev: String,
+    pub ino: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub exe: Option<String>,
+    pub exe_dev: String,
+    pub exe_ino: u64,
+    pub uid: u32,
+    pub user: Option<String>,
+    pub euid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// A gap: records that a consumer did not get, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gap {
+    pub schema: &'static str,
+    pub kind: &'static str,
+    pub time: String,
+    pub missed: u64,
+    pub reason: &'static str,
+}
+
+impl Gap {
+    pub fn new(missed: u64, reason: &'static str) -> Self {
+        Self { schema: SCHEMA, kind: "gap", time: rfc3339(SystemTime::now()), missed, reason }
+    }
+}
+
+/// Decodes a ring buffer item. `None` if it has the wrong size.
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    if bytes.len() < std::mem::size_of::<Event>() {
+        return None;
+    }
+    // SAFETY: Event is repr(C), plain integers, and the length is checked.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const Event) })
+}
+
+/// Names things in records: users, cgroups, files. Caches cgroup paths.
+pub struct Namer {
+    passwd: Option<Passwd>,
+    cgroup_root: std::path::PathBuf,
+    cgroups: HashMap<u64, Option<String>>,
+    /// The last process's executable path: floods come from one process.
+    last_exe: Option<((u32, u64), Option<String>)>,
+    boot_offset: Duration,
+}
+
+impl Namer {
+    pub fn new(passwd_path: &Path, cgroup_root: &Path) -> Self {
+        Self {
+            passwd: Passwd::read(passwd_path).ok(),
+            cgroup_root: cgroup_root.to_path_buf(),
+            cgroups: HashMap::new(),
+            last_exe: None,
+            boot_offset: boot_offset(),
+        }
+    }
+
+    fn cgroup(&mut self, id: u64) -> Option<String> {
+        if let Some(hit) = self.cgroups.get(&id) {
+            return hit.clone();
+        }
+        let path = units::path_of_id(&self.cgroup_root, id);
+        if self.cgroups.len() > 4096 {
+            self.cgroups.clear();
+        }
+        self.cgroups.insert(id, path.clone());
+        path
+    }
+
+    /// Keyed by (tgid, executable inode), so a reused pid cannot inherit a name.
+    fn exe(&mut self, tgid: u32, exe_ino: u64) -> Option<String> {
+        if let Some((key, exe)) = &self.last_exe {
+            if *key == (tgid, exe_ino) {
+                return exe.clone();
+            }
+        }
+        // Best effort: the process may be gone by now.
+        let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.display().to_string());
+        self.last_exe = Some(((tgid, exe_ino), exe.clone()));
+        exe
+    }
+
+    pub fn record(&mut self, ev: &Event, enforcer: &Enforcer) -> Record {
+        let policy = enforcer.policy(ev.policy_id);
+        let file_path = if ev.path_len > 1 {
+            let end = ev.path.iter().position(|&b| b == 0).unwrap_or(ev.path.len());
+            Some(String::from_utf8_lossy(&ev.path[..end]).into_owned())
+        } else {
+            enforcer
+                .file(&file_id_from_kernel(ev.dev, ev.ino))
+                .map(|(_, p)| p.display().to_string())
+        };
+        let comm_end = ev.comm.iter().position(|&b| b == 0).unwrap_or(ev.comm.len());
+        let cgroup = self.cgroup(ev.cgroup_id);
+        let wall = SystemTime::UNIX_EPOCH + self.boot_offset + Duration::from_nanos(ev.ts_boot_ns);
+        let mut access = Vec::new();
+        if ev.access & ACCESS_READ != 0 {
+            access.push("read");
+        }
+        if ev.access & ACCESS_WRITE != 0 {
+            access.push("write");
+        }
+        if ev.access & ACCESS_ALTER != 0 {
+            access.push("alter");
+        }
+        Record {
+            schema: SCHEMA,
+            kind: "access",
+            time: rfc3339(wall),
+            decision: if ev.decision == DECISION_AUDITED { "audited" } else { "denied" },
+            hook: HOOK_NAMES.get(ev.hook as usize).copied().unwrap_or("unknown"),
+            access,
+            policy: policy.map_or_else(|| format!("#{}", ev.policy_id), |p| p.name.clone()),
+            unit: policy.map_or_else(String::new, |p| p.unit.clone()),
+            mode: match policy.map(|p| p.mode) {
+                Some(Mode::Audit) => "audit",
+                _ => "enforce",
+            },
+            file: FileInfo {
+                path: file_path,
+                dev: format!("{}:{}", ev.dev >> 20, ev.dev & 0xfffff),
+                ino: ev.ino,
+            },
+            process: ProcessInfo {
+                pid: ev.tgid,
+                tid: ev.pid,
+                comm: String::from_utf8_lossy(&ev.comm[..comm_end]).into_owned(),
+                exe: self.exe(ev.tgid, ev.exe_ino),
+                exe_dev: format!("{}:{}", ev.exe_dev >> 20, ev.exe_dev & 0xfffff),
+                exe_ino: ev.exe_ino,
+                uid: ev.uid,
+                user: self.passwd.as_ref().and_then(|p| p.name(ev.uid)).map(String::from),
+                euid: ev.euid,
+                gid: ev.gid,
+                cgroup_id: ev.cgroup_id,
+                unit: cgroup.as_deref().and_then(units::unit_of_cgroup).map(String::from),
+                cgroup,
+            },
+            target_pid: (ev.hook == HOOK_PTRACE).then_some(ev.target_tgid),
+        }
+    }
+}
+
+impl Record {
+    /// The one-line human form used when stdout is a terminal.
+    pub fn human(&self) -> String {
+        format!(
+            "{} {} {} {} by pid {} ({}) uid {}{} cgroup {} [policy {} / {}]",
+            self.time,
+            self.decision.to_uppercase(),
+            self.access.join("+"),
+            self.file.path.as_deref().unwrap_or("?"),
+            self.process.pid,
+            self.process.comm,
+            self.process.uid,
+            self.process.user.as_deref().map(|u| format!(" ({u})")).unwrap_or_default(),
+            self.process.cgroup.as_deref().unwrap_or("?"),
+            self.policy,
+            self.hook,
+        )
+    }
+}
+
+/// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn `bpf_ktime_get_boot_ns` into wall time.
+fn boot_offset() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().saturating_sub(boot)
+}
+
+/// RFC 3339 in UTC with nanoseconds, without a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 5);
+        assert_eq!(rfc3339(t), "2026-11-18T08:26:40.000000005Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&rfc3339(leap)[..10], "2000-02-29");
+    }
+
+    #[test]
+    fn decode_rejects_short_items() {
+        assert!(decode(&[0u8; 8]).is_none());
+        let bytes = vec![0u8; std::mem::size_of::<Event>()];
+        assert_eq!(decode(&bytes).unwrap().pid, 0);
+    }
+}

@@ -1,0 +1,272 @@
+//! `guard run`: the agent.
+//!
+//! 1. Validate every policy (nothing touches the kernel if one is wrong).
+//! 2. Check the kernel: BPF LSM active, BTF, cgroup v2.
+//! 3. Load the object with this kernel's struct layout; fill the maps; tag
+//!    the protected inodes. Still nothing attached.
+//! 4. Attach every hook, print a one-line summary, then serve: the feed,
+//!    subscribers, metrics, and unit restarts, until SIGINT/SIGTERM, which
+//!    detach everything.
+
+use std::{
+    io::IsTerminal,
+    net::SocketAddr,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use guard_common::DEFAULT_RINGBUF_BYTES;
+use tokio::{io::unix::AsyncFd, signal::unix::{signal, SignalKind}};
+
+use crate::{
+    enforce::{Change, Enforcer},
+    exit,
+    feed::{self, record::Namer, Hub},
+    kernel::{self, preflight, Kernel},
+    policy,
+};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Directory of policy files (*.toml), or one policy file.
+    #[arg(long)]
+    pub policy_dir: PathBuf,
+    /// Write the feed (JSON lines) here instead of stdout.
+    #[arg(long)]
+    pub events_file: Option<PathBuf>,
+    /// Unix socket for `guard events --follow` subscribers (root-only).
+    #[arg(long, default_value = feed::socket::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Do not open the subscriber socket.
+    #[arg(long)]
+    pub no_socket: bool,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_parser = crate::parse_addr)]
+    pub metrics: Option<SocketAddr>,
+    /// Keep the kernel's BPF run-time statistics on (per-hook ns/call in
+    /// metrics). Costs two clock reads per hook call; on by default with --metrics.
+    #[arg(long)]
+    pub prog_stats: bool,
+    /// Create this file once the hooks are attached (for supervisors and tests).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    #[arg(long, default_value = "/etc/passwd")]
+    pub passwd: PathBuf,
+    #[arg(long, default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    #[arg(long, default_value_t = DEFAULT_RINGBUF_BYTES)]
+    pub ringbuf_bytes: u32,
+    /// Re-check units at least this often, in addition to cgroup tree events.
+    #[arg(long, default_value_t = 1000)]
+    pub reconcile_ms: u64,
+}
+
+pub fn main(args: RunArgs) -> ExitCode {
+    // 1. Policies.
+    let set = match policy::load(&args.policy_dir, &args.passwd) {
+        Ok(set) => set,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("guard: nothing was loaded; the kernel is unchanged");
+            return ExitCode::from(exit::POLICY_INVALID);
+        }
+    };
+    for w in &set.warnings {
+        eprintln!("{w}");
+    }
+    // 2. Kernel features.
+    let sys = preflight::SysPaths { cgroup_root: args.cgroup_root.clone(), ..Default::default() };
+    if let Err(missing) = preflight::check(&sys) {
+        for m in &missing {
+            eprintln!("error: {m}");
+        }
+        eprintln!("guard: this kernel cannot run guard; nothing was loaded");
+        return ExitCode::from(exit::KERNEL_UNSUPPORTED);
+    }
+    if !args.ringbuf_bytes.is_power_of_two() || args.ringbuf_bytes < 4096 {
+        eprintln!("error: --ringbuf-bytes {}: must be a power of two, at least 4096", args.ringbuf_bytes);
+        return ExitCode::FAILURE;
+    }
+    // 3 and 4.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(serve(args, set)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
+    let t0 = Instant::now();
+    let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
+    let layout = kernel::btf::kernel_layout(&btf).context("this kernel's structs lack a field guard reads")?;
+    let mut k = Kernel::load(&layout, args.ringbuf_bytes)?;
+    let mut enforcer = Enforcer::new(&set, &args.cgroup_root);
+    enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
+    let ring = k.events.take().context("ring buffer already taken")?;
+    let stats_fd = if args.prog_stats || args.metrics.is_some() {
+        Some(kernel::enable_runtime_stats()?)
+    } else {
+        None
+    };
+    k.attach_enforcing()?;
+    eprintln!("{} [hooks: {}] ({} ms)", enforcer.summary(), k.attached().join(","), t0.elapsed().as_millis());
+
+    let kernel = Arc::new(Mutex::new(k));
+    let enforcer = Arc::new(Mutex::new(enforcer));
+    let hub = Hub::new();
+
+    // Consumers first, so the first record has somewhere to go.
+    let output: Box<dyn std::io::Write + Send> = match &args.events_file {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening --events-file {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let human = args.events_file.is_none() && std::io::stdout().is_terminal();
+    feed::spawn_output(&hub, output, human);
+    if !args.no_socket {
+        let listener = feed::socket::bind(&args.socket)?;
+        tokio::spawn(feed::socket::serve(listener, hub.clone()));
+    }
+    if let Some(addr) = args.metrics {
+        let (kernel, hub) = (kernel.clone(), hub.clone());
+        tokio::spawn(async move {
+            if let Err(e) = feed::metrics::serve(addr, kernel, hub).await {
+                log::error!("metrics: {e:#}");
+            }
+        });
+    }
+    let namer = Namer::new(&args.passwd, &args.cgroup_root);
+    let reader = tokio::spawn(feed::read_ring(ring, hub.clone(), enforcer.clone(), namer));
+    let watcher = tokio::spawn(watch_units(kernel.clone(), enforcer.clone(), Duration::from_millis(args.reconcile_ms)));
+
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM"),
+        _ = int.recv() => log::info!("SIGINT"),
+        r = reader => log::error!("feed reader stopped: {r:?}"),
+        r = watcher => log::error!("unit watcher stopped: {r:?}"),
+    }
+    // Let the feed drain what the kernel already wrote.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    kernel.lock().unwrap().detach_all();
+    drop(stats_fd);
+    if !args.no_socket {
+        let _ = std::fs::remove_file(&args.socket);
+    }
+    eprintln!("guard: detached all hooks; exiting");
+    Ok(())
+}
+
+/// Re-resolves units and protected paths on every change in the watched
+/// cgroup directories (inotify: systemd mkdirs/rmdirs a unit's cgroup on
+/// start/stop), on every change of the mount table (systemd moves a fresh
+/// credentials mount into place on each start), and at least every `period`.
+async fn watch_units(kernel: Arc<Mutex<Kernel>>, enforcer: Arc<Mutex<Enforcer>>, period: Duration) -> Result<()> {
+    let inotify = Inotify::new()?;
+    let mut watched = Vec::new();
+    let mut interval = tokio::time::interval(period);
+    // SAFETY: the inotify fd is owned by the AsyncFd for its whole life.
+    let afd = unsafe { AsyncFd::register(inotify) }.map_err(|e| anyhow::anyhow!("registering inotify: {e}"))?;
+    // /proc/self/mountinfo signals POLLPRI whenever the mount table changes.
+    let mounts = std::fs::File::open("/proc/self/mountinfo").context("opening /proc/self/mountinfo")?;
+    // SAFETY: the file is owned by the AsyncFd for its whole life.
+    let mounts = unsafe { AsyncFd::register_with_interest(mounts, tokio::io::Interest::PRIORITY) }
+        .map_err(|e| anyhow::anyhow!("watching /proc/self/mountinfo: {e}"))?;
+    loop {
+        {
+            let mut enf = enforcer.lock().unwrap();
+            let mut k = kernel.lock().unwrap();
+            for change in enf.reconcile(&mut k) {
+                match change {
+                    Ok(Change::Started { unit, cgroup, id, tagged }) => {
+                        log::info!("{unit} started: cgroup {cgroup} (id {id}); {tagged} inodes tagged")
+                    }
+                    Ok(Change::Stopped { unit }) => log::info!("{unit} stopped: its files are closed to all"),
+                    Ok(Change::Tagged { unit, path, count }) => {
+                        log::info!("{unit}: {} appeared; {count} inodes tagged", path.display())
+                    }
+                    Err(e) => log::error!("reconcile: {e:#}"),
+                }
+            }
+            for dir in enf.watch_dirs() {
+                if !watched.contains(&dir) && afd.get_ref().add(&dir).is_ok() {
+                    watched.push(dir);
+                }
+            }
+        }
+        tokio::select! {
+            r = afd.readable() => {
+                let mut g = r?;
+                afd.get_ref().drain();
+                g.clear_ready();
+            }
+            r = mounts.ready(tokio::io::Interest::PRIORITY) => {
+                r?.clear_ready();
+            }
+            _ = interval.tick() => {}
+        }
+    }
+}
+
+/// A minimal inotify handle: directory create/delete events only.
+struct Inotify(OwnedFd);
+
+impl Inotify {
+    fn new() -> Result<Self> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("inotify_init1");
+        }
+        // SAFETY: fd is a fresh, valid descriptor we own.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn add(&self, dir: &Path) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+        let mask = libc::IN_CREATE | libc::IN_DELETE | libc::IN_DELETE_SELF | libc::IN_MOVED_TO;
+        // SAFETY: valid fd and NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(self.0.as_raw_fd(), c.as_ptr(), mask) };
+        if wd < 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("watching {}", dir.display()));
+        }
+        Ok(())
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a valid buffer of the given length.
+        while unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+impl AsRawFd for Inotify {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}

@@ -1,0 +1,304 @@
+//! The guest world the suite builds: cgroups standing for units, a
+//! credentials mount like systemd's, the guard agent as a child process,
+//! and helpers to run probes and read the feed.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const GUARD: &str = "/bin/guard";
+pub const SELF: &str = "/bin/vm-tests";
+pub const CGROOT: &str = "/sys/fs/cgroup";
+pub const EVENTS: &str = "/tmp/events.jsonl";
+pub const GUARD_LOG: &str = "/tmp/guard.log";
+pub const METRICS: &str = "127.0.0.1:9464";
+
+/// Users in the guest's /etc/passwd (written by the VM image builder).
+pub const ROOT: u32 = 0;
+pub const ALICE: u32 = 1000; // a login user
+pub const BOB: u32 = 1001; // a user the unit's policy does not allow
+pub const SVC: u32 = 1002; // the unit's user
+
+pub const UNIT: &str = "/system.slice/demo.service";
+pub const OTHER: &str = "/system.slice/other.service";
+pub const SESSION: &str = "/user.slice/user-1000.slice/session-1.scope";
+pub const AUDITED_UNIT: &str = "/system.slice/audited.service";
+pub const FLOOD_UNIT: &str = "/system.slice/flood.service";
+pub const HOST: &str = "/"; // root's own cgroup: "the rest of the host"
+
+pub const CRED_DIR: &str = "/run/credentials/demo.service";
+pub const KEY: &str = "/run/credentials/demo.service/key";
+pub const SECRETS: &str = "/srv/demo/secrets";
+pub const DB_PASSWORD: &str = "/srv/demo/secrets/db-password";
+pub const PUBLIC: &str = "/srv/public.txt";
+pub const AUDITED_FILE: &str = "/srv/audited/token";
+pub const FLOOD_FILE: &str = "/srv/flood/secret";
+
+pub fn mkcg(rel: &str) {
+    std::fs::create_dir_all(Path::new(CGROOT).join(rel.trim_start_matches('/'))).unwrap_or_else(|e| panic!("mkdir cgroup {rel}: {e}"));
+}
+
+pub fn cgroup_id(rel: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(Path::new(CGROOT).join(rel.trim_start_matches('/'))).map(|m| m.ino()).unwrap_or(0)
+}
+
+pub fn write_file(path: &str, data: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(d) = Path::new(path).parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn chmod(path: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {path}: {e}"));
+}
+
+pub fn mount_tmpfs(dir: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    // SAFETY: valid C strings.
+    let r = unsafe { libc::mount(c("tmpfs").as_ptr(), c(dir).as_ptr(), c("tmpfs").as_ptr(), 0, c("mode=0777").as_ptr().cast()) };
+    assert_eq!(r, 0, "mount tmpfs {dir}: {}", std::io::Error::last_os_error());
+}
+
+pub fn umount(dir: &str) {
+    let c = std::ffi::CString::new(dir).unwrap();
+    // SAFETY: valid C string.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+}
+
+pub fn move_mount(src: &str, dst: &str) {
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    // SAFETY: valid C strings.
+    let r = unsafe { libc::mount(c(src).as_ptr(), c(dst).as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()) };
+    assert_eq!(r, 0, "move mount {src} -> {dst}: {}", std::io::Error::last_os_error());
+}
+
+pub fn bind_mount(src: &str, dst: &str) {
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    if !Path::new(dst).exists() {
+        std::fs::write(dst, b"").unwrap();
+    }
+    // SAFETY: valid C strings.
+    let r = unsafe { libc::mount(c(src).as_ptr(), c(dst).as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    assert_eq!(r, 0, "bind mount {src} -> {dst}: {}", std::io::Error::last_os_error());
+}
+
+/// Brings `lo` up (busybox init does not), for the metrics endpoint.
+pub fn loopback_up() {
+    // SAFETY: ioctl on a datagram socket with a properly sized ifreq.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        libc::close(s);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub pid: u32,
+    pub errno: Option<i32>,
+    pub raw: String,
+}
+
+impl Probe {
+    pub fn ok(&self) -> bool {
+        self.errno.is_none() && !self.raw.contains("setup-error")
+    }
+    pub fn denied(&self) -> bool {
+        self.errno == Some(libc::EACCES) || self.errno == Some(libc::EPERM)
+    }
+    pub fn describe(&self) -> String {
+        match self.errno {
+            None if self.ok() => "allowed".into(),
+            None => format!("probe failed: {}", self.raw.trim()),
+            Some(e) => format!("errno {e} ({})", std::io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+fn parse_probe(out: &str) -> Probe {
+    let line = out.lines().find(|l| l.starts_with("PROBE ")).unwrap_or("").to_string();
+    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(String::from);
+    Probe {
+        pid: field("pid=").and_then(|p| p.parse().ok()).unwrap_or(0),
+        errno: field("result=errno=").and_then(|e| e.parse().ok()),
+        raw: out.to_string(),
+    }
+}
+
+/// Runs one access as a fresh process in `cgroup` with `uid`.
+pub fn probe(cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Probe {
+    let out = Command::new(SELF)
+        .args(["probe", "--cgroup", cgroup, "--uid", &uid.to_string(), op])
+        .args(args)
+        .output()
+        .expect("spawning probe");
+    parse_probe(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A probe left running in the background (hold, recv-fd).
+pub struct Background {
+    pub child: Child,
+    pub first_line: String,
+    rest: Option<std::thread::JoinHandle<String>>,
+}
+
+pub fn background(cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Background {
+    let mut child = Command::new(SELF)
+        .args(["probe", "--cgroup", cgroup, "--uid", &uid.to_string(), op])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning background probe");
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    reader.read_line(&mut first_line).unwrap();
+    // Keep the rest of its output, read as it comes so the child never blocks.
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = reader.read_to_string(&mut s);
+        s
+    });
+    Background { child, first_line, rest: Some(rest) }
+}
+
+impl Background {
+    /// Waits for the probe and returns what it reported after its first line.
+    pub fn finish(mut self) -> Probe {
+        let _ = self.child.wait();
+        let out = self.rest.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        parse_probe(&out)
+    }
+}
+
+pub struct Agent {
+    pub child: Child,
+    pub started_ms: u128,
+}
+
+/// Starts `guard run` and waits for it to attach.
+pub fn start_agent(policy_dir: &str, extra: &[&str]) -> Agent {
+    let _ = std::fs::remove_file("/tmp/guard.ready");
+    let log = std::fs::File::create(GUARD_LOG).unwrap();
+    let t = Instant::now();
+    let child = Command::new(GUARD)
+        .args(["run", "--policy-dir", policy_dir, "--events-file", EVENTS, "--ready-file", "/tmp/guard.ready", "--metrics", METRICS, "--reconcile-ms", "200"])
+        .args(extra)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawning guard");
+    let mut agent = Agent { child, started_ms: 0 };
+    while !Path::new("/tmp/guard.ready").exists() {
+        if let Ok(Some(st)) = agent.child.try_wait() {
+            panic!("guard exited before attaching ({st}):\n{}", std::fs::read_to_string(GUARD_LOG).unwrap_or_default());
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            panic!("guard did not attach within 120 s:\n{}", std::fs::read_to_string(GUARD_LOG).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.started_ms = t.elapsed().as_millis();
+    agent
+}
+
+impl Agent {
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Every record of the feed so far.
+pub fn records() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(EVENTS)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The access records whose opener had `pid`, waiting up to 5 s for the first.
+pub fn records_for(pid: u32) -> Vec<serde_json::Value> {
+    let t = Instant::now();
+    loop {
+        let found: Vec<_> = records()
+            .into_iter()
+            .filter(|r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
+            .collect();
+        if !found.is_empty() || t.elapsed() > Duration::from_secs(5) {
+            // A moment more, to catch a (wrong) duplicate.
+            std::thread::sleep(Duration::from_millis(300));
+            return records()
+                .into_iter()
+                .filter(|r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The access records of `pid` after a short settle, for opens that must
+/// produce none.
+pub fn records_settled(pid: u32) -> Vec<serde_json::Value> {
+    std::thread::sleep(Duration::from_millis(400));
+    records()
+        .into_iter()
+        .filter(|r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
+        .collect()
+}
+
+/// GET /metrics from the agent.
+pub fn scrape() -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(METRICS)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Ids of every loaded BPF program (BPF_PROG_GET_NEXT_ID).
+pub fn bpf_prog_ids() -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut attr = [0u32; 4];
+    loop {
+        // SAFETY: bpf(BPF_PROG_GET_NEXT_ID) reads start_id and writes next_id.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), 16usize) };
+        if r != 0 {
+            return ids;
+        }
+        ids.push(attr[1]);
+        attr[0] = attr[1];
+    }
+}

@@ -1,0 +1,27 @@
+//! guard's in-VM test runner. Runs as root inside a QEMU guest booted by
+//! `cargo xtask test` on each kernel of the matrix; every "allowed" and
+//! "denied" it asserts is what that real kernel answered.
+//!
+//! - `vm-tests suite`: the enforcement and feed scenarios.
+//! - `vm-tests probe ...`: one access by a fresh process in a given cgroup
+//!   and UID (used by the suite; see probe.rs).
+//!
+//! Output: one `SCENARIO <name>: PASS|FAIL ...` line per scenario and a
+//! closing `vm-tests: N passed, M failed` line; exit 0 only if none failed.
+
+mod env;
+mod probe;
+mod suite;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let code = match args.get(1).map(String::as_str) {
+        Some("probe") => probe::main(&args[2..]),
+        Some("suite") => suite::main(&args[2..]),
+        _ => {
+            eprintln!("usage: vm-tests suite [--only NAME,...] | vm-tests probe [--cgroup C] [--uid U] OP ARGS...");
+            2
+        }
+    };
+    std::process::exit(code);
+}

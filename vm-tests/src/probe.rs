@@ -1,0 +1,204 @@
+//! `vm-tests probe ...`: one access, done by a fresh process that first
+//! joins a cgroup and drops to a UID (in that order: only root may move
+//! itself between cgroups), then reports what the kernel answered on stdout
+//! as `PROBE pid=<pid> result=ok|errno=<n>`.
+
+use std::{ffi::CString, io::Write, os::unix::ffi::OsStrExt, path::Path};
+
+pub fn main(args: &[String]) -> i32 {
+    let mut cgroup = None;
+    let mut uid: Option<u32> = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--cgroup" => cgroup = it.next().cloned(),
+            "--uid" => uid = it.next().and_then(|s| s.parse().ok()),
+            _ => rest.push(a.clone()),
+        }
+    }
+    if let Some(cg) = cgroup {
+        let procs = Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/')).join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
+            println!("PROBE pid={} setup-error=joining {}: {e}", std::process::id(), procs.display());
+            return 2;
+        }
+    }
+    if let Some(uid) = uid {
+        // SAFETY: plain syscalls; gid first, while we still may.
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(uid, uid, uid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
+                println!("PROBE pid={} setup-error=setuid {uid}: {}", std::process::id(), std::io::Error::last_os_error());
+                return 2;
+            }
+            // Changing credentials made us non-dumpable; a service started
+            // as that user directly would be dumpable, so be like it.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        }
+    }
+    let res = match rest.first().map(String::as_str) {
+        Some("open") => op_open(&rest[1], false),
+        Some("open-write") => op_open(&rest[1], true),
+        Some("read") => std::fs::read(&rest[1]).map(|_| ()),
+        Some("mkdir") => std::fs::create_dir(&rest[1]),
+        Some("create") => std::fs::write(&rest[1], b"new").map(|_| ()),
+        Some("unlink") => std::fs::remove_file(&rest[1]),
+        Some("rename") => std::fs::rename(&rest[1], &rest[2]),
+        Some("link") => std::fs::hard_link(&rest[1], &rest[2]),
+        Some("truncate") => op_truncate(&rest[1]),
+        Some("vm-read") => op_vm_read(rest[1].parse().unwrap_or(0), rest[2].parse().unwrap_or(0)),
+        Some("recv-fd") => op_recv_fd(&rest[1]),
+        Some("send-fd") => op_send_fd(&rest[1], &rest[2]),
+        Some("hold") => op_hold(&rest[1], rest.get(2).map(String::as_str)),
+        Some("flood") => op_flood(&rest[1], rest[2].parse().unwrap_or(0)),
+        other => {
+            println!("PROBE pid={} setup-error=unknown op {other:?}", std::process::id());
+            return 2;
+        }
+    };
+    report(res)
+}
+
+fn report(res: std::io::Result<()>) -> i32 {
+    let pid = std::process::id();
+    match res {
+        Ok(()) => println!("PROBE pid={pid} result=ok"),
+        Err(e) => println!("PROBE pid={pid} result=errno={}", e.raw_os_error().unwrap_or(-1)),
+    }
+    let _ = std::io::stdout().flush();
+    0
+}
+
+fn cstr(p: &str) -> CString {
+    CString::new(Path::new(p).as_os_str().as_bytes()).unwrap()
+}
+
+fn op_open(path: &str, write: bool) -> std::io::Result<()> {
+    let flags = if write { libc::O_WRONLY } else { libc::O_RDONLY };
+    // SAFETY: valid path; fd closed below.
+    let fd = unsafe { libc::open(cstr(path).as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn op_truncate(path: &str) -> std::io::Result<()> {
+    // SAFETY: valid path.
+    if unsafe { libc::truncate(cstr(path).as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// process_vm_readv of `len` bytes at `addr` in `pid`.
+fn op_vm_read(pid: i32, addr: usize) -> std::io::Result<()> {
+    let mut buf = [0u8; 16];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let remote = libc::iovec { iov_base: addr as *mut _, iov_len: buf.len() };
+    // SAFETY: iovecs point at valid local memory / a remote address the kernel checks.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens `file`, prints the address of a buffer holding its first bytes,
+/// then sleeps until killed (a stand-in for a service holding its secret).
+fn op_hold(file: &str, ready: Option<&str>) -> std::io::Result<()> {
+    let data = std::fs::read(file)?;
+    let boxed = data.into_boxed_slice();
+    println!("HOLD pid={} addr={}", std::process::id(), boxed.as_ptr() as usize);
+    let _ = std::io::stdout().flush();
+    if let Some(r) = ready {
+        std::fs::write(r, format!("{} {}", std::process::id(), boxed.as_ptr() as usize))?;
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+        std::hint::black_box(&boxed);
+    }
+}
+
+/// Opens `file` and sends the fd over the Unix socket at `sock` (SCM_RIGHTS).
+fn op_send_fd(file: &str, sock: &str) -> std::io::Result<()> {
+    use std::os::{fd::AsRawFd, unix::net::UnixStream};
+    let f = std::fs::File::open(file)?;
+    let s = UnixStream::connect(sock)?;
+    let fd = f.as_raw_fd();
+    let mut byte = [b'x'];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cmsg = [0u64; 8];
+    // SAFETY: building a standard SCM_RIGHTS control message in a large enough buffer.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, fd);
+        if libc::sendmsg(s.as_raw_fd(), &msg, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Accepts one connection on `sock` and receives an fd; Ok only if an fd
+/// actually arrived (the kernel drops it and sets MSG_CTRUNC when denied).
+fn op_recv_fd(sock: &str) -> std::io::Result<()> {
+    use std::os::{fd::AsRawFd, unix::net::UnixListener};
+    let _ = std::fs::remove_file(sock);
+    // SAFETY: plain syscall. Lets a sender of another uid connect.
+    unsafe { libc::umask(0) };
+    let l = UnixListener::bind(sock)?;
+    println!("LISTENING");
+    let _ = std::io::stdout().flush();
+    let (s, _) = l.accept()?;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cmsg = [0u64; 8];
+    // SAFETY: standard recvmsg with a large enough control buffer.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
+        if libc::recvmsg(s.as_raw_fd(), &mut msg, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            // The fd was refused by file_receive.
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+/// `n` denied-or-not opens as fast as possible; prints how many failed.
+fn op_flood(path: &str, n: u64) -> std::io::Result<()> {
+    let c = cstr(path);
+    let mut failed = 0u64;
+    println!("FLOOD-START pid={}", std::process::id());
+    let _ = std::io::stdout().flush();
+    for _ in 0..n {
+        // SAFETY: valid path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            failed += 1;
+        } else {
+            unsafe { libc::close(fd) };
+        }
+    }
+    println!("FLOOD pid={} opens={n} failed={failed}", std::process::id());
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! The scenarios. Each returns `Ok(detail)` or `Err(why)`; the runner
+//! prints one line per scenario and a closing count.
+//!
+//! Non-vacuity: before guard starts, `control` performs every access the
+//! suite later expects guard to deny and requires the kernel to ALLOW it
+//! (files are 0666 and directories 0777, so DAC never says no). A denial
+//! seen later can therefore only come from guard.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::env::*;
+
+type Outcome = Result<String, String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(format!($($fmt)*));
+        }
+    };
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(String::from).collect());
+    let want = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
+
+    setup_world();
+    let mut results: Vec<(String, Outcome, Duration)> = Vec::new();
+    let mut run = |name: &str, f: &dyn Fn() -> Outcome| {
+        if !want(name) {
+            return;
+        }
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p))));
+        let d = t.elapsed();
+        match &r {
+            Ok(detail) => println!("SCENARIO {name}: PASS ({:.1} s) {detail}", d.as_secs_f64()),
+            Err(why) => println!("SCENARIO {name}: FAIL ({:.1} s) {why}", d.as_secs_f64()),
+        }
+        results.push((name.to_string(), r, d));
+    };
+
+    // Before any agent runs.
+    run("control", &control);
+    run("9-bad-policy-set-changes-nothing", &bad_policy_set);
+
+    let agent = start_agent("/tmp/policies", &[]);
+    println!("guard attached in {} ms", agent.started_ms);
+    run("1-owner-allowed", &owner_allowed);
+    run("2-login-user-denied", &login_user_denied);
+    run("3-same-uid-other-cgroup-denied", &same_uid_other_cgroup);
+    run("4-root-outside-unit-denied", &root_outside);
+    run("5-unit-cgroup-wrong-uid-denied", &unit_cgroup_wrong_uid);
+    run("6-rename-hardlink-bindmount-denied", &rename_link_bind);
+    run("7-new-file-in-protected-dir", &new_file_in_dir);
+    run("8-unrelated-unaffected-and-audit-recorded", &unrelated_and_audit);
+    run("10-alteration-by-outsider-denied", &alteration);
+    run("11-fd-passing-denied", &fd_passing);
+    run("12-memory-read-of-unit-denied", &memory_read);
+    run("13-unit-restart-rearmed", &unit_restart);
+    run("14-feed-schema-and-metrics", &feed_schema_and_metrics);
+    run("15-subscribers-misbehaving", &subscribers);
+    run("16-flood-accounting", &|| flood(&agent));
+    let status = agent.stop();
+    run("17-sigterm-detaches", &move || detached(status));
+
+    let failed = results.iter().filter(|r| r.1.is_err()).count();
+    println!("vm-tests: {} passed, {} failed", results.len() - failed, failed);
+    if failed > 0 {
+        println!("--- guard log ---\n{}", std::fs::read_to_string(GUARD_LOG).unwrap_or_default());
+        1
+    } else {
+        0
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}
+
+fn setup_world() {
+    loopback_up();
+    // Yama's default scope 1 would refuse a unit's process reading its own
+    // sibling; guard's ptrace rule is what this suite tests.
+    let _ = std::fs::write("/proc/sys/kernel/yama/ptrace_scope", "0");
+    for cg in [UNIT, OTHER, SESSION, AUDITED_UNIT, FLOOD_UNIT] {
+        mkcg(cg);
+    }
+    // A credentials mount as systemd makes one (tmpfs at /run/credentials/<unit>).
+    mount_tmpfs(CRED_DIR);
+    write_file(KEY, "demo-key-material", 0o666);
+    for d in ["/srv", "/srv/demo", SECRETS, "/srv/audited", "/srv/flood"] {
+        std::fs::create_dir_all(d).unwrap();
+        chmod(d, 0o777);
+    }
+    chmod(CRED_DIR, 0o777);
+    write_file(DB_PASSWORD, "hunter2", 0o666);
+    write_file(PUBLIC, "hello", 0o666);
+    write_file(AUDITED_FILE, "token", 0o666);
+    write_file(FLOOD_FILE, "flood", 0o666);
+    write_file(
+        "/tmp/policies/demo.toml",
+        &format!(
+            "unit = \"demo.service\"\nmode = \"enforce\"\nallow_users = [\"svc\"]\nprotect = [\"{CRED_DIR}\", \"{SECRETS}\"]\n\n[alerts]\nrate_per_sec = 10000\nburst = 10000\n"
+        ),
+        0o644,
+    );
+    write_file(
+        "/tmp/policies/audited.toml",
+        &format!("unit = \"audited.service\"\nmode = \"audit\"\nallow_users = [{SVC}]\nprotect = [\"{AUDITED_FILE}\"]\n"),
+        0o644,
+    );
+    write_file(
+        "/tmp/policies/flood.toml",
+        &format!(
+            "unit = \"flood.service\"\nmode = \"enforce\"\nallow_users = [{SVC}]\nprotect = [\"{FLOOD_FILE}\"]\n\n[alerts]\nrate_per_sec = 1000000\nburst = 1000000\n"
+        ),
+        0o644,
+    );
+}
+
+/// Every access the suite expects guard to deny, done with no guard: all allowed.
+fn control() -> Outcome {
+    let cases: [(&str, u32, &str, &str); 7] = [
+        (SESSION, ALICE, "open", KEY),
+        (OTHER, SVC, "open", KEY),
+        (HOST, ROOT, "open", KEY),
+        (UNIT, BOB, "open", KEY),
+        (SESSION, ALICE, "open", DB_PASSWORD),
+        (SESSION, ALICE, "open", FLOOD_FILE),
+        (SESSION, ALICE, "open-write", KEY),
+    ];
+    for (cg, uid, op, path) in cases {
+        let p = probe(cg, uid, op, &[path]);
+        ensure!(p.ok(), "without guard, uid {uid} in {cg} {op} {path}: {} (expected allowed)", p.describe());
+    }
+    // Alteration and fd passing, on scratch copies.
+    write_file("/srv/demo/secrets/scratch", "x", 0o666);
+    let p = probe(SESSION, ALICE, "truncate", &["/srv/demo/secrets/scratch"]);
+    ensure!(p.ok(), "without guard, truncate: {}", p.describe());
+    let p = probe(SESSION, ALICE, "unlink", &["/srv/demo/secrets/scratch"]);
+    ensure!(p.ok(), "without guard, unlink: {}", p.describe());
+    let rx = background(SESSION, ALICE, "recv-fd", &["/tmp/ctl.sock"]);
+    let tx = probe(UNIT, SVC, "send-fd", &[KEY, "/tmp/ctl.sock"]);
+    let got = rx.finish();
+    ensure!(tx.ok() && got.ok(), "without guard, fd passing: send {} / receive {}", tx.describe(), got.describe());
+    let hold = background(UNIT, SVC, "hold", &[KEY]);
+    let (pid, addr) = hold_target(&hold);
+    let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
+    kill(hold);
+    ensure!(p.ok(), "without guard, process_vm_readv of a unit process: {}", p.describe());
+    Ok("all 11 accesses allowed by the kernel without guard".into())
+}
+
+fn hold_target(b: &Background) -> (String, String) {
+    let field = |k: &str| b.first_line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or("0").to_string();
+    (field("pid="), field("addr="))
+}
+
+fn kill(b: Background) {
+    let mut child = b.child;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn bad_policy_set() -> Outcome {
+    write_file(
+        "/tmp/bad-policies/a-good.toml",
+        "unit = \"demo.service\"\nmode = \"enforce\"\nallow_users = [1002]\nprotect = [\"/srv/demo/secrets\"]\n",
+        0o644,
+    );
+    write_file(
+        "/tmp/bad-policies/b-bad.toml",
+        "unit = \"other.service\"\nmode = \"enforcing\"\nallow_users = [1002]\nprotect = [\"/srv/public.txt\"]\n",
+        0o644,
+    );
+    let before = bpf_prog_ids();
+    let out = std::process::Command::new(GUARD)
+        .args(["run", "--policy-dir", "/tmp/bad-policies", "--no-socket", "--events-file", "/tmp/bad-events"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let after = bpf_prog_ids();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(2), "exit status {:?}, expected 2; stderr:\n{stderr}", out.status.code());
+    ensure!(
+        stderr.contains("b-bad.toml:2:") && stderr.contains("mode"),
+        "error does not name file b-bad.toml, line 2 and field mode:\n{stderr}"
+    );
+    ensure!(before == after, "BPF programs changed: before {before:?}, after {after:?}");
+    let p = probe(SESSION, ALICE, "open", &[DB_PASSWORD]);
+    ensure!(p.ok(), "after the refused set, a file of the good policy is enforced: {}", p.describe());
+    Ok(format!("exit 2, error names b-bad.toml:2 mode; {} BPF programs before and after", before.len()))
+}
+
+/// Asserts exactly one record for a denied probe, with the right fields.
+fn one_record(p: &Probe, uid: u32, cgroup: &str, path: &str, policy: &str, decision: &str) -> Outcome {
+    let recs = records_for(p.pid);
+    ensure!(recs.len() == 1, "expected exactly 1 record for pid {}, got {}: {recs:?}", p.pid, recs.len());
+    let r = &recs[0];
+    let expect = |v: &Value, want: &str, what: &str| -> Result<(), String> {
+        if v.as_str() == Some(want) { Ok(()) } else { Err(format!("record {what} = {v}, expected {want}: {r}")) }
+    };
+    expect(&r["decision"], decision, "decision")?;
+    expect(&r["policy"], policy, "policy")?;
+    expect(&r["file"]["path"], path, "file.path")?;
+    expect(&r["process"]["cgroup"], cgroup, "process.cgroup")?;
+    ensure!(r["process"]["uid"].as_u64() == Some(uid as u64), "record uid {} != {uid}", r["process"]["uid"]);
+    ensure!(
+        r["process"]["cgroup_id"].as_u64() == Some(cgroup_id(cgroup)),
+        "record cgroup_id {} != {}",
+        r["process"]["cgroup_id"],
+        cgroup_id(cgroup)
+    );
+    Ok(format!("1 record (pid {}, uid {uid}, {cgroup}, {path}, {policy})", p.pid))
+}
+
+fn expect_denied(cg: &str, uid: u32, op: &str, args: &[&str], path: &str) -> Outcome {
+    let p = probe(cg, uid, op, args);
+    ensure!(p.errno == Some(libc::EACCES), "uid {uid} in {cg} {op} {args:?}: {} (expected EACCES)", p.describe());
+    one_record(&p, uid, cg, path, "demo", "denied")
+}
+
+fn owner_allowed() -> Outcome {
+    for path in [KEY, DB_PASSWORD] {
+        let p = probe(UNIT, SVC, "read", &[path]);
+        ensure!(p.ok(), "the unit (svc in {UNIT}) reading {path}: {}", p.describe());
+        ensure!(records_settled(p.pid).is_empty(), "an allowed open produced a record");
+    }
+    Ok("svc in demo.service read key and db-password; no records".into())
+}
+
+fn login_user_denied() -> Outcome {
+    expect_denied(SESSION, ALICE, "open", &[KEY], KEY)
+}
+
+fn same_uid_other_cgroup() -> Outcome {
+    expect_denied(OTHER, SVC, "open", &[KEY], KEY)
+}
+
+fn root_outside() -> Outcome {
+    expect_denied(HOST, ROOT, "open", &[KEY], KEY)
+}
+
+fn unit_cgroup_wrong_uid() -> Outcome {
+    expect_denied(UNIT, BOB, "open", &[KEY], KEY)
+}
+
+fn rename_link_bind() -> Outcome {
+    // Renamed (by the owner, which may) to a path outside the protected dir.
+    let p = probe(UNIT, SVC, "rename", &[DB_PASSWORD, "/srv/moved-password"]);
+    ensure!(p.ok(), "owner renaming its file: {}", p.describe());
+    let r1 = expect_denied(SESSION, ALICE, "open", &["/srv/moved-password"], "/srv/moved-password")?;
+    let p = probe(UNIT, SVC, "rename", &["/srv/moved-password", DB_PASSWORD]);
+    ensure!(p.ok(), "owner renaming back: {}", p.describe());
+    // Hard link (link(2) itself is not an access to the contents).
+    let p = probe(HOST, ROOT, "link", &[DB_PASSWORD, "/srv/hardlink"]);
+    ensure!(p.ok(), "root creating a hard link: {}", p.describe());
+    let r2 = expect_denied(SESSION, ALICE, "open", &["/srv/hardlink"], "/srv/hardlink")?;
+    let p = probe(UNIT, SVC, "open", &["/srv/hardlink"]);
+    ensure!(p.ok(), "owner through the hard link: {}", p.describe());
+    // Bind mount of the credential elsewhere.
+    bind_mount(KEY, "/srv/bound-key");
+    let r3 = expect_denied(HOST, ROOT, "open", &["/srv/bound-key"], "/srv/bound-key")?;
+    let p = probe(UNIT, SVC, "open", &["/srv/bound-key"]);
+    umount("/srv/bound-key");
+    ensure!(p.ok(), "owner through the bind mount: {}", p.describe());
+    Ok(format!("renamed: {r1}; hard link: {r2}; bind mount: {r3}"))
+}
+
+fn new_file_in_dir() -> Outcome {
+    let p = probe(UNIT, SVC, "create", &["/srv/demo/secrets/new-token"]);
+    ensure!(p.ok(), "owner creating a file in its protected dir: {}", p.describe());
+    let p = probe(UNIT, SVC, "open", &["/srv/demo/secrets/new-token"]);
+    ensure!(p.ok(), "owner opening its new file: {}", p.describe());
+    let r1 = expect_denied(SESSION, ALICE, "open", &["/srv/demo/secrets/new-token"], "/srv/demo/secrets/new-token")?;
+    // And deeper: a new subdirectory and a file in it.
+    let p = probe(UNIT, SVC, "mkdir", &["/srv/demo/secrets/sub"]);
+    ensure!(p.ok(), "owner mkdir: {}", p.describe());
+    let p = probe(UNIT, SVC, "create", &["/srv/demo/secrets/sub/deep"]);
+    ensure!(p.ok(), "owner creating sub/deep: {}", p.describe());
+    let r2 = expect_denied(HOST, ROOT, "open", &["/srv/demo/secrets/sub/deep"], "/srv/demo/secrets/sub/deep")?;
+    Ok(format!("new file: {r1}; new subdir file: {r2}"))
+}
+
+fn unrelated_and_audit() -> Outcome {
+    for (cg, uid) in [(SESSION, ALICE), (HOST, ROOT), (UNIT, SVC)] {
+        let p = probe(cg, uid, "open", &[PUBLIC]);
+        ensure!(p.ok(), "unrelated file by uid {uid}: {}", p.describe());
+        ensure!(records_settled(p.pid).is_empty(), "unrelated open produced a record");
+    }
+    let p = probe(SESSION, ALICE, "open", &[AUDITED_FILE]);
+    ensure!(p.ok(), "audit mode must allow: {}", p.describe());
+    one_record(&p, ALICE, SESSION, AUDITED_FILE, "audited", "audited").map(|r| format!("unrelated: 3 opens, no records; audit: {r}"))
+}
+
+fn alteration() -> Outcome {
+    let p = probe(SESSION, ALICE, "unlink", &[DB_PASSWORD]);
+    ensure!(p.errno == Some(libc::EACCES), "outsider unlink: {}", p.describe());
+    let p = probe(SESSION, ALICE, "truncate", &[DB_PASSWORD]);
+    ensure!(p.errno == Some(libc::EACCES), "outsider truncate: {}", p.describe());
+    let p = probe(HOST, ROOT, "rename", &[KEY, "/run/credentials/demo.service/stolen"]);
+    ensure!(p.errno == Some(libc::EACCES), "root renaming the credential: {}", p.describe());
+    let p = probe(SESSION, ALICE, "open-write", &[KEY]);
+    ensure!(p.errno == Some(libc::EACCES), "outsider opening for write: {}", p.describe());
+    ensure!(std::fs::metadata(DB_PASSWORD).map(|m| m.len()).unwrap_or(0) == 7, "db-password was altered");
+    Ok("unlink, truncate, rename, open-for-write by outsiders: EACCES; contents intact".into())
+}
+
+fn fd_passing() -> Outcome {
+    let rx = background(SESSION, ALICE, "recv-fd", &["/tmp/pass.sock"]);
+    let tx = probe(UNIT, SVC, "send-fd", &[KEY, "/tmp/pass.sock"]);
+    let got = rx.finish();
+    ensure!(tx.ok(), "the unit sending its fd: {}", tx.describe());
+    ensure!(got.errno == Some(libc::EACCES), "outsider receiving the unit's fd: {} (expected refused)", got.describe());
+    Ok("SCM_RIGHTS fd of the key to a login user: not installed".into())
+}
+
+fn memory_read() -> Outcome {
+    let hold = background(UNIT, SVC, "hold", &[KEY]);
+    let (pid, addr) = hold_target(&hold);
+    let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
+    let same_unit = probe(UNIT, SVC, "vm-read", &[&pid, &addr]);
+    kill(hold);
+    ensure!(p.denied(), "root process_vm_readv of the unit: {} (expected denied)", p.describe());
+    ensure!(same_unit.ok(), "the unit reading its own memory: {}", same_unit.describe());
+    Ok(format!("root: {}; the unit itself: allowed", p.describe()))
+}
+
+/// A restart as systemd does it: the cgroup and the credentials mount go
+/// away and come back with new ids and new inodes.
+fn unit_restart() -> Outcome {
+    let old_id = cgroup_id(UNIT);
+    umount(CRED_DIR);
+    std::fs::remove_dir(format!("{CGROOT}{UNIT}")).map_err(|e| format!("rmdir unit cgroup: {e}"))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    // systemd's order: the unit's cgroup, then (in the exec child) the
+    // credentials written into a fresh mount elsewhere, moved into place.
+    mkcg(UNIT);
+    mount_tmpfs("/run/cred-staging");
+    write_file("/run/cred-staging/key", "rotated-key", 0o666);
+    move_mount("/run/cred-staging", CRED_DIR);
+    let new_id = cgroup_id(UNIT);
+    ensure!(new_id != old_id, "cgroup id did not change");
+    // The new owner is allowed once guard has re-armed...
+    let mut rearm = None;
+    while t.elapsed() < Duration::from_secs(10) {
+        if probe(UNIT, SVC, "open", &[KEY]).ok() && probe(SESSION, ALICE, "open", &[KEY]).denied() {
+            rearm = Some(t.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rearm = rearm.ok_or("guard did not re-arm within 10 s (owner not allowed or outsider not denied)")?;
+    // ...and outsiders are denied on the new inode.
+    let p = probe(HOST, ROOT, "open", &[KEY]);
+    ensure!(p.errno == Some(libc::EACCES), "root on the new credential: {}", p.describe());
+    Ok(format!("cgroup id {old_id} -> {new_id}; re-armed {} ms after the restart", rearm.as_millis()))
+}
+
+/// Every record emitted so far validates against the published schema,
+/// and metrics count what the kernel did.
+fn feed_schema_and_metrics() -> Outcome {
+    let schema: Value = serde_json::from_str(include_str!("../../schema/event-v1.json")).map_err(|e| e.to_string())?;
+    let recs = records();
+    ensure!(!recs.is_empty(), "no records at all");
+    for r in &recs {
+        schema_check(&schema, &schema, r, "$")?;
+    }
+    let m = scrape().map_err(|e| format!("metrics scrape: {e}"))?;
+    let denied = metric(&m, "guard_kernel_total{counter=\"denied\"}").ok_or("no denied counter")?;
+    ensure!(denied >= 10.0, "kernel denied counter {denied} is lower than the denials this suite caused");
+    ensure!(
+        metric(&m, "guard_records_total{policy=\"demo\",unit=\"demo.service\",decision=\"denied\"}").unwrap_or(0.0) >= 10.0,
+        "no per-policy denial count in metrics:\n{m}"
+    );
+    let runs = metric(&m, "guard_hook_runs_total{hook=\"file_open\"}").unwrap_or(0.0);
+    ensure!(runs > 0.0, "no file_open run count from the kernel's BPF stats");
+    Ok(format!("{} records valid against schema/event-v1.json; metrics: {denied} denied, file_open runs {runs}", recs.len()))
+}
+
+/// A subset of JSON Schema, enough for schema/event-v1.json: type, enum,
+/// const, required, properties, additionalProperties=false, items, oneOf, $ref.
+fn schema_check(root: &Value, s: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/$defs/");
+        return schema_check(root, &root["$defs"][name], v, at);
+    }
+    if let Some(options) = s.get("oneOf").and_then(Value::as_array) {
+        let ok = options.iter().filter(|o| schema_check(root, o, v, at).is_ok()).count();
+        return if ok == 1 { Ok(()) } else { Err(format!("{at}: matches {ok} of oneOf: {v}")) };
+    }
+    if let Some(t) = s.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(x) => vec![x.as_str()],
+            Value::Array(xs) => xs.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            return Err(format!("{at}: {v} is not of type {types:?}"));
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != v {
+            return Err(format!("{at}: {v} != const {c}"));
+        }
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            return Err(format!("{at}: {v} not in {e:?}"));
+        }
+    }
+    if let (Some(obj), true) = (v.as_object(), s.get("properties").is_some() || s.get("required").is_some()) {
+        for req in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+            let k = req.as_str().unwrap_or("");
+            if !obj.contains_key(k) {
+                return Err(format!("{at}: missing required {k}"));
+            }
+        }
+        let props = s.get("properties").and_then(Value::as_object);
+        for (k, val) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(ps) => schema_check(root, ps, val, &format!("{at}.{k}"))?,
+                None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return Err(format!("{at}: property {k} not in schema"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            schema_check(root, items, x, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+fn subscribers() -> Outcome {
+    use std::{io::{BufRead, Write}, os::unix::net::UnixStream};
+    let sock = "/run/guard/events.sock";
+    let meta = std::fs::metadata(sock).map_err(|e| format!("{sock}: {e}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    ensure!(meta.permissions().mode() & 0o077 == 0, "socket mode {:o} is not root-only", meta.permissions().mode());
+    // A login user may not subscribe.
+    let p = probe(SESSION, ALICE, "open", &[sock]);
+    ensure!(!p.ok(), "a login user could open the socket path");
+    // Misbehaving clients: one that never reads, one killed, one sending garbage.
+    let never_reads = UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    {
+        let killed = UnixStream::connect(sock).map_err(|e| e.to_string())?;
+        drop(killed);
+    }
+    let mut garbage = UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    let _ = garbage.write_all(&[0xff; 4096]);
+    // A good subscriber still gets the next record.
+    let good = UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    good.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let p = probe(SESSION, ALICE, "open", &[KEY]);
+    ensure!(p.errno == Some(libc::EACCES), "denial during subscriber test: {}", p.describe());
+    let mut reader = std::io::BufReader::new(good);
+    let mut line = String::new();
+    let want = format!("\"pid\":{}", p.pid);
+    let t = Instant::now();
+    while !line.contains(&want) {
+        line.clear();
+        reader.read_line(&mut line).map_err(|e| format!("good subscriber read: {e}"))?;
+        ensure!(t.elapsed() < Duration::from_secs(10), "good subscriber did not get the record");
+    }
+    drop(never_reads);
+    Ok("root-only socket; never-reading, killed and garbage-sending clients did not stop a good subscriber".into())
+}
+
+/// Two processes flood denied opens while a subscriber reads slowly; the
+/// books must balance exactly and the agent must stay bounded and responsive.
+fn flood(agent: &Agent) -> Outcome {
+    use std::io::{BufRead, BufReader};
+    let per_proc: u64 = std::env::var("GUARD_FLOOD_OPENS").ok().and_then(|s| s.parse().ok()).unwrap_or(500_000);
+    let before = scrape().map_err(|e| e.to_string())?;
+    let k = |m: &str, c: &str| metric(m, &format!("guard_kernel_total{{counter=\"{c}\"}}")).unwrap_or(0.0) as u64;
+    let lines_before = std::fs::read_to_string(EVENTS).unwrap_or_default().lines().count() as u64;
+
+    // A slow subscriber: reads one line every 10 ms.
+    let slow = std::os::unix::net::UnixStream::connect("/run/guard/events.sock").map_err(|e| e.to_string())?;
+    let slow_reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(slow);
+        let (mut lines, mut gaps) = (0u64, 0u64);
+        let mut l = String::new();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(600) {
+            l.clear();
+            match r.read_line(&mut l) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if l.contains("\"kind\":\"gap\"") {
+                        gaps += 1;
+                    }
+                    lines += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        (lines, gaps)
+    });
+
+    let t = Instant::now();
+    let floods: Vec<_> = (0..2)
+        .map(|_| background(SESSION, ALICE, "flood", &[FLOOD_FILE, &per_proc.to_string()]))
+        .collect();
+    // Scrape during the flood.
+    std::thread::sleep(Duration::from_millis(500));
+    let during = scrape().map_err(|e| format!("metrics scrape during the flood failed: {e}"))?;
+    ensure!(during.contains("guard_kernel_total"), "metrics scrape during flood returned no metrics");
+    let mut failed = 0;
+    for f in floods {
+        let out = f.finish().raw;
+        let line = out.lines().find(|l| l.starts_with("FLOOD ")).unwrap_or("");
+        failed += line.split_whitespace().find_map(|w| w.strip_prefix("failed=")).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    }
+    let flood_secs = t.elapsed().as_secs_f64();
+    ensure!(failed == 2 * per_proc, "{failed} of {} flood opens were denied (expected all)", 2 * per_proc);
+    // Let the agent drain what the kernel already wrote.
+    let mut after;
+    let t2 = Instant::now();
+    loop {
+        after = scrape().map_err(|e| e.to_string())?;
+        let received = metric(&after, "guard_feed_received_total").unwrap_or(0.0) as u64;
+        if received >= k(&after, "events_sent") || t2.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let d = |c: &str| k(&after, c) - k(&before, c);
+    let denied = d("denied") + d("audited");
+    let sent = d("events_sent");
+    let drop_rb = d("dropped_ringbuf_full");
+    let drop_rl = d("dropped_rate_limited");
+    let received = metric(&after, "guard_feed_received_total").unwrap_or(0.0) as u64
+        - metric(&before, "guard_feed_received_total").unwrap_or(0.0) as u64;
+    ensure!(denied >= 2 * per_proc, "kernel counted {denied} denials for {} denied opens", 2 * per_proc);
+    ensure!(sent + drop_rb + drop_rl == denied, "kernel books: sent {sent} + ringbuf {drop_rb} + ratelimit {drop_rl} != denials {denied}");
+    ensure!(received == sent, "agent received {received} records, kernel sent {sent}");
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = std::fs::read_to_string(EVENTS).unwrap_or_default().lines().count() as u64 - lines_before;
+    let missed = metric(&after, "guard_output_missed_total").unwrap_or(0.0) as u64;
+    ensure!(lines >= received - missed, "events file got {lines} lines for {received} received ({missed} missed by output)");
+    let peak = agent.peak_rss_kb();
+    ensure!(peak > 0 && peak < 256 * 1024, "agent peak RSS {peak} kB");
+    // Stop the slow reader by closing nothing: it is cut off or lags; either way it ends with the agent.
+    let sub_missed = metric(&after, "guard_subscriber_missed_total").unwrap_or(0.0) as u64;
+    let cut = metric(&after, "guard_subscribers_cut_off_total").unwrap_or(0.0) as u64;
+    drop(slow_reader);
+    Ok(format!(
+        "{} denied opens in {flood_secs:.1} s ({:.0}/s); kernel: sent {sent}, ringbuf-full drops {drop_rb}, rate-limit drops {drop_rl} (sum == {denied} denials); agent received {received} ({:.0} records/s); slow subscriber: {sub_missed} missed via gap records, {cut} cut off; agent peak RSS {peak} kB",
+        2 * per_proc,
+        2.0 * per_proc as f64 / flood_secs,
+        received as f64 / flood_secs
+    ))
+}
+
+fn detached(status: std::process::ExitStatus) -> Outcome {
+    ensure!(status.success(), "guard exited with {status} on SIGTERM");
+    let p = probe(SESSION, ALICE, "open", &[KEY]);
+    ensure!(p.ok(), "after SIGTERM the key is still denied: {}", p.describe());
+    let lsm_left = bpf_prog_ids().len();
+    Ok(format!("exit 0; protected file open again to all; {lsm_left} BPF programs remain loaded on the system"))
+}
