@@ -78,8 +78,12 @@ pub struct InodeRule {
     pub flags: u32,
 }
 
-/// This inode is a directory: inodes created in (or renamed into) it inherit the rule.
+/// Inodes created in (or renamed into) this directory inherit the rule.
 pub const RULE_F_INHERIT: u32 = 1 << 0;
+/// This inode is a directory. Opening it (listing names) is not judged:
+/// the secret is file contents, and every file opened in it is judged on
+/// its own. Alterations (rename, unlink of entries' inodes) still are.
+pub const RULE_F_DIR: u32 = 1 << 1;
 
 // --------------------------------------------------------- policy table
 
@@ -254,6 +258,7 @@ pub struct KernelLayout {
     pub file_f_path: u32,
     pub file_f_mode: u32,
     pub inode_i_ino: u32,
+    pub inode_i_mode: u32,
     pub inode_i_sb: u32,
     pub super_block_s_dev: u32,
     pub dentry_d_parent: u32,
@@ -273,13 +278,16 @@ pub struct KernelLayout {
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
-    pub _pad: u32,
 }
 
 /// `KernelLayout::magic` of a layout the agent filled in.
 pub const LAYOUT_MAGIC: u32 = 0x6775_6172;
 /// `KernelLayout::magic` as compiled into the object (non-zero keeps it in `.rodata`).
 pub const LAYOUT_UNFILLED: u32 = 0xffff_ffff;
+
+/// `S_IFMT` / `S_IFDIR` (stable ABI).
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFDIR: u16 = 0o040000;
 
 /// `FMODE_READ` / `FMODE_WRITE` from `include/linux/fs.h` (stable ABI since 2.6).
 pub const FMODE_READ: u32 = 0x1;
@@ -295,7 +303,7 @@ const _: () = {
     assert!(core::mem::size_of::<RateState>() == 16);
     assert!(core::mem::size_of::<KernelLayout>() == 88);
     assert!(core::mem::size_of::<Event>() == 88 + COMM_LEN + EVENT_PATH_LEN);
-    assert!(core::mem::size_of::<Event>() % 8 == 0);
+    assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 };
 
 #[cfg(feature = "user")]

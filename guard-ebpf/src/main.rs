@@ -71,6 +71,7 @@ static LAYOUT: KernelLayout = KernelLayout {
         file_f_path: 0,
         file_f_mode: 0,
         inode_i_ino: 0,
+        inode_i_mode: 0,
         inode_i_sb: 0,
         super_block_s_dev: 0,
         dentry_d_parent: 0,
@@ -88,7 +89,6 @@ static LAYOUT: KernelLayout = KernelLayout {
         cgroup_kn: 0,
         kernfs_node_id: 0,
         magic: LAYOUT_UNFILLED,
-        _pad: 0,
 };
 
 /// Reads one layout field; volatile so LLVM cannot fold the placeholder zero.
@@ -170,7 +170,14 @@ unsafe fn judge_inode(inode: *mut inode, subject: &Subject) -> i32 {
 #[inline(always)]
 unsafe fn judge(inode: *mut inode, rule: *const InodeRule, subject: &Subject) -> i32 {
     count(CNT_PROTECTED_HITS);
-    let policy_id = unsafe { (*rule).policy_id };
+    decide(inode, unsafe { (*rule).policy_id }, subject)
+}
+
+/// Allowed if and only if the current task is in the policy's unit cgroup
+/// (or below it) and its real UID, and its effective UID when different,
+/// are allowed. Otherwise: counted, reported, and `-EACCES` in enforce mode.
+#[inline(always)]
+fn decide(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
     let Some(policy) = POLICIES.get(policy_id) else {
         return internal_error(inode, policy_id, subject);
     };
@@ -321,19 +328,15 @@ fn report(inode: *mut inode, policy_id: u32, policy: &PolicyEntry, decision: u32
 
 // ------------------------------------------------------------------- hooks
 
-/// `file_open(struct file *file)`: every open through the VFS, including
-/// `open_by_handle_at`, `/proc/<pid>/fd/N` re-opens and io_uring opens.
-#[lsm(hook = "file_open")]
-pub fn guard_file_open(ctx: LsmContext) -> i32 {
-    let ret: i32 = ctx.arg(1);
-    if ret != 0 {
-        return ret;
-    }
-    let file: *const u8 = ctx.arg(0);
+/// The file hooks' shared path. For an unprotected file this is the whole
+/// cost: one typed load of `file->f_inode` and one inode-storage lookup.
+/// Directories are not judged (see `RULE_F_DIR`).
+#[inline(always)]
+unsafe fn judge_file(file: *const u8, hook: u32) -> i32 {
     unsafe {
         let inode: *mut inode = load_ptr(file, off!(file_f_inode));
         let rule = INODE_RULES.get_ptr_mut(inode);
-        if rule.is_null() {
+        if rule.is_null() || (*rule).flags & RULE_F_DIR != 0 {
             return 0;
         }
         let fmode = read_u32(file, off!(file_f_mode));
@@ -344,8 +347,21 @@ pub fn guard_file_open(ctx: LsmContext) -> i32 {
         if fmode & FMODE_WRITE != 0 {
             access |= ACCESS_WRITE;
         }
-        judge(inode, rule, &Subject { hook: HOOK_FILE_OPEN, access, file, target_tgid: 0 })
+        // d_path only where the kernel allows it (file_open).
+        let path_from = if hook == HOOK_FILE_OPEN { file } else { core::ptr::null() };
+        judge(inode, rule, &Subject { hook, access, file: path_from, target_tgid: 0 })
     }
+}
+
+/// `file_open(struct file *file)`: every open through the VFS, including
+/// `open_by_handle_at`, `/proc/<pid>/fd/N` re-opens and io_uring opens.
+#[lsm(hook = "file_open")]
+pub fn guard_file_open(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { judge_file(ctx.arg(0), HOOK_FILE_OPEN) }
 }
 
 /// `file_receive(struct file *file)`: an fd arriving over `SCM_RIGHTS` or
@@ -356,12 +372,7 @@ pub fn guard_file_receive(ctx: LsmContext) -> i32 {
     if ret != 0 {
         return ret;
     }
-    let file: *const u8 = ctx.arg(0);
-    unsafe {
-        let inode: *mut inode = load_ptr(file, off!(file_f_inode));
-        let subject = Subject { hook: HOOK_FILE_RECEIVE, access: ACCESS_READ, file: core::ptr::null(), target_tgid: 0 };
-        judge_inode(inode, &subject)
-    }
+    unsafe { judge_file(ctx.arg(0), HOOK_FILE_RECEIVE) }
 }
 
 /// `d_instantiate(struct dentry *dentry, struct inode *inode)`: a name is
@@ -391,7 +402,9 @@ unsafe fn inherit(dir_dentry: *const u8, child: *mut inode) {
         if dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {
             return;
         }
-        let mut rule = *dir_rule;
+        let mode = bpf_probe_read_kernel(((child as *const u8).add(off!(inode_i_mode))) as *const u16).unwrap_or(0);
+        let flags = if mode & S_IFMT == S_IFDIR { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
+        let mut rule = InodeRule { policy_id: (*dir_rule).policy_id, flags };
         let slot = INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule));
         if !slot.is_null() {
             *slot = rule;
@@ -497,21 +510,7 @@ pub fn guard_ptrace_access_check(ctx: LsmContext) -> i32 {
         let Some(policy_id) = UNIT_CGROUPS.get(target_cgroup).copied() else {
             return 0;
         };
-        let Some(policy) = POLICIES.get(policy_id) else {
-            return internal_error(core::ptr::null_mut(), policy_id, &ptrace_subject(child));
-        };
-        let uid = bpf_get_current_uid_gid() as u32;
-        let euid = current_euid().unwrap_or(u32::MAX);
-        let cgroup_ok = policy.cgroup_id != 0
-            && bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) == policy.cgroup_id;
-        let uid_ok = uid_allowed(policy_id, uid) && (euid == uid || uid_allowed(policy_id, euid));
-        if cgroup_ok && uid_ok {
-            return 0;
-        }
-        let decision = if policy.mode == MODE_AUDIT { DECISION_AUDITED } else { DECISION_DENIED };
-        count(if decision == DECISION_AUDITED { CNT_AUDITED } else { CNT_DENIED });
-        report(core::ptr::null_mut(), policy_id, policy, decision, &ptrace_subject(child));
-        if decision == DECISION_AUDITED { 0 } else { -EACCES }
+        decide(core::ptr::null_mut(), policy_id, &ptrace_subject(child))
     }
 }
 

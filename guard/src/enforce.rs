@@ -127,23 +127,37 @@ impl Enforcer {
         Ok(())
     }
 
-    /// Tags every pending path of policy `i` that exists now.
+    /// Tags every pending path of policy `i` that exists now. A path that
+    /// fails stays pending (and is retried on the next reconcile); the first
+    /// error is returned after every other path had its turn.
     fn tag_pending(&mut self, kernel: &mut Kernel, i: usize) -> Result<Vec<(PathBuf, usize)>> {
         let pending = std::mem::take(&mut self.state[i].pending);
         let mut done = Vec::new();
+        let mut first_err = None;
         for path in pending {
-            match std::fs::metadata(&path) {
-                Ok(meta) => {
-                    let n = self.tag_tree(kernel, i, &path)?;
+            let res = std::fs::metadata(&path).map_err(anyhow::Error::from).and_then(|meta| {
+                let n = self.tag_tree(kernel, i, &path)?;
+                Ok((meta, n))
+            });
+            match res {
+                Ok((meta, n)) => {
                     self.state[i].tagged += n;
                     self.state[i].roots.insert(path.clone(), file_id(&meta));
                     done.push((path, n));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.state[i].pending.push(path),
-                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+                Err(e) => {
+                    let not_found = e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                    if !not_found && first_err.is_none() {
+                        first_err = Some(e.context(format!("protecting {}", path.display())));
+                    }
+                    self.state[i].pending.push(path);
+                }
             }
         }
-        Ok(done)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
     }
 
     /// Tags `root` (following a symlink there) and, if it is a directory,
@@ -176,7 +190,7 @@ impl Enforcer {
                     stack.push((entry?.path(), false));
                 }
             }
-            let flags = if meta.is_dir() { RULE_F_INHERIT } else { 0 };
+            let flags = if meta.is_dir() { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
             kernel
                 .tag_inode(&fd, InodeRule { policy_id, flags })
                 .with_context(|| format!("tagging {}", path.display()))?;

@@ -3,6 +3,8 @@
 //! "denied" it asserts is what that real kernel answered.
 //!
 //! - `vm-tests suite`: the enforcement and feed scenarios.
+//! - `vm-tests systemd`: the same core promises against real systemd units.
+//! - `vm-tests demo`: the built-in demo, narrated (real systemd).
 //! - `vm-tests probe ...`: one access by a fresh process in a given cgroup
 //!   and UID (used by the suite; see probe.rs).
 //!
@@ -12,14 +14,17 @@
 mod env;
 mod probe;
 mod suite;
+mod systemd;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         Some("probe") => probe::main(&args[2..]),
         Some("suite") => suite::main(&args[2..]),
+        Some("systemd") => systemd::test_main(),
+        Some("demo") => systemd::demo_main(),
         _ => {
-            eprintln!("usage: vm-tests suite [--only NAME,...] | vm-tests probe [--cgroup C] [--uid U] OP ARGS...");
+            eprintln!("usage: vm-tests suite [--only NAME,...] | systemd | demo | probe [--cgroup C] [--uid U] OP ARGS...");
             2
         }
     };

@@ -16,7 +16,8 @@ type Outcome = Result<String, String>;
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)*) => {
-        if !$cond {
+        if $cond {
+        } else {
             return Err(format!($($fmt)*));
         }
     };
@@ -286,7 +287,10 @@ fn new_file_in_dir() -> Outcome {
     let p = probe(UNIT, SVC, "create", &["/srv/demo/secrets/sub/deep"]);
     ensure!(p.ok(), "owner creating sub/deep: {}", p.describe());
     let r2 = expect_denied(HOST, ROOT, "open", &["/srv/demo/secrets/sub/deep"], "/srv/demo/secrets/sub/deep")?;
-    Ok(format!("new file: {r1}; new subdir file: {r2}"))
+    // Listing a protected directory is not judged (names are not contents).
+    let p = probe(SESSION, ALICE, "open", &["/srv/demo/secrets/sub"]);
+    ensure!(p.ok(), "an outsider listing a protected directory: {}", p.describe());
+    Ok(format!("new file: {r1}; new subdir file: {r2}; directory listing allowed"))
 }
 
 fn unrelated_and_audit() -> Outcome {

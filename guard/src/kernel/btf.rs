@@ -188,6 +188,7 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         file_f_path: f("file", "f_path")?,
         file_f_mode: f("file", "f_mode")?,
         inode_i_ino: f("inode", "i_ino")?,
+        inode_i_mode: f("inode", "i_mode")?,
         inode_i_sb: f("inode", "i_sb")?,
         super_block_s_dev: f("super_block", "s_dev")?,
         dentry_d_parent: f("dentry", "d_parent")?,
@@ -205,7 +206,6 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         cgroup_kn: f("cgroup", "kn")?,
         kernfs_node_id: f("kernfs_node", "id")?,
         magic: LAYOUT_MAGIC,
-        _pad: 0,
     })
 }
 

@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-pub use error::{Diagnostic, PolicyErrors};
+// `Severity` is part of the module's API (Diagnostic::severity); the binary itself only prints it.
+#[allow(unused_imports)]
+pub use error::{Diagnostic, PolicyErrors, Severity};
 pub use passwd::Passwd;
 
 use error::Source;

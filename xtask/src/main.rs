@@ -1,0 +1,546 @@
+//! `cargo xtask <task>`: guard's build, VM, test and bench tasks.
+//!
+//! Every task installs what it is missing first (as root; otherwise it prints
+//! the commands), and says what it is doing. Kernel-side behaviour is only
+//! ever verified in QEMU (TCG) guests booting Debian's own kernels: the
+//! machines this is developed on refuse BPF LSM loads on the host.
+
+mod exec;
+mod guest;
+mod initramfs;
+mod kernels;
+mod rootfs;
+mod setup;
+mod vm;
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use exec::exec;
+use kernels::Kernel;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "guard's build, VM, test and benchmark tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (apt packages, bpf-linker).
+    Setup,
+    /// Build the eBPF object and static guard and vm-tests binaries.
+    Build,
+    /// Boot real systemd in a VM: guard protects a unit's credential; shows an
+    /// allowed open, a denied open and its denial record, and a restart.
+    Demo {
+        #[arg(long, default_value = kernels::BOOKWORM)]
+        kernel: String,
+    },
+    /// Every test: host unit tests, then on each kernel the scenario suite,
+    /// the systemd suite and a short benchmark run.
+    Test {
+        /// Only this kernel (bookworm-6.1 or trixie-6.12).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Skip the host unit tests.
+        #[arg(long)]
+        skip_host: bool,
+        /// Only these suite scenarios (comma-separated), e.g. 2-login-user-denied.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// `guard bench` in the VM on each kernel. Without --short, writes BENCHMARKS.md.
+    Bench {
+        #[arg(long)]
+        short: bool,
+        #[arg(long)]
+        kernel: Option<String>,
+    },
+    /// Build deliberately broken variants of the eBPF program and check that
+    /// the suite catches each one (a test that cannot fail is a defect).
+    Mutants {
+        #[arg(long, default_value = kernels::BOOKWORM)]
+        kernel: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.task {
+        Task::Setup => setup::ensure_tools(true),
+        Task::Build => build().map(|_| ()),
+        Task::Demo { kernel } => demo(&kernel),
+        Task::Test { kernel, skip_host, only } => test(kernel.as_deref(), skip_host, only.as_deref()),
+        Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
+        Task::Mutants { kernel } => mutants(&kernel),
+    };
+    if let Err(e) = res {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn vm_dir() -> PathBuf {
+    root().join("target/vm")
+}
+
+pub struct Built {
+    guard: PathBuf,
+    vm_tests: PathBuf,
+}
+
+const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Static (no shared libraries) guard and vm-tests for the initramfs. The
+/// eBPF object is built by guard/build.rs; `ebpf_object` overrides it.
+fn build_into(target_dir: &Path, ebpf_object: Option<&Path>) -> Result<Built> {
+    step(&format!("building the eBPF object and static guard + vm-tests (target dir {})", target_dir.display()));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root())
+        .args(["build", "--release", "--target", HOST_TARGET, "-p", "guard", "-p", "vm-tests"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    match ebpf_object {
+        Some(obj) => cmd.env("GUARD_EBPF_OBJECT", obj),
+        None => cmd.env_remove("GUARD_EBPF_OBJECT"),
+    };
+    exec(&mut cmd)?;
+    let dir = target_dir.join(HOST_TARGET).join("release");
+    Ok(Built { guard: dir.join("guard"), vm_tests: dir.join("vm-tests") })
+}
+
+fn build() -> Result<Built> {
+    setup::ensure_tools(false)?;
+    build_into(&root().join("target"), None)
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> xtask: {what}");
+}
+
+fn select_kernels(only: Option<&str>) -> Result<Vec<Kernel>> {
+    step("fetching Debian test kernels (cached in target/vm/kernels)");
+    let all = kernels::ensure_kernels(&vm_dir())?;
+    let picked: Vec<Kernel> = all.into_iter().filter(|k| only.is_none_or(|o| o == k.name)).collect();
+    if picked.is_empty() {
+        bail!("no kernel named {:?}; choose from {:?}", only.unwrap_or(""), kernels::kernel_names());
+    }
+    Ok(picked)
+}
+
+fn bins(b: &Built) -> guest::Binaries<'_> {
+    guest::Binaries { guard: &b.guard, vm_tests: &b.vm_tests }
+}
+
+/// Boots a busybox guest running `command`; returns the outcome.
+fn run_busybox(k: &Kernel, b: &Built, tag: &str, command: &str, timeout: Duration) -> Result<vm::VmOutcome> {
+    let img = vm_dir().join(format!("{tag}.cpio"));
+    guest::busybox_image(&bins(b), command, &img)?;
+    let log = vm_dir().join(format!("{tag}-{}.log", k.name));
+    step(&format!("booting {} ({}) for {tag}; console log {}", k.name, k.package, log.display()));
+    vm::run_vm(k, &img, "quiet", timeout, &log, true)
+}
+
+fn run_systemd(k: &Kernel, b: &Built, command: &str, timeout: Duration) -> Result<vm::VmOutcome> {
+    step("preparing the systemd (debootstrap bookworm) root filesystem (cached in target/vm)");
+    let rootfs = rootfs::ensure_systemd_rootfs(&vm_dir())?;
+    let img = vm_dir().join(format!("systemd-{command}.cpio"));
+    guest::systemd_image(&rootfs, &bins(b), &root().join("policies"), command, &img)?;
+    let log = vm_dir().join(format!("systemd-{command}-{}.log", k.name));
+    step(&format!("booting {} with systemd for `{command}`; console log {}", k.name, log.display()));
+    vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
+}
+
+fn demo(kernel: &str) -> Result<()> {
+    setup::ensure_tools(true)?;
+    let b = build_into(&root().join("target"), None)?;
+    let k = select_kernels(Some(kernel))?.remove(0);
+    let out = run_systemd(&k, &b, "demo", Duration::from_secs(600))?;
+    match out.exit_code {
+        Some(0) => {
+            eprintln!("\nxtask: demo finished in {:.0} s ({})", out.elapsed.as_secs_f64(), out.describe());
+            Ok(())
+        }
+        _ => bail!("demo failed: {}", out.describe()),
+    }
+}
+
+/// One line of the final report.
+struct Step {
+    kernel: String,
+    name: String,
+    ok: bool,
+    passed: usize,
+    failed: usize,
+    secs: f64,
+    detail: String,
+}
+
+/// Counts `SCENARIO ...: PASS|FAIL` lines in a guest log.
+fn scenario_counts(log: &str) -> (usize, usize) {
+    let pass = log.lines().filter(|l| l.contains("SCENARIO ") && l.contains(": PASS")).count();
+    let fail = log.lines().filter(|l| l.contains("SCENARIO ") && l.contains(": FAIL")).count();
+    (pass, fail)
+}
+
+fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()> {
+    let t_all = Instant::now();
+    let mut steps: Vec<Step> = Vec::new();
+    let t = Instant::now();
+    setup::ensure_tools(true)?;
+    steps.push(Step { kernel: "-".into(), name: "setup".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+
+    if !skip_host {
+        step("host unit and integration tests (cargo test --workspace)");
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO"))
+            .current_dir(root())
+            .args(["test", "--workspace", "--exclude", "guard-ebpf"])
+            .output()
+            .context("running cargo test")?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        print!("{text}");
+        let (mut passed, mut failed) = (0, 0);
+        for l in text.lines().filter(|l| l.starts_with("test result:")) {
+            let num = |key: &str| l.split(';').find_map(|p| p.trim().strip_suffix(key)?.trim().rsplit(' ').next()?.parse::<usize>().ok()).unwrap_or(0);
+            passed += num("passed");
+            failed += num("failed");
+        }
+        steps.push(Step {
+            kernel: "host".into(),
+            name: "cargo test".into(),
+            ok: out.status.success(),
+            passed,
+            failed,
+            secs: t.elapsed().as_secs_f64(),
+            detail: String::new(),
+        });
+    }
+
+    let t = Instant::now();
+    let b = build_into(&root().join("target"), None)?;
+    steps.push(Step { kernel: "-".into(), name: "build (eBPF + static)".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+    let t = Instant::now();
+    let ks = select_kernels(kernel)?;
+    let _ = rootfs::ensure_systemd_rootfs(&vm_dir())?;
+    steps.push(Step { kernel: "-".into(), name: "kernels + systemd rootfs".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+
+    let suite_cmd = match only {
+        Some(o) => format!("/bin/vm-tests suite --only {o}"),
+        None => "/bin/vm-tests suite".to_string(),
+    };
+    for k in &ks {
+        type VmStep<'a> = (&'a str, Box<dyn Fn() -> Result<vm::VmOutcome> + 'a>);
+        let vm_steps: [VmStep<'_>; 3] = [
+            ("scenario suite", Box::new(|| run_busybox(k, &b, "suite", &suite_cmd, Duration::from_secs(1200)))),
+            ("systemd suite", Box::new(|| run_systemd(k, &b, "systemd", Duration::from_secs(900)))),
+            ("bench --short", Box::new(|| run_busybox(k, &b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
+        ];
+        for (name, run) in vm_steps {
+            if only.is_some() && name != "scenario suite" {
+                continue;
+            }
+            let t = Instant::now();
+            let out = run()?;
+            let (mut passed, mut failed) = scenario_counts(&out.log);
+            let mut detail = out.describe();
+            if name == "bench --short" {
+                // Proves the benchmark works end to end: a complete table.
+                match bench_report(&out.log) {
+                    Ok(report) if complete_table(&report) => {
+                        passed += 1;
+                        detail = format!("complete table ({} rows)", report["rows"].as_array().map_or(0, |r| r.len()));
+                    }
+                    Ok(_) => {
+                        failed += 1;
+                        detail = "bench table incomplete".into();
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        detail = format!("no bench report: {e:#}");
+                    }
+                }
+            }
+            let ok = out.exit_code == Some(0) && failed == 0 && passed > 0;
+            if !ok && failed == 0 {
+                failed = 1;
+            }
+            steps.push(Step { kernel: k.name.clone(), name: name.into(), ok, passed, failed, secs: t.elapsed().as_secs_f64(), detail });
+        }
+    }
+
+    let mut report = String::new();
+    let _ = writeln!(report, "\n{:<14} {:<26} {:>6} {:>6} {:>8}  result", "kernel", "step", "passed", "failed", "seconds");
+    for s in &steps {
+        let _ = writeln!(
+            report,
+            "{:<14} {:<26} {:>6} {:>6} {:>8.1}  {}{}",
+            s.kernel,
+            s.name,
+            s.passed,
+            s.failed,
+            s.secs,
+            if s.ok { "ok" } else { "FAILED" },
+            if s.detail.is_empty() { String::new() } else { format!(" — {}", s.detail) }
+        );
+    }
+    let passed: usize = steps.iter().map(|s| s.passed).sum();
+    let failed: usize = steps.iter().map(|s| s.failed).sum();
+    let _ = writeln!(report, "total wall time {:.0} s", t_all.elapsed().as_secs_f64());
+    print!("{report}");
+    let _ = std::fs::write(vm_dir().join("test-summary.txt"), &report);
+    println!("xtask: {passed} passed, {failed} failed");
+    if steps.iter().any(|s| !s.ok) {
+        bail!("some steps failed (see the table above and the console logs in target/vm)");
+    }
+    Ok(())
+}
+
+fn bench_command(short: bool) -> String {
+    let args = if short { "--short" } else { "" };
+    format!("echo GUARD-BENCH-JSON-BEGIN; /bin/guard bench --json {args} --dir /tmp/guard-bench; rc=$?; echo GUARD-BENCH-JSON-END; exit $rc")
+}
+
+/// The JSON the guest printed between the markers.
+fn bench_report(log: &str) -> Result<serde_json::Value> {
+    let begin = log.find("GUARD-BENCH-JSON-BEGIN").context("no GUARD-BENCH-JSON-BEGIN in the log")?;
+    let end = log.find("GUARD-BENCH-JSON-END").context("no GUARD-BENCH-JSON-END in the log")?;
+    let body = &log[begin..end];
+    let start = body.find('{').context("no JSON between the markers")?;
+    let stop = body.rfind('}').context("no JSON between the markers")?;
+    // The console prefixes nothing inside the guest's own output, but strip
+    // any kernel lines that interleaved.
+    let json: String = body[start..=stop].lines().filter(|l| !l.trim_start().starts_with('[')).collect::<Vec<_>>().join("\n");
+    serde_json::from_str(&json).context("parsing the bench JSON")
+}
+
+/// Every variant has every operation, with numbers.
+fn complete_table(r: &serde_json::Value) -> bool {
+    let rows = r["rows"].as_array().cloned().unwrap_or_default();
+    let variants: std::collections::BTreeSet<String> = rows.iter().filter_map(|x| x["variant"].as_str().map(String::from)).collect();
+    variants.len() >= 3
+        && rows.len() == variants.len() * 3
+        && rows.iter().all(|x| x["e2e_ns"]["median"].as_f64().is_some_and(|v| v > 0.0))
+        && rows.iter().filter(|x| x["variant"] != "baseline").all(|x| x["prog_ns"]["median"].as_f64().is_some())
+}
+
+fn bench(short: bool, kernel: Option<&str>) -> Result<Vec<(String, serde_json::Value)>> {
+    setup::ensure_tools(false)?;
+    let b = build_into(&root().join("target"), None)?;
+    let ks = select_kernels(kernel)?;
+    let mut reports = Vec::new();
+    for k in &ks {
+        let out = run_busybox(k, &b, if short { "bench-short" } else { "bench" }, &bench_command(short), Duration::from_secs(3600))?;
+        if out.exit_code != Some(0) {
+            bail!("bench on {} failed: {}", k.name, out.describe());
+        }
+        reports.push((k.name.clone(), bench_report(&out.log)?));
+    }
+    if !short {
+        let md = benchmarks_md(&reports);
+        std::fs::write(root().join("BENCHMARKS.md"), md)?;
+        eprintln!("xtask: wrote BENCHMARKS.md");
+    }
+    Ok(reports)
+}
+
+fn benchmarks_md(reports: &[(String, serde_json::Value)]) -> String {
+    let mut md = String::from(
+        "# guard benchmarks\n\n\
+         Generated by `cargo xtask bench` (do not edit by hand): `guard bench --json` inside a QEMU/TCG guest \
+         on each kernel of the test matrix. TCG inflates absolute times several-fold and is noisy; \
+         only the ratios within one run mean anything. Variants are interleaved (rotated order every round) \
+         and each figure is the median over rounds.\n\n\
+         - **e2e ns**: one `open()`+`close()` (just `open()` when denied), measured with BPF statistics off.\n\
+         - **prog ns**: the program's own time per call, from the kernel's BPF run-time statistics (a second pass with them on).\n\
+         - **×base / ×empty**: ratio of medians to the no-program baseline / to the empty `file_open` program.\n\n",
+    );
+    for (name, r) in reports {
+        let _ = writeln!(
+            md,
+            "## {name} (kernel {}, {} rounds × {} calls)\n",
+            r["kernel"].as_str().unwrap_or("?"),
+            r["rounds"],
+            r["iters"]
+        );
+        let _ = writeln!(md, "| variant | op | e2e ns (median) | p25..p75 | ×base | ×empty | prog ns | prog ×empty |\n|---|---|---:|---:|---:|---:|---:|---:|");
+        for row in r["rows"].as_array().into_iter().flatten() {
+            let f = |v: &serde_json::Value| v.as_f64().map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.0}..{:.0} | {} | {} | {} | {} |",
+                row["variant"].as_str().unwrap_or(""),
+                row["op"].as_str().unwrap_or(""),
+                row["e2e_ns"]["median"].as_f64().unwrap_or(0.0),
+                row["e2e_ns"]["p25"].as_f64().unwrap_or(0.0),
+                row["e2e_ns"]["p75"].as_f64().unwrap_or(0.0),
+                f(&row["e2e_vs_baseline"]),
+                f(&row["e2e_vs_empty"]),
+                row["prog_ns"]["median"].as_f64().map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
+                f(&row["prog_vs_empty"]),
+            );
+        }
+        let _ = writeln!(md, "\nBudget:\n");
+        for b in r["budget"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                md,
+                "- {} {}: {:.3} (limit {:.2})",
+                if b["holds"].as_bool() == Some(true) { "holds —" } else { "**MISSED** —" },
+                b["line"].as_str().unwrap_or(""),
+                b["value"].as_f64().unwrap_or(f64::NAN),
+                b["limit"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        md.push('\n');
+    }
+    md.push_str("Regenerate with `cargo xtask bench` (about 10 minutes per kernel under TCG).\n");
+    md
+}
+
+/// One deliberate breakage of the eBPF program, and the scenarios that must catch it.
+struct Mutant {
+    name: &'static str,
+    from: &'static str,
+    to: &'static str,
+    caught_by: &'static [&'static str],
+}
+
+const MUTANTS: &[Mutant] = &[
+    Mutant {
+        name: "always-allow",
+        from: "if decision == DECISION_AUDITED { 0 } else { -EACCES }\n}\n\n/// Fail closed",
+        to: "let _ = decision; 0\n}\n\n/// Fail closed",
+        caught_by: &["2-login-user-denied", "4-root-outside-unit-denied", "7-new-file-in-protected-dir"],
+    },
+    Mutant {
+        name: "ignore-cgroup",
+        from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
+        to: "    if (cgroup_ok || true) && uid_ok {\n        count(CNT_ALLOWED);",
+        caught_by: &["3-same-uid-other-cgroup-denied"],
+    },
+    Mutant {
+        name: "ignore-uid",
+        from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
+        to: "    if cgroup_ok && (uid_ok || true) {\n        count(CNT_ALLOWED);",
+        caught_by: &["5-unit-cgroup-wrong-uid-denied"],
+    },
+    Mutant {
+        name: "no-inheritance",
+        from: "        if dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
+        to: "        if true || dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
+        caught_by: &["7-new-file-in-protected-dir"],
+    },
+    Mutant {
+        name: "no-records",
+        from: "    entry.submit(0);\n    count(CNT_EVENTS_SENT);",
+        to: "    entry.discard(0);\n    count(CNT_EVENTS_SENT);",
+        caught_by: &["2-login-user-denied", "8-unrelated-unaffected-and-audit-recorded"],
+    },
+    Mutant {
+        name: "no-fd-receive-check",
+        from: "unsafe { judge_file(ctx.arg(0), HOOK_FILE_RECEIVE) }",
+        to: "0",
+        caught_by: &["11-fd-passing-denied"],
+    },
+    Mutant {
+        name: "no-ptrace-check",
+        from: "decide(core::ptr::null_mut(), policy_id, &ptrace_subject(child))",
+        to: "{ let _ = (policy_id, child); 0 }",
+        caught_by: &["12-memory-read-of-unit-denied"],
+    },
+    Mutant {
+        name: "no-unlink-check",
+        from: "        let victim: *mut inode = load_ptr(dentry, off!(dentry_d_inode));\n        judge_inode(victim, &subject)\n    }\n}\n\n/// `path_truncate",
+        to: "        let _ = (dentry, subject); 0\n    }\n}\n\n/// `path_truncate",
+        caught_by: &["10-alteration-by-outsider-denied"],
+    },
+];
+
+fn mutants(kernel: &str) -> Result<()> {
+    setup::ensure_tools(false)?;
+    let k = select_kernels(Some(kernel))?.remove(0);
+    let linker = setup::bpf_linker_path().context("bpf-linker missing")?;
+    let only = "control,1-owner-allowed,2-login-user-denied,3-same-uid-other-cgroup-denied,4-root-outside-unit-denied,5-unit-cgroup-wrong-uid-denied,7-new-file-in-protected-dir,8-unrelated-unaffected-and-audit-recorded,10-alteration-by-outsider-denied,11-fd-passing-denied,12-memory-read-of-unit-denied";
+    let src = root().join("guard-ebpf/src/main.rs");
+    let original = std::fs::read_to_string(&src)?;
+    let mut summary = Vec::new();
+    for m in MUTANTS {
+        if original.matches(m.from).count() != 1 {
+            bail!("mutant {}: its pattern no longer matches guard-ebpf/src/main.rs exactly once; update MUTANTS", m.name);
+        }
+        step(&format!("mutant {}: building a broken eBPF object", m.name));
+        // A private copy of the workspace's eBPF sources, patched.
+        let work = vm_dir().join("mutants").join(m.name);
+        let _ = std::fs::remove_dir_all(&work);
+        copy_tree(&root().join("guard-common"), &work.join("guard-common"))?;
+        copy_tree(&root().join("guard-ebpf"), &work.join("guard-ebpf"))?;
+        std::fs::copy(root().join("Cargo.lock"), work.join("Cargo.lock"))?;
+        std::fs::write(
+            work.join("Cargo.toml"),
+            std::fs::read_to_string(root().join("Cargo.toml"))?
+                .replace("members = [\"guard-common\", \"guard-ebpf\", \"guard\", \"xtask\", \"vm-tests\"]", "members = [\"guard-common\", \"guard-ebpf\"]")
+                .replace("default-members = [\"guard-common\", \"guard\", \"xtask\", \"vm-tests\"]", "default-members = [\"guard-common\"]"),
+        )?;
+        std::fs::write(work.join("guard-ebpf/src/main.rs"), original.replacen(m.from, m.to, 1))?;
+        exec(
+            Command::new(env!("CARGO"))
+                .current_dir(&work)
+                .args(["build", "--release", "--target", "bpfel-unknown-none", "-p", "guard-ebpf"])
+                .env("RUSTC", setup::bpf_rustc())
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", &linker)
+                .env("CARGO_ENCODED_RUSTFLAGS", "-C\x1fdebuginfo=2\x1f-C\x1flink-arg=--btf")
+                .env_remove("RUSTFLAGS"),
+        )?;
+        let obj = work.join("target/bpfel-unknown-none/release/guard-ebpf");
+        let b = build_into(&root().join("target/mutant-build"), Some(&obj))?;
+        let out = run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?;
+        let failed: Vec<&str> = m
+            .caught_by
+            .iter()
+            .copied()
+            .filter(|s| out.log.lines().any(|l| l.contains(&format!("SCENARIO {s}: FAIL"))))
+            .collect();
+        let caught = failed.len() == m.caught_by.len();
+        summary.push(format!(
+            "mutant {:<20} {}: failing scenarios {:?} (expected {:?})",
+            m.name,
+            if caught { "CAUGHT" } else { "NOT CAUGHT" },
+            failed,
+            m.caught_by
+        ));
+    }
+    println!("\n{}", summary.join("\n"));
+    if summary.iter().any(|s| s.contains("NOT CAUGHT")) {
+        bail!("the suite missed a mutant");
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), dest)?;
+        }
+    }
+    Ok(())
+}
