@@ -185,6 +185,7 @@ fn run(args: &BenchArgs) -> Result<Report> {
     }) {
         bail!("{}", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"));
     }
+    pin_to_current_cpu();
     let cgroups = BenchCgroups::new(&args.cgroup_root)?;
     let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
     let layout = kernel::btf::kernel_layout(&btf)?;
@@ -327,6 +328,20 @@ fn run(args: &BenchArgs) -> Result<Report> {
         rows,
         budget,
     })
+}
+
+/// Keeps the benchmark on one CPU: migrations between CPUs (and, in a VM,
+/// between vCPU threads) are noise that hits variants unevenly.
+fn pin_to_current_cpu() {
+    // SAFETY: plain syscalls on our own thread with a zeroed cpu_set_t.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu >= 0 {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
 }
 
 /// Mean ns per open()+close() over `iters` calls.

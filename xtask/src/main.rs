@@ -209,7 +209,7 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         let t = Instant::now();
         let out = Command::new(env!("CARGO"))
             .current_dir(root())
-            .args(["test", "--workspace", "--exclude", "guard-ebpf"])
+            .args(["test", "--workspace", "--exclude", "guard-ebpf", "--no-fail-fast"])
             .output()
             .context("running cargo test")?;
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
