@@ -202,9 +202,16 @@ fn decide(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
     if decision == DECISION_AUDITED { 0 } else { -EACCES }
 }
 
-/// Fail closed: deny, count, and report as a denial.
+/// Fail closed: deny, count, log (aya-log; never reached on the hot path)
+/// and report as a denial.
 #[inline(always)]
 fn internal_error(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
+    aya_log_ebpf::error!(
+        &(),
+        "internal error on a protected inode (policy {}, hook {}): no policy entry or no kernel layout; denied",
+        policy_id,
+        subject.hook
+    );
     count(CNT_INTERNAL_ERRORS);
     count(CNT_DENIED);
     let fallback = PolicyEntry { rate_per_sec: 1000, rate_burst: 1000, ..PolicyEntry::default() };
@@ -406,10 +413,13 @@ unsafe fn inherit(dir_dentry: *const u8, child: *mut inode) {
         let flags = if mode & S_IFMT == S_IFDIR { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
         let mut rule = InodeRule { policy_id: (*dir_rule).policy_id, flags };
         let slot = INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule));
-        if !slot.is_null() {
-            *slot = rule;
-            count(CNT_INHERITED);
+        if slot.is_null() {
+            // Out of memory for inode storage: the new inode is NOT protected.
+            aya_log_ebpf::warn!(&(), "could not protect a new inode under a protected directory (policy {})", rule.policy_id);
+            return;
         }
+        *slot = rule;
+        count(CNT_INHERITED);
     }
 }
 

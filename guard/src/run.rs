@@ -116,6 +116,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     let mut enforcer = Enforcer::new(&set, &args.cgroup_root);
     enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
     let ring = k.events.take().context("ring buffer already taken")?;
+    let klog = k.logger.take();
     let stats_fd = if args.prog_stats || args.metrics.is_some() {
         Some(kernel::enable_runtime_stats()?)
     } else {
@@ -152,6 +153,9 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
                 log::error!("metrics: {e:#}");
             }
         });
+    }
+    if let Some(klog) = klog {
+        tokio::spawn(drain_kernel_log(klog));
     }
     let namer = Namer::new(&args.passwd, &args.cgroup_root);
     let reader = tokio::spawn(feed::read_ring(ring, hub.clone(), enforcer.clone(), namer));
@@ -229,6 +233,18 @@ async fn watch_units(kernel: Arc<Mutex<Kernel>>, enforcer: Arc<Mutex<Enforcer>>,
             }
             _ = interval.tick() => {}
         }
+    }
+}
+
+/// Forwards the programs' aya-log records (internal errors, failed
+/// inheritance) to the agent's log as they arrive.
+async fn drain_kernel_log(logger: aya_log::EbpfLogger<&'static dyn log::Log>) -> Result<()> {
+    // SAFETY: the logger owns its ring buffer fd for the AsyncFd's whole life.
+    let mut afd = unsafe { AsyncFd::register(logger) }.map_err(|e| anyhow::anyhow!("registering the kernel log: {e}"))?;
+    loop {
+        let mut g = afd.readable_mut().await?;
+        g.get_inner_mut().flush();
+        g.clear_ready();
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Kernel {
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
     links: Vec<(&'static str, LsmLinkId)>,
+    /// Kernel-side diagnostics (aya-log); taken by the agent, which drains it.
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 /// Kernel counters summed over CPUs, indexed by `CNT_*`.
@@ -52,6 +54,8 @@ impl Kernel {
         loader.override_global(GLOBAL_LAYOUT, layout, true);
         loader.map_max_entries(MAP_EVENTS, ringbuf_bytes);
         let mut ebpf = loader.load(OBJECT).map_err(|e| explain_load_error(anyhow!(e)))?;
+        // Must be taken before the programs load (it holds the log map's fd).
+        let logger = aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| anyhow!("kernel-side logger: {e}"))?;
 
         let names: Vec<(&'static str, &'static str)> =
             ENFORCING_PROGRAMS.iter().copied().chain([(PROG_EMPTY, "file_open")]).collect();
@@ -77,7 +81,7 @@ impl Kernel {
             counters: PerCpuArray::try_from(take(MAP_COUNTERS)?)?,
         };
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
-        Ok(Self { ebpf, maps, events, links: Vec::new() })
+        Ok(Self { ebpf, maps, events, links: Vec::new(), logger: Some(logger) })
     }
 
     /// Attaches every enforcing program. On error, whatever was attached is
