@@ -121,6 +121,17 @@ fn op_hold(file: &str, ready: Option<&str>) -> std::io::Result<()> {
     }
 }
 
+/// A msghdr carrying one data byte and a control buffer of `controllen` bytes.
+fn one_byte_msg(iov: &mut libc::iovec, cmsg: &mut [u64; 8], controllen: usize) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = controllen as _;
+    msg
+}
+
 /// Opens `file` and sends the fd over the Unix socket at `sock` (SCM_RIGHTS).
 fn op_send_fd(file: &str, sock: &str) -> std::io::Result<()> {
     use std::os::{fd::AsRawFd, unix::net::UnixStream};
@@ -132,11 +143,7 @@ fn op_send_fd(file: &str, sock: &str) -> std::io::Result<()> {
     let mut cmsg = [0u64; 8];
     // SAFETY: building a standard SCM_RIGHTS control message in a large enough buffer.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let msg = one_byte_msg(&mut iov, &mut cmsg, libc::CMSG_SPACE(4) as usize);
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
@@ -165,11 +172,8 @@ fn op_recv_fd(sock: &str) -> std::io::Result<()> {
     let mut cmsg = [0u64; 8];
     // SAFETY: standard recvmsg with a large enough control buffer.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
+        let len = std::mem::size_of_val(&cmsg);
+        let mut msg = one_byte_msg(&mut iov, &mut cmsg, len);
         if libc::recvmsg(s.as_raw_fd(), &mut msg, 0) < 0 {
             return Err(std::io::Error::last_os_error());
         }
