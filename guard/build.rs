@@ -4,7 +4,10 @@
 //! Toolchain (see README "Toolchain"): Debian's `rustc-web` at /usr/bin/rustc
 //! ships a prebuilt `core` for the BPF target, and bpf-linker 0.13 built
 //! against LLVM 22. `cargo xtask setup` installs both.
-//! Set GUARD_EBPF_OBJECT=/path/to/object to use a prebuilt object instead.
+//! Set GUARD_EBPF_OBJECT=/path/to/object to use a prebuilt object instead,
+//! or GUARD_EBPF_WORKSPACE=/path to build guard-ebpf from another workspace
+//! (`cargo xtask mutants` builds deliberately broken copies this way, so
+//! this file stays the one place that knows how the object is built).
 
 use std::{
     env,
@@ -16,12 +19,16 @@ const BPF_RUSTC: &str = "/usr/bin/rustc";
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.parent().unwrap().to_path_buf();
+    let root = match env::var_os("GUARD_EBPF_WORKSPACE") {
+        Some(ws) => PathBuf::from(ws),
+        None => manifest.parent().unwrap().to_path_buf(),
+    };
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("guard-ebpf");
     for p in ["guard-ebpf/src", "guard-ebpf/Cargo.toml", "guard-common/src", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=GUARD_EBPF_OBJECT");
+    println!("cargo:rerun-if-env-changed=GUARD_EBPF_WORKSPACE");
 
     if let Ok(prebuilt) = env::var("GUARD_EBPF_OBJECT") {
         std::fs::copy(&prebuilt, &out)

@@ -155,7 +155,11 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
         });
     }
     if let Some(klog) = klog {
-        tokio::spawn(drain_kernel_log(klog));
+        tokio::spawn(async move {
+            if let Err(e) = drain_kernel_log(klog).await {
+                log::error!("kernel-side log (aya-log) stopped; program diagnostics are lost from here on: {e:#}");
+            }
+        });
     }
     let namer = Namer::new(&args.passwd, &args.cgroup_root);
     let reader = tokio::spawn(feed::read_ring(ring, hub.clone(), enforcer.clone(), namer));

@@ -70,6 +70,9 @@ enum Task {
     Mutants {
         #[arg(long, default_value = kernels::BOOKWORM)]
         kernel: String,
+        /// Only these mutants (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -81,7 +84,7 @@ fn main() {
         Task::Demo { kernel } => demo(&kernel),
         Task::Test { kernel, skip_host, only } => test(kernel.as_deref(), skip_host, only.as_deref()),
         Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
-        Task::Mutants { kernel } => mutants(&kernel),
+        Task::Mutants { kernel, only } => mutants(&kernel, &only),
     };
     if let Err(e) = res {
         eprintln!("xtask: error: {e:#}");
@@ -105,8 +108,8 @@ pub struct Built {
 const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Static (no shared libraries) guard and vm-tests for the initramfs. The
-/// eBPF object is built by guard/build.rs; `ebpf_object` overrides it.
-fn build_into(target_dir: &Path, ebpf_object: Option<&Path>) -> Result<Built> {
+/// eBPF object is built by guard/build.rs, from `ebpf_workspace` if given.
+fn build_into(target_dir: &Path, ebpf_workspace: Option<&Path>) -> Result<Built> {
     step(&format!("building the eBPF object and static guard + vm-tests (target dir {})", target_dir.display()));
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root())
@@ -114,9 +117,10 @@ fn build_into(target_dir: &Path, ebpf_object: Option<&Path>) -> Result<Built> {
         .arg("--target-dir")
         .arg(target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    match ebpf_object {
-        Some(obj) => cmd.env("GUARD_EBPF_OBJECT", obj),
-        None => cmd.env_remove("GUARD_EBPF_OBJECT"),
+    cmd.env_remove("GUARD_EBPF_OBJECT");
+    match ebpf_workspace {
+        Some(ws) => cmd.env("GUARD_EBPF_WORKSPACE", ws),
+        None => cmd.env_remove("GUARD_EBPF_WORKSPACE"),
     };
     exec(&mut cmd)?;
     let dir = target_dir.join(HOST_TARGET).join("release");
@@ -322,10 +326,17 @@ fn bench_report(log: &str) -> Result<serde_json::Value> {
     let body = &log[begin..end];
     let start = body.find('{').context("no JSON between the markers")?;
     let stop = body.rfind('}').context("no JSON between the markers")?;
-    // The console prefixes nothing inside the guest's own output, but strip
-    // any kernel lines that interleaved.
-    let json: String = body[start..=stop].lines().filter(|l| !l.trim_start().starts_with('[')).collect::<Vec<_>>().join("\n");
+    // Strip kernel console lines (`[   12.345678] ...`) that interleaved;
+    // JSON lines that merely start with `[` stay.
+    let json: String = body[start..=stop].lines().filter(|l| !is_kernel_line(l)).collect::<Vec<_>>().join("\n");
     serde_json::from_str(&json).context("parsing the bench JSON")
+}
+
+fn is_kernel_line(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('[') else { return false };
+    let Some((stamp, _)) = rest.split_once(']') else { return false };
+    let stamp = stamp.trim();
+    !stamp.is_empty() && stamp.contains('.') && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// Every variant has every operation, with numbers.
@@ -470,15 +481,17 @@ const MUTANTS: &[Mutant] = &[
     },
 ];
 
-fn mutants(kernel: &str) -> Result<()> {
+fn mutants(kernel: &str, names: &[String]) -> Result<()> {
     setup::ensure_tools(false)?;
     let k = select_kernels(Some(kernel))?.remove(0);
-    let linker = setup::bpf_linker_path().context("bpf-linker missing")?;
     let only = "control,1-owner-allowed,2-login-user-denied,3-same-uid-other-cgroup-denied,4-root-outside-unit-denied,5-unit-cgroup-wrong-uid-denied,7-new-file-in-protected-dir,8-unrelated-unaffected-and-audit-recorded,10-alteration-by-outsider-denied,11-fd-passing-denied,12-memory-read-of-unit-denied";
     let src = root().join("guard-ebpf/src/main.rs");
     let original = std::fs::read_to_string(&src)?;
+    if let Some(unknown) = names.iter().find(|n| !MUTANTS.iter().any(|m| m.name == n.as_str())) {
+        bail!("no mutant named {unknown}; choose from {:?}", MUTANTS.iter().map(|m| m.name).collect::<Vec<_>>());
+    }
     let mut summary = Vec::new();
-    for m in MUTANTS {
+    for m in MUTANTS.iter().filter(|m| names.is_empty() || names.iter().any(|n| n == m.name)) {
         if original.matches(m.from).count() != 1 {
             bail!("mutant {}: its pattern no longer matches guard-ebpf/src/main.rs exactly once; update MUTANTS", m.name);
         }
@@ -496,18 +509,7 @@ fn mutants(kernel: &str) -> Result<()> {
                 .replace("default-members = [\"guard-common\", \"guard\", \"xtask\", \"vm-tests\"]", "default-members = [\"guard-common\"]"),
         )?;
         std::fs::write(work.join("guard-ebpf/src/main.rs"), original.replacen(m.from, m.to, 1))?;
-        exec(
-            Command::new(env!("CARGO"))
-                .current_dir(&work)
-                .args(["build", "--release", "--target", "bpfel-unknown-none", "-p", "guard-ebpf"])
-                .env("RUSTC", setup::bpf_rustc())
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("CARGO_TARGET_BPFEL_UNKNOWN_NONE_LINKER", &linker)
-                .env("CARGO_ENCODED_RUSTFLAGS", "-C\x1fdebuginfo=2\x1f-C\x1flink-arg=--btf")
-                .env_remove("RUSTFLAGS"),
-        )?;
-        let obj = work.join("target/bpfel-unknown-none/release/guard-ebpf");
-        let b = build_into(&root().join("target/mutant-build"), Some(&obj))?;
+        let b = build_into(&root().join("target/mutant-build"), Some(&work))?;
         let out = run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?;
         let failed: Vec<&str> = m
             .caught_by
@@ -543,4 +545,19 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_report_strips_only_kernel_lines() {
+        let log = "GUARD-BENCH-JSON-BEGIN\n{\n  \"m\": [\n    [1, 2]\n  ],\n[   12.345678] random: crng init done\n  \"k\": 1\n}\nGUARD-BENCH-JSON-END\n";
+        let v = bench_report(log).unwrap();
+        assert_eq!(v["m"][0][1], 2);
+        assert_eq!(v["k"], 1);
+        assert!(is_kernel_line("[    0.000000] Linux version"));
+        assert!(!is_kernel_line("    [1, 2]"));
+    }
 }

@@ -26,11 +26,6 @@ pub const APT_PACKAGES_SYSTEMD: &[&str] = &["debootstrap"];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// The rustc that can build for `bpfel-unknown-none` (Debian's rustc-web).
-pub fn bpf_rustc() -> PathBuf {
-    PathBuf::from("/usr/bin/rustc")
-}
-
 /// Is a Debian package installed (`dpkg-query -W -f='${Status}'`)?
 pub fn package_installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
