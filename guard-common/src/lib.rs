@@ -25,6 +25,19 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `BPF_MAP_TYPE_LRU_HASH`: `RateKey` -> `RateState`.
 pub const MAP_RATE: &str = "RATE";
+/// `BPF_MAP_TYPE_HASH` (no prealloc): `FileKey` -> `InodeRule` for protected
+/// inodes that were evicted from the inode cache while their file still
+/// exists. `d_instantiate` gives the rule back when the inode is read again.
+pub const MAP_EVICTED: &str = "EVICTED";
+/// `BPF_MAP_TYPE_HASH`: `FileKey` of an executable -> `TRUST_*`.
+pub const MAP_TRUSTED: &str = "TRUSTED";
+/// `BPF_MAP_TYPE_HASH`: `ObjKey` -> 1 for every map, program and link of
+/// this guard instance: no one but guard itself may get an fd of them.
+pub const MAP_GUARD_OBJECTS: &str = "GUARD_OBJECTS";
+/// `BPF_MAP_TYPE_ARRAY` of one `SelfState`.
+pub const MAP_SELF: &str = "SELF";
+/// `BPF_MAP_TYPE_PERCPU_ARRAY` of `PolicyStats`, indexed by policy id.
+pub const MAP_POLICY_STATS: &str = "POLICY_STATS";
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -34,18 +47,30 @@ pub const PROG_INODE_RENAME: &str = "guard_inode_rename";
 pub const PROG_INODE_UNLINK: &str = "guard_inode_unlink";
 pub const PROG_PATH_TRUNCATE: &str = "guard_path_truncate";
 pub const PROG_PTRACE: &str = "guard_ptrace_access_check";
+pub const PROG_INODE_FREE: &str = "guard_inode_free_security";
+pub const PROG_BPF: &str = "guard_bpf";
+pub const PROG_BPF_MAP: &str = "guard_bpf_map";
+pub const PROG_BPF_PROG: &str = "guard_bpf_prog";
+pub const PROG_SB_UMOUNT: &str = "guard_sb_umount";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 
-/// Every enforcing program with the LSM hook it attaches to.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 7] = [
-    (PROG_FILE_OPEN, "file_open"),
-    (PROG_FILE_RECEIVE, "file_receive"),
+/// Every enforcing program with the LSM hook it attaches to, in attach
+/// order. The self-protection hooks come first, so that by the time the
+/// file hooks enforce, guard's own objects are already out of reach.
+pub const ENFORCING_PROGRAMS: [(&str, &str); 12] = [
+    (PROG_BPF, "bpf"),
+    (PROG_BPF_MAP, "bpf_map"),
+    (PROG_BPF_PROG, "bpf_prog"),
+    (PROG_SB_UMOUNT, "sb_umount"),
+    (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
     (PROG_INODE_RENAME, "inode_rename"),
     (PROG_INODE_UNLINK, "inode_unlink"),
     (PROG_PATH_TRUNCATE, "path_truncate"),
     (PROG_PTRACE, "ptrace_access_check"),
+    (PROG_FILE_RECEIVE, "file_receive"),
+    (PROG_FILE_OPEN, "file_open"),
 ];
 
 /// Name of the `.rodata` global holding `KernelLayout`.
@@ -65,6 +90,16 @@ pub const COMM_LEN: usize = 16;
 pub const DEFAULT_RINGBUF_BYTES: u32 = 1 << 22;
 /// Entries in the rate-limit LRU.
 pub const RATE_ENTRIES: u32 = 16 * 1024;
+/// Evicted protected inodes remembered at once (allocated on use).
+pub const MAX_EVICTED: u32 = 1 << 20;
+/// Trusted executables (guard itself, plus `--allow-bpf-exe` tools).
+pub const MAX_TRUSTED: u32 = 256;
+/// guard's own maps, programs and links.
+pub const MAX_GUARD_OBJECTS: u32 = 128;
+/// Bytes of a unit name kept in `PolicyEntry` (for `guard status`).
+pub const UNIT_NAME_LEN: usize = 64;
+/// The policy id of guard's own objects in rules and records.
+pub const SELF_POLICY_ID: u32 = u32::MAX;
 
 // --------------------------------------------------- inode storage value
 
@@ -84,6 +119,19 @@ pub const RULE_F_INHERIT: u32 = 1 << 0;
 /// the secret is file contents, and every file opened in it is judged on
 /// its own. Alterations (rename, unlink of entries' inodes) still are.
 pub const RULE_F_DIR: u32 = 1 << 1;
+/// One of guard's own objects (a pin, the pin directory, guard's binary):
+/// judged by "is the caller guard" rather than by a policy; refusals are
+/// tamper records. `policy_id` is `SELF_POLICY_ID`.
+pub const RULE_F_SELF: u32 = 1 << 2;
+/// With `RULE_F_SELF`: guard's executable. Anyone may run it (read-only
+/// opens); only guard may write or truncate it in place. Unlink and rename
+/// stay allowed (a package upgrade renames a new binary over it; the new
+/// inode is not trusted until guard hands trust over, see the README).
+pub const RULE_F_SELF_EXEC: u32 = 1 << 3;
+/// With `RULE_F_SELF`: the pin directory. When guard itself opens it, the
+/// program records the mount it lives on, so that unmounting that mount,
+/// or any mount above it, can be refused.
+pub const RULE_F_ANCHOR: u32 = 1 << 4;
 
 // --------------------------------------------------------- policy table
 
@@ -93,7 +141,7 @@ pub const RULE_F_DIR: u32 = 1 << 1;
 /// running) can never match an opener: such a policy denies everyone.
 /// That is the safe direction: a stopped unit's files stay closed.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicyEntry {
     /// cgroup v2 id (cgroupfs directory inode) of the unit's cgroup; 0 while it is not running.
     pub cgroup_id: u64,
@@ -105,6 +153,26 @@ pub struct PolicyEntry {
     pub rate_per_sec: u32,
     /// Records allowed in one burst above that rate.
     pub rate_burst: u32,
+    /// Inodes the agent tagged for this policy (the kernel adds what it
+    /// inherits and subtracts what is deleted, in `PolicyStats`).
+    pub agent_tagged: u64,
+    /// The unit's name, NUL-padded (truncated beyond `UNIT_NAME_LEN`), so
+    /// that `guard status` can name what the kernel enforces with no agent.
+    pub unit: [u8; UNIT_NAME_LEN],
+}
+
+impl Default for PolicyEntry {
+    fn default() -> Self {
+        Self {
+            cgroup_id: 0,
+            cgroup_level: 0,
+            mode: MODE_UNUSED,
+            rate_per_sec: 0,
+            rate_burst: 0,
+            agent_tagged: 0,
+            unit: [0; UNIT_NAME_LEN],
+        }
+    }
 }
 
 pub const MODE_UNUSED: u32 = 0;
@@ -140,6 +208,72 @@ pub struct RateState {
 
 pub const RATE_SCALE: u64 = 1000;
 
+// ------------------------------------------------------- self-protection
+
+/// Identity of a file that survives inode eviction: the superblock's
+/// `dev_t`, the inode's generation and number. The generation changes when
+/// an inode number is reused (ext4, xfs, btrfs, tmpfs), so a deleted file's
+/// rule never passes to an unrelated new file with the same number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Kernel `dev_t` (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    pub generation: u32,
+    pub ino: u64,
+}
+
+/// `TRUSTED` values.
+/// guard's own binary: may reach guard's maps, programs and pins.
+pub const TRUST_GUARD: u32 = 1;
+/// A BPF security tool the admin allowed (`--allow-bpf-exe`): may load and
+/// attach LSM and `fmod_ret` programs, but not touch guard's objects.
+pub const TRUST_BPF_TOOL: u32 = 2;
+
+/// Key of `GUARD_OBJECTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ObjKey {
+    /// `OBJ_*`.
+    pub kind: u32,
+    /// The kernel's id of the map, program or link.
+    pub id: u32,
+}
+
+pub const OBJ_MAP: u32 = 1;
+pub const OBJ_PROG: u32 = 2;
+pub const OBJ_LINK: u32 = 3;
+
+/// The one entry of `SELF`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelfState {
+    /// Kernel address of the `struct vfsmount` the pins live on, recorded
+    /// by the program when guard opens its pin directory (0: not yet).
+    /// Only ever compared, never dereferenced by userspace.
+    pub pin_mnt: u64,
+    /// Hash of the policy set (and trusted executables) this instance
+    /// enforces, so a restarted agent knows whether it can adopt it as it is.
+    pub policy_hash: u64,
+    /// Hash of the eBPF object and kernel layout this instance runs.
+    pub object_hash: u64,
+}
+
+/// Per policy, per CPU: what the kernel did to the set of protected inodes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// New inodes that inherited protection from a protected directory.
+    pub inherited: u64,
+    /// Protected inodes whose file was deleted (or whose in-memory
+    /// filesystem went away): no longer protected, nothing to protect.
+    pub deleted: u64,
+    /// Protected inodes evicted from the cache whose rule was kept in `EVICTED`.
+    pub evicted: u64,
+    /// Evicted inodes read back in and given their rule again.
+    pub restored: u64,
+}
+
 // -------------------------------------------------------------- counters
 
 /// Indices into the per-CPU `COUNTERS` array. The agent sums over CPUs.
@@ -160,7 +294,13 @@ pub const CNT_INTERNAL_ERRORS: u32 = 7;
 pub const CNT_INHERITED: u32 = 8;
 /// An earlier LSM had already denied; its verdict was passed through.
 pub const CNT_PASSED_THROUGH: u32 = 9;
-pub const CNT_MAX: u32 = 10;
+/// Attempts on guard itself (its maps, programs, pins, binary, process, or
+/// a foreign LSM / fmod_ret program) refused. Also counted in `CNT_DENIED`.
+pub const CNT_TAMPER: u32 = 10;
+/// A protected inode was evicted but its rule could not be remembered
+/// (`EVICTED` full): that file is no longer protected. Must stay 0.
+pub const CNT_EVICT_LOST: u32 = 11;
+pub const CNT_MAX: u32 = 12;
 
 pub const COUNTER_NAMES: [&str; CNT_MAX as usize] = [
     "protected_hits",
@@ -173,6 +313,8 @@ pub const COUNTER_NAMES: [&str; CNT_MAX as usize] = [
     "internal_errors",
     "inherited",
     "passed_through",
+    "tamper_denied",
+    "evicted_rule_lost",
 ];
 
 // ----------------------------------------------------------------- events
@@ -212,7 +354,9 @@ pub struct Event {
     pub path_len: i32,
     /// For `HOOK_PTRACE`: the tgid of the process that was to be accessed; else 0.
     pub target_tgid: u32,
-    pub _pad: u32,
+    /// Hook-specific detail: for `HOOK_BPF` the `bpf(2)` command, for
+    /// `HOOK_BPF_MAP`/`HOOK_BPF_PROG` the object's id, else 0.
+    pub detail: u32,
     pub comm: [u8; COMM_LEN],
     pub path: [u8; EVENT_PATH_LEN],
 }
@@ -231,8 +375,12 @@ pub const HOOK_INODE_UNLINK: u32 = 3;
 pub const HOOK_INODE_RENAME: u32 = 4;
 pub const HOOK_PATH_TRUNCATE: u32 = 5;
 pub const HOOK_PTRACE: u32 = 6;
+pub const HOOK_BPF: u32 = 7;
+pub const HOOK_BPF_MAP: u32 = 8;
+pub const HOOK_BPF_PROG: u32 = 9;
+pub const HOOK_SB_UMOUNT: u32 = 10;
 
-pub const HOOK_NAMES: [&str; 7] = [
+pub const HOOK_NAMES: [&str; 11] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -240,7 +388,38 @@ pub const HOOK_NAMES: [&str; 7] = [
     "inode_rename",
     "path_truncate",
     "ptrace_access_check",
+    "bpf",
+    "bpf_map",
+    "bpf_prog",
+    "sb_umount",
 ];
+
+// ------------------------------------------------------------- bpf(2) ABI
+// Stable UAPI values from include/uapi/linux/bpf.h, used by the `bpf` hook.
+
+pub const BPF_PROG_LOAD: u32 = 5;
+pub const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
+pub const BPF_LINK_CREATE: u32 = 28;
+pub const BPF_LINK_GET_FD_BY_ID: u32 = 30;
+pub const BPF_PROG_TYPE_TRACING: u32 = 26;
+pub const BPF_PROG_TYPE_EXT: u32 = 28;
+pub const BPF_PROG_TYPE_LSM: u32 = 29;
+pub const BPF_MODIFY_RETURN: u32 = 26;
+pub const BPF_LSM_MAC: u32 = 27;
+pub const BPF_LSM_CGROUP: u32 = 43;
+/// Offsets in `union bpf_attr`: `prog_type` and `expected_attach_type` of
+/// `BPF_PROG_LOAD`; `link_create.attach_type`; `raw_tracepoint.name`;
+/// the id of `BPF_*_GET_FD_BY_ID`.
+pub const ATTR_PROG_TYPE: usize = 0;
+pub const ATTR_EXPECTED_ATTACH_TYPE: usize = 68;
+pub const ATTR_LINK_CREATE_ATTACH_TYPE: usize = 8;
+pub const ATTR_RAW_TP_NAME: usize = 0;
+pub const ATTR_GET_ID: usize = 0;
+
+/// `s_magic` of filesystems whose inodes are never evicted while the file
+/// exists: an inode freed there is a file that is gone.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 // ----------------------------------------------------- kernel struct layout
 
@@ -275,6 +454,15 @@ pub struct KernelLayout {
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
+    pub inode_i_generation: u32,
+    pub inode_i_nlink: u32,
+    pub super_block_s_magic: u32,
+    pub path_mnt: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub bpf_map_id: u32,
+    pub bpf_prog_aux: u32,
+    pub bpf_prog_aux_id: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -297,11 +485,15 @@ pub const FMODE_WRITE: u32 = 0x2;
 
 const _: () = {
     assert!(core::mem::size_of::<InodeRule>() == 8);
-    assert!(core::mem::size_of::<PolicyEntry>() == 24);
+    assert!(core::mem::size_of::<PolicyEntry>() == 32 + UNIT_NAME_LEN);
+    assert!(core::mem::size_of::<FileKey>() == 16);
+    assert!(core::mem::size_of::<ObjKey>() == 8);
+    assert!(core::mem::size_of::<SelfState>() == 24);
+    assert!(core::mem::size_of::<PolicyStats>() == 32);
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 88);
+    assert!(core::mem::size_of::<KernelLayout>() == 124);
     assert!(core::mem::size_of::<Event>() == 88 + COMM_LEN + EVENT_PATH_LEN);
     assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 };
@@ -317,4 +509,8 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::KernelLayout {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::FileKey {}
+    unsafe impl aya::Pod for super::ObjKey {}
+    unsafe impl aya::Pod for super::SelfState {}
+    unsafe impl aya::Pod for super::PolicyStats {}
 }

@@ -31,6 +31,21 @@ use crate::{
 /// should fail loudly, not spend minutes).
 pub const MAX_TAGGED: usize = 2_000_000;
 
+/// A unit name as `PolicyEntry::unit` holds it (NUL-padded, truncated).
+pub fn unit_bytes(unit: &str) -> [u8; UNIT_NAME_LEN] {
+    let mut out = [0u8; UNIT_NAME_LEN];
+    let n = unit.len().min(UNIT_NAME_LEN);
+    out[..n].copy_from_slice(&unit.as_bytes()[..n]);
+    out
+}
+
+/// The fingerprint of a policy set: an agent may adopt a running instance
+/// only if it enforces exactly this set (and trusts the same executables).
+pub fn policy_hash(set: &PolicySet, trust: &[u8]) -> u64 {
+    let text = format!("{:?}", set.policies);
+    crate::kernel::fnv64(&[text.as_bytes(), trust])
+}
+
 /// Identity of a file as userspace sees it: (major, minor, inode).
 pub type FileId = (u32, u32, u64);
 
@@ -53,6 +68,8 @@ pub struct PolicyState {
     /// identity changes (a new credentials mount over the old mountpoint, a
     /// file replaced by rename) is tagged again on the next reconcile.
     pub roots: HashMap<PathBuf, FileId>,
+    /// Inodes this instance's agents newly tagged (kept in the kernel's
+    /// `PolicyEntry::agent_tagged`, so a restarted agent continues the count).
     pub tagged: usize,
 }
 
@@ -88,6 +105,12 @@ impl Enforcer {
         }
         for i in 0..self.policies.len() {
             let p = &self.policies[i];
+            // An adopted instance already counts what earlier agents tagged.
+            if let Ok(prev) = kernel.maps.policies.get(&p.id, 0) {
+                if prev.mode != MODE_UNUSED && prev.unit == unit_bytes(&p.unit) {
+                    self.state[i].tagged = prev.agent_tagged as usize;
+                }
+            }
             for uid in &p.allow_uids {
                 kernel
                     .maps
@@ -115,6 +138,8 @@ impl Enforcer {
             },
             rate_per_sec: p.rate_per_sec,
             rate_burst: p.rate_burst.max(1),
+            agent_tagged: self.state[i].tagged as u64,
+            unit: unit_bytes(&p.unit),
         };
         if let Some(old) = &self.state[i].cgroup {
             let _ = kernel.maps.unit_cgroups.remove(&old.id);
@@ -141,7 +166,6 @@ impl Enforcer {
             });
             match res {
                 Ok((meta, n)) => {
-                    self.state[i].tagged += n;
                     self.state[i].roots.insert(path.clone(), file_id(&meta));
                     done.push((path, n));
                 }
@@ -152,6 +176,13 @@ impl Enforcer {
                     }
                     self.state[i].pending.push(path);
                 }
+            }
+        }
+        if !done.is_empty() {
+            let id = self.policies[i].id;
+            if let Ok(mut entry) = kernel.maps.policies.get(&id, 0) {
+                entry.agent_tagged = self.state[i].tagged as u64;
+                kernel.maps.policies.set(id, entry, 0).context("updating the tag count")?;
             }
         }
         match first_err {
@@ -191,9 +222,12 @@ impl Enforcer {
                 }
             }
             let flags = if meta.is_dir() { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
-            kernel
+            let new = kernel
                 .tag_inode(&fd, InodeRule { policy_id, flags })
                 .with_context(|| format!("tagging {}", path.display()))?;
+            if new {
+                self.state[i].tagged += 1;
+            }
             self.files.insert(file_id(&meta), (policy_id, path.clone()));
             count += 1;
             if self.files.len() > MAX_TAGGED {

@@ -4,6 +4,7 @@
 //! events --follow` tails the denial feed of a running agent, and `guard
 //! bench` measures what the hook costs each `open()`.
 
+mod admin;
 mod bench;
 mod enforce;
 mod feed;
@@ -13,6 +14,8 @@ mod run;
 mod units;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+pub use admin::UNLOAD_NOTE;
 
 use clap::{Parser, Subcommand};
 
@@ -33,8 +36,27 @@ enum Command {
         #[arg(long, default_value = "/etc/passwd")]
         passwd: PathBuf,
     },
-    /// Load policies, attach the LSM programs and enforce until SIGINT/SIGTERM.
+    /// Load policies and enforce. The kernel keeps enforcing after the agent
+    /// stops; a restarted agent adopts what is already enforcing.
     Run(run::RunArgs),
+    /// What the kernel enforces now, per unit, read from the kernel (works
+    /// with no agent running). Exit 0 while enforcing, 4 when not.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = kernel::pins::PIN_ROOT)]
+        pin_root: PathBuf,
+        #[arg(long, default_value = "/sys/fs/cgroup")]
+        cgroup_root: PathBuf,
+    },
+    /// Stop enforcing: remove guard's pinned programs and maps (root, with
+    /// the guard binary the instance trusts). Recorded on the feed.
+    Unload {
+        #[arg(long, default_value = kernel::pins::PIN_ROOT)]
+        pin_root: PathBuf,
+        #[arg(long, default_value = run::DEFAULT_PID_FILE)]
+        pid_file: PathBuf,
+    },
     /// Tail the denial feed of a running agent (JSON lines).
     Events {
         /// Keep following (the only mode; accepted for clarity).
@@ -63,6 +85,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Events { follow: _, socket } => block_on(feed::socket::follow(socket)),
         Command::Bench(args) => bench::main(args),
+        Command::Status { json, pin_root, cgroup_root } => admin::status(&pin_root, &cgroup_root, json),
+        Command::Unload { pin_root, pid_file } => admin::unload(&pin_root, &pid_file),
     }
 }
 

@@ -2,11 +2,15 @@
 //!
 //! 1. Validate every policy (nothing touches the kernel if one is wrong).
 //! 2. Check the kernel: BPF LSM active, BTF, cgroup v2.
-//! 3. Load the object with this kernel's struct layout; fill the maps; tag
-//!    the protected inodes. Still nothing attached.
-//! 4. Attach every hook, print a one-line summary, then serve: the feed,
-//!    subscribers, metrics, and unit restarts, until SIGINT/SIGTERM, which
-//!    detach everything.
+//! 3. Adopt the pinned instance if it already enforces this very object and
+//!    policy set (nothing reloaded, nothing re-attached). Otherwise load the
+//!    object with this kernel's struct layout, fill the maps, tag the
+//!    protected inodes, and only then arm it: attach every hook and pin it.
+//!    An older instance is retired after the new one enforces: no gap.
+//! 4. Print a one-line summary, then serve: the feed, subscribers, metrics,
+//!    and unit restarts, until SIGINT/SIGTERM. Stopping the agent does NOT
+//!    stop enforcement: the pinned instance keeps deciding. `guard unload`
+//!    is the one way to stop it.
 
 use std::{
     io::IsTerminal,
@@ -24,12 +28,15 @@ use guard_common::DEFAULT_RINGBUF_BYTES;
 use tokio::{io::unix::AsyncFd, signal::unix::{signal, SignalKind}};
 
 use crate::{
-    enforce::{Change, Enforcer},
+    enforce::{self, Change, Enforcer},
     exit,
-    feed::{self, record::Namer, Hub},
-    kernel::{self, preflight, Kernel},
+    feed::{self, record::{Admin, Namer}, Hub},
+    kernel::{self, pins, preflight, trust::{Exe, Trust}, Kernel},
     policy,
 };
+
+/// Where `guard run` writes its pid (for `guard unload`).
+pub const DEFAULT_PID_FILE: &str = "/run/guard/guard.pid";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -65,6 +72,16 @@ pub struct RunArgs {
     /// Re-check units at least this often, in addition to cgroup tree events.
     #[arg(long, default_value_t = 1000)]
     pub reconcile_ms: u64,
+    /// Another BPF security tool (by path; trusted by the file's identity)
+    /// allowed to load and attach LSM and fmod_ret programs while guard
+    /// enforces. It can never reach guard's own maps, programs or pins.
+    #[arg(long, value_name = "PATH")]
+    pub allow_bpf_exe: Vec<PathBuf>,
+    /// bpffs directory holding guard's pinned instances.
+    #[arg(long, default_value = pins::PIN_ROOT)]
+    pub pin_root: PathBuf,
+    #[arg(long, default_value = DEFAULT_PID_FILE)]
+    pub pid_file: PathBuf,
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
@@ -112,9 +129,41 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     let t0 = Instant::now();
     let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
     let layout = kernel::btf::kernel_layout(&btf).context("this kernel's structs lack a field guard reads")?;
-    let mut k = Kernel::load(&layout, args.ringbuf_bytes)?;
+    pins::ensure_bpffs()?;
+    let trust = Trust::new(&args.allow_bpf_exe)?;
+    let policy_hash = enforce::policy_hash(&set, &trust.fingerprint());
+    let object_hash = kernel::object_hash(&layout);
+    let existing = pins::instances(&args.pin_root);
+    let adoptable = existing.iter().find(|d| {
+        pins::read_state(d).is_ok_and(|st| st.policy_hash == policy_hash && st.object_hash == object_hash)
+    });
     let mut enforcer = Enforcer::new(&set, &args.cgroup_root);
-    enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
+    let (mut k, how) = match adoptable {
+        Some(dir) => {
+            let mut k = Kernel::adopt(dir)?;
+            enforcer.install(&mut k).context("bringing the adopted instance up to date")?;
+            (k, format!("adopted instance {} (no reload, no re-attach)", dir.display()))
+        }
+        None => {
+            let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;
+            enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
+            let dir = k.arm(&args.pin_root, &trust, policy_hash, object_hash)?;
+            (k, format!("armed instance {}", dir.display()))
+        }
+    };
+    let ours = k.instance.clone().context("no instance")?;
+    // The new instance enforces; only now do older ones go (no gap).
+    for old in existing.iter().filter(|d| **d != ours) {
+        match pins::retire(old) {
+            Ok(()) => log::info!("retired the older instance {}", old.display()),
+            Err(e) => log::warn!(
+                "could not retire the older instance {} ({e:#}); it keeps enforcing beside this one \
+                 (both must allow, so this is stricter, never weaker). Remove it with the guard \
+                 binary that loaded it: `guard unload`",
+                old.display()
+            ),
+        }
+    }
     let ring = k.events.take().context("ring buffer already taken")?;
     let klog = k.logger.take();
     let stats_fd = if args.prog_stats || args.metrics.is_some() {
@@ -122,8 +171,12 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     } else {
         None
     };
-    k.attach_enforcing()?;
-    eprintln!("{} [hooks: {}] ({} ms)", enforcer.summary(), k.attached().join(","), t0.elapsed().as_millis());
+    eprintln!("{} [{how}; hooks: {}] ({} ms)", enforcer.summary(), k.attached().join(","), t0.elapsed().as_millis());
+    if let Some(dir) = args.pid_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing --pid-file {}", args.pid_file.display()))?;
 
     let kernel = Arc::new(Mutex::new(k));
     let enforcer = Arc::new(Mutex::new(enforcer));
@@ -170,6 +223,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
             .with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
 
+    hub.publish_admin(&Admin::new("agent-started", &ours, &how));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
@@ -180,13 +234,50 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     }
     // Let the feed drain what the kernel already wrote.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    kernel.lock().unwrap().detach_all();
+    if ours.exists() {
+        handover_if_replaced(&kernel, &trust.guard, &hub, &ours);
+        hub.publish_admin(&Admin::new(
+            "agent-stopped",
+            &ours,
+            "the agent stopped; the kernel keeps enforcing this instance (`guard unload` stops it)",
+        ));
+        eprintln!("guard: agent stopping; instance {} keeps enforcing", ours.display());
+    } else {
+        let by = std::fs::read_to_string(crate::UNLOAD_NOTE).unwrap_or_default();
+        hub.publish_admin(&Admin::new("unloaded", &ours, by.trim()));
+        eprintln!("guard: the instance was unloaded (`guard unload`); exiting");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(stats_fd);
     if !args.no_socket {
         let _ = std::fs::remove_file(&args.socket);
     }
-    eprintln!("guard: detached all hooks; exiting");
+    let _ = std::fs::remove_file(&args.pid_file);
     Ok(())
+}
+
+/// A package upgrade renames a new binary over guard's. The running agent
+/// is the only process that can vouch for it: on its way out it adds the
+/// new file's identity to what the instance trusts, so the upgraded agent
+/// can adopt (or replace) the instance with no gap. Recorded on the feed,
+/// since whoever can replace guard's binary and restart it can change guard
+/// (as `guard unload` can stop it): an admin act, never a silent one.
+fn handover_if_replaced(kernel: &Arc<Mutex<Kernel>>, current: &Exe, hub: &Hub, instance: &Path) {
+    let Ok(now) = Exe::of(&current.path) else { return };
+    if now.key == current.key {
+        return;
+    }
+    let mut k = kernel.lock().unwrap();
+    let res = k.maps.trusted.insert(now.key, guard_common::TRUST_GUARD, 0).map_err(anyhow::Error::from).and_then(|()| {
+        let fd = now.open_path()?;
+        k.tag_inode(&fd, guard_common::InodeRule { policy_id: guard_common::SELF_POLICY_ID, flags: guard_common::RULE_F_SELF | guard_common::RULE_F_SELF_EXEC })
+    });
+    let detail = match res {
+        Ok(_) => format!("{} was replaced (now dev {}:{} ino {}); trust handed over to it", now.path.display(), now.key.dev >> 20, now.key.dev & 0xfffff, now.key.ino),
+        Err(e) => format!("{} was replaced, but handing trust over failed: {e:#}", now.path.display()),
+    };
+    log::warn!("{detail}");
+    hub.publish_admin(&Admin::new("handover", instance, &detail));
 }
 
 /// Re-resolves units and protected paths on every change in the watched

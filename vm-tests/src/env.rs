@@ -36,6 +36,87 @@ pub const DB_PASSWORD: &str = "/srv/demo/secrets/db-password";
 pub const PUBLIC: &str = "/srv/public.txt";
 pub const AUDITED_FILE: &str = "/srv/audited/token";
 pub const FLOOD_FILE: &str = "/srv/flood/secret";
+/// A disk-backed filesystem (ext4 on a loop device) for the eviction tests.
+pub const EXT4_DIR: &str = "/mnt/ext4";
+pub const EXT4_SECRETS: &str = "/mnt/ext4/secrets";
+pub const EXT4_SECRET: &str = "/mnt/ext4/secrets/token";
+pub const EXT4_DOOMED: &str = "/mnt/ext4/secrets/doomed";
+pub const EXT4_PUBLIC: &str = "/mnt/ext4/public";
+pub const PIN_ROOT: &str = "/sys/fs/bpf/guard";
+
+/// Loads the loop driver the image carries, makes an ext4 filesystem in a
+/// file and mounts it through a loop device. Panics with the reason if any
+/// step fails (the eviction tests need a real disk-backed filesystem).
+pub fn mount_ext4() {
+    let run = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(out.status.success(), "{cmd} {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+    if !Path::new("/sys/module/loop").exists() {
+        run("insmod", &["/lib/modules/loop.ko"]);
+    }
+    // 8 MiB of 1 KiB blocks is one block group: a freed inode number is the
+    // next one handed out, so the reuse test below can reuse it.
+    run("dd", &["if=/dev/zero", "of=/tmp/ext4.img", "bs=1M", "count=8"]);
+    run("mke2fs", &["-q", "-F", "-b", "1024", "/tmp/ext4.img"]);
+    std::fs::create_dir_all(EXT4_DIR).unwrap();
+    run("mount", &["-t", "ext4", "-o", "loop", "/tmp/ext4.img", EXT4_DIR]);
+}
+
+/// Writes back and drops the page, dentry and inode caches.
+pub fn drop_caches() {
+    // SAFETY: plain syscall.
+    unsafe { libc::sync() };
+    for _ in 0..2 {
+        std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop_caches");
+    }
+}
+
+pub fn ino(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).map(|m| m.ino()).unwrap_or(0)
+}
+
+/// Runs `guard ARGS` as root in the root cgroup: (exit code, stdout, stderr).
+pub fn guard_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(GUARD).args(args).output().expect("running guard");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `guard status --json`.
+pub fn guard_status() -> Result<serde_json::Value, String> {
+    let (code, out, err) = guard_cli(&["status", "--json"]);
+    serde_json::from_str(&out).map_err(|e| format!("guard status (exit {code:?}) printed no JSON ({e}): {out}{err}"))
+}
+
+/// One policy's entry of `guard status --json`, by unit.
+pub fn policy_status(unit: &str) -> Result<serde_json::Value, String> {
+    let st = guard_status()?;
+    st["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["policies"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["unit"] == unit)
+        .ok_or_else(|| format!("guard status has no policy for {unit}: {st}"))
+}
+
+/// Records of one kind (`tamper`, `admin`, ...) so far.
+pub fn records_of_kind(kind: &str) -> Vec<serde_json::Value> {
+    records_where(&format!("\"kind\":\"{kind}\""), |r| r["kind"] == kind)
+}
+
+/// The tamper records whose process had `pid`, waiting up to 5 s for one.
+pub fn tamper_records_for(pid: u32) -> Vec<serde_json::Value> {
+    let t = Instant::now();
+    loop {
+        let found = records_where(&format!("\"pid\":{pid},"), |r| r["kind"] == "tamper" && r["process"]["pid"].as_u64() == Some(pid as u64));
+        if !found.is_empty() || t.elapsed() > Duration::from_secs(5) {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 pub fn mkcg(rel: &str) {
     std::fs::create_dir_all(Path::new(CGROOT).join(rel.trim_start_matches('/'))).unwrap_or_else(|e| panic!("mkdir cgroup {rel}: {e}"));
@@ -217,6 +298,12 @@ pub fn start_agent(policy_dir: &str, extra: &[&str]) -> Agent {
 }
 
 impl Agent {
+    /// SIGKILL, as an attacker (or the OOM killer) would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -235,28 +322,35 @@ impl Agent {
 
 /// Every record of the feed so far.
 pub fn records() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(EVENTS)
-        .unwrap_or_default()
+    records_where("", |_| true)
+}
+
+/// The records whose JSON line contains `needle` and that pass `keep`,
+/// streamed: the feed file holds a million-record flood by the end of the
+/// suite, so it is never parsed (or held) whole.
+pub fn records_where(needle: &str, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+    let Ok(f) = std::fs::File::open(EVENTS) else { return Vec::new() };
+    BufReader::new(f)
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .map_while(Result::ok)
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .filter(|r| keep(r))
         .collect()
+}
+
+fn access_records_of(pid: u32) -> Vec<serde_json::Value> {
+    records_where(&format!("\"pid\":{pid},"), |r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
 }
 
 /// The access records whose opener had `pid`, waiting up to 5 s for the first.
 pub fn records_for(pid: u32) -> Vec<serde_json::Value> {
     let t = Instant::now();
     loop {
-        let found: Vec<_> = records()
-            .into_iter()
-            .filter(|r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
-            .collect();
-        if !found.is_empty() || t.elapsed() > Duration::from_secs(5) {
+        if !access_records_of(pid).is_empty() || t.elapsed() > Duration::from_secs(5) {
             // A moment more, to catch a (wrong) duplicate.
             std::thread::sleep(Duration::from_millis(300));
-            return records()
-                .into_iter()
-                .filter(|r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
-                .collect();
+            return access_records_of(pid);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -266,10 +360,7 @@ pub fn records_for(pid: u32) -> Vec<serde_json::Value> {
 /// produce none.
 pub fn records_settled(pid: u32) -> Vec<serde_json::Value> {
     std::thread::sleep(Duration::from_millis(400));
-    records()
-        .into_iter()
-        .filter(|r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(pid as u64))
-        .collect()
+    access_records_of(pid)
 }
 
 /// GET /metrics from the agent.

@@ -51,6 +51,17 @@ pub fn main(args: &[String]) -> i32 {
         Some("send-fd") => op_send_fd(&rest[1], &rest[2]),
         Some("hold") => op_hold(&rest[1], rest.get(2).map(String::as_str)),
         Some("flood") => op_flood(&rest[1], rest[2].parse().unwrap_or(0)),
+        Some("bpf-map-fd") => bpf::fd_by_id(bpf::MAP_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
+        Some("bpf-prog-fd") => bpf::fd_by_id(bpf::PROG_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
+        Some("bpf-link-fd") => bpf::fd_by_id(bpf::LINK_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
+        Some("bpf-own-map-fd") => bpf::own_map_by_id(),
+        Some("bpf-obj-get") => bpf::obj_get(&rest[1]),
+        Some("bpf-load") => bpf::load(&rest[1]),
+        Some("bpf-link-create") => bpf::link_create(rest[1].parse().unwrap_or(0)),
+        Some("bpf-rawtp-null") => bpf::raw_tp_null(),
+        Some("umount") => op_umount(&rest[1], rest.get(2).map(String::as_str) == Some("lazy")),
+        Some("pidfd-getfd") => op_pidfd_getfd(rest[1].parse().unwrap_or(0)),
+        Some("rmdir") => std::fs::remove_dir(&rest[1]),
         other => {
             println!("PROBE pid={} setup-error=unknown op {other:?}", std::process::id());
             return 2;
@@ -205,4 +216,142 @@ fn op_flood(path: &str, n: u64) -> std::io::Result<()> {
     }
     println!("FLOOD pid={} opens={n} failed={failed}", std::process::id());
     Ok(())
+}
+
+fn op_umount(path: &str, lazy: bool) -> std::io::Result<()> {
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: valid path.
+    if unsafe { libc::umount2(cstr(path).as_ptr(), flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// pidfd_open + pidfd_getfd of fd 1 of `pid` (any fd: the access check comes first).
+fn op_pidfd_getfd(pid: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscalls; fds closed below.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+        if pidfd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, 1, 0);
+        let err = std::io::Error::last_os_error();
+        libc::close(pidfd as i32);
+        if fd < 0 {
+            return Err(err);
+        }
+        libc::close(fd as i32);
+    }
+    Ok(())
+}
+
+/// Raw bpf(2) calls an attacker with root would make.
+mod bpf {
+    use std::io;
+
+    pub const MAP_CREATE: i64 = 0;
+    pub const PROG_LOAD: i64 = 5;
+    pub const OBJ_GET: i64 = 7;
+    pub const PROG_GET_FD_BY_ID: i64 = 13;
+    pub const MAP_GET_FD_BY_ID: i64 = 14;
+    pub const OBJ_GET_INFO_BY_FD: i64 = 15;
+    pub const RAW_TRACEPOINT_OPEN: i64 = 17;
+    pub const LINK_CREATE: i64 = 28;
+    pub const LINK_GET_FD_BY_ID: i64 = 30;
+
+    fn sys(cmd: i64, attr: &mut [u8; 128]) -> io::Result<i64> {
+        // SAFETY: a zeroed, large enough bpf_attr.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    }
+
+    fn put32(a: &mut [u8; 128], off: usize, v: u32) {
+        a[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put64(a: &mut [u8; 128], off: usize, v: u64) {
+        a[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn close(fd: i64) {
+        // SAFETY: closing an fd we own.
+        unsafe { libc::close(fd as i32) };
+    }
+
+    pub fn fd_by_id(cmd: i64, id: u32) -> io::Result<()> {
+        let mut a = [0u8; 128];
+        put32(&mut a, 0, id);
+        close(sys(cmd, &mut a)?);
+        Ok(())
+    }
+
+    /// Control: a map of our own, then an fd of it by id (root may, guard or not).
+    pub fn own_map_by_id() -> io::Result<()> {
+        let mut a = [0u8; 128];
+        put32(&mut a, 0, 2); // BPF_MAP_TYPE_ARRAY
+        put32(&mut a, 4, 4);
+        put32(&mut a, 8, 4);
+        put32(&mut a, 12, 1);
+        let fd = sys(MAP_CREATE, &mut a)?;
+        let mut info = [0u8; 128];
+        let mut b = [0u8; 128];
+        put32(&mut b, 0, fd as u32);
+        put32(&mut b, 4, 128);
+        put64(&mut b, 8, info.as_mut_ptr() as u64);
+        sys(OBJ_GET_INFO_BY_FD, &mut b)?;
+        let id = u32::from_le_bytes(info[4..8].try_into().unwrap());
+        let res = fd_by_id(MAP_GET_FD_BY_ID, id);
+        close(fd);
+        res
+    }
+
+    pub fn obj_get(path: &str) -> io::Result<()> {
+        let c = std::ffi::CString::new(path).unwrap();
+        let mut a = [0u8; 128];
+        put64(&mut a, 0, c.as_ptr() as u64);
+        close(sys(OBJ_GET, &mut a)?);
+        Ok(())
+    }
+
+    /// BPF_PROG_LOAD of `r0 = 0; exit` as `kind`: lsm, fmod_ret or ext. The
+    /// attach target is left unset, so the kernel itself refuses the load
+    /// with EINVAL; a refusal with EPERM can only come from an LSM.
+    pub fn load(kind: &str) -> io::Result<()> {
+        let (prog_type, attach) = match kind {
+            "lsm" => (29, 27),
+            "fmod_ret" => (26, 26),
+            "ext" => (28, 0),
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        // mov64 r0, 0; exit
+        let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+        let license = b"GPL\0";
+        let mut a = [0u8; 128];
+        put32(&mut a, 0, prog_type);
+        put32(&mut a, 4, 2);
+        put64(&mut a, 8, insns.as_ptr() as u64);
+        put64(&mut a, 16, license.as_ptr() as u64);
+        put32(&mut a, 68, attach);
+        close(sys(PROG_LOAD, &mut a)?);
+        Ok(())
+    }
+
+    /// BPF_LINK_CREATE of an LSM attachment with a bogus program fd: EBADF
+    /// from the kernel, EPERM from guard.
+    pub fn link_create(attach_type: u32) -> io::Result<()> {
+        let mut a = [0u8; 128];
+        put32(&mut a, 0, 9999);
+        put32(&mut a, 8, attach_type);
+        close(sys(LINK_CREATE, &mut a)?);
+        Ok(())
+    }
+
+    /// BPF_RAW_TRACEPOINT_OPEN with no name (tracing/LSM attach) and a bogus fd.
+    pub fn raw_tp_null() -> io::Result<()> {
+        let mut a = [0u8; 128];
+        put32(&mut a, 8, 9999);
+        close(sys(RAW_TRACEPOINT_OPEN, &mut a)?);
+        Ok(())
+    }
 }

@@ -54,6 +54,8 @@ pub fn main(args: &[String]) -> i32 {
 
     let agent = start_agent("/tmp/policies", &[]);
     println!("guard attached in {} ms", agent.started_ms);
+    // Scenario 18 replaces the agent (kill -9, then a restart that adopts).
+    let agent = std::cell::RefCell::new(Some(agent));
     run("1-owner-allowed", &owner_allowed);
     run("2-login-user-denied", &login_user_denied);
     run("3-same-uid-other-cgroup-denied", &same_uid_other_cgroup);
@@ -68,9 +70,13 @@ pub fn main(args: &[String]) -> i32 {
     run("13-unit-restart-rearmed", &unit_restart);
     run("14-feed-schema-and-metrics", &feed_schema_and_metrics);
     run("15-subscribers-misbehaving", &subscribers);
-    run("16-flood-accounting", &|| flood(&agent));
-    let status = agent.stop();
-    run("17-sigterm-detaches", &move || detached(status));
+    run("18-agent-killed-enforcement-stays-and-is-adopted", &|| agent_killed(&agent));
+    run("19-root-cannot-touch-guard", &|| tamper(agent.borrow().as_ref().expect("agent")));
+    run("20-rules-outlive-inode-eviction", &eviction);
+    run("16-flood-accounting", &|| flood(agent.borrow().as_ref().expect("agent")));
+    let status = agent.borrow_mut().take().expect("agent").stop();
+    run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
+    run("21-unload-is-the-off-switch", &unload);
 
     let failed = results.iter().filter(|r| r.1.is_err()).count();
     println!("vm-tests: {} passed, {} failed", results.len() - failed, failed);
@@ -106,10 +112,17 @@ fn setup_world() {
     write_file(PUBLIC, "hello", 0o666);
     write_file(AUDITED_FILE, "token", 0o666);
     write_file(FLOOD_FILE, "flood", 0o666);
+    mount_ext4();
+    for d in [EXT4_SECRETS, EXT4_PUBLIC] {
+        std::fs::create_dir_all(d).unwrap();
+        chmod(d, 0o777);
+    }
+    write_file(EXT4_SECRET, "on-disk-secret", 0o666);
+    write_file(EXT4_DOOMED, "to-be-deleted", 0o666);
     write_file(
         "/tmp/policies/demo.toml",
         &format!(
-            "unit = \"demo.service\"\nmode = \"enforce\"\nallow_users = [\"svc\"]\nprotect = [\"{CRED_DIR}\", \"{SECRETS}\"]\n\n[alerts]\nrate_per_sec = 10000\nburst = 10000\n"
+            "unit = \"demo.service\"\nmode = \"enforce\"\nallow_users = [\"svc\"]\nprotect = [\"{CRED_DIR}\", \"{SECRETS}\", \"{EXT4_SECRETS}\"]\n\n[alerts]\nrate_per_sec = 10000\nburst = 10000\n"
         ),
         0o644,
     );
@@ -155,9 +168,38 @@ fn control() -> Outcome {
     let hold = background(UNIT, SVC, "hold", &[KEY]);
     let (pid, addr) = hold_target(&hold);
     let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
-    kill(hold);
     ensure!(p.ok(), "without guard, process_vm_readv of a unit process: {}", p.describe());
-    Ok("all 11 accesses allowed by the kernel without guard".into())
+    // What scenarios 18-20 expect guard to refuse, without guard: the
+    // kernel itself says yes, or fails for another reason than EPERM.
+    let p = probe(HOST, ROOT, "pidfd-getfd", &[&pid]);
+    ensure!(p.ok(), "without guard, pidfd_getfd of a process: {}", p.describe());
+    let p = probe(HOST, ROOT, "vm-read", &[&pid, "0"]);
+    ensure!(p.errno.is_some_and(|e| e != libc::EPERM), "without guard, process_vm_readv at address 0: {} (expected EFAULT)", p.describe());
+    kill(hold);
+    let p = probe(HOST, ROOT, "bpf-own-map-fd", &[]);
+    ensure!(p.ok(), "without guard, root getting a map fd by id: {}", p.describe());
+    for kind in ["lsm", "fmod_ret", "ext"] {
+        let p = probe(HOST, ROOT, "bpf-load", &[kind]);
+        ensure!(p.errno.is_some_and(|e| e != libc::EPERM), "without guard, loading a {kind} program: {} (expected EINVAL)", p.describe());
+    }
+    for attach in ["26", "27"] {
+        let p = probe(HOST, ROOT, "bpf-link-create", &[attach]);
+        ensure!(p.errno.is_some_and(|e| e != libc::EPERM), "without guard, BPF_LINK_CREATE type {attach}: {} (expected EBADF)", p.describe());
+    }
+    let p = probe(HOST, ROOT, "bpf-rawtp-null", &[]);
+    ensure!(p.errno.is_some_and(|e| e != libc::EPERM), "without guard, BPF_RAW_TRACEPOINT_OPEN: {}", p.describe());
+    let p = probe(HOST, ROOT, "open-write", &[GUARD]);
+    ensure!(p.ok(), "without guard, root opening {GUARD} for writing: {}", p.describe());
+    std::fs::create_dir_all("/tmp/bpf-scratch").unwrap();
+    let r = std::process::Command::new("mount").args(["-t", "bpf", "bpf", "/tmp/bpf-scratch"]).status();
+    ensure!(r.is_ok_and(|s| s.success()), "mounting a scratch bpffs failed");
+    let p = probe(HOST, ROOT, "umount", &["/tmp/bpf-scratch"]);
+    ensure!(p.ok(), "without guard, unmounting a bpffs: {}", p.describe());
+    for f in [EXT4_SECRET, EXT4_DOOMED] {
+        let p = probe(SESSION, ALICE, "open", &[f]);
+        ensure!(p.ok(), "without guard, {f} on ext4: {}", p.describe());
+    }
+    Ok("all 25 accesses allowed (or failed for a reason other than EPERM/EACCES) without guard".into())
 }
 
 fn hold_target(b: &Background) -> (String, String) {
@@ -581,10 +623,184 @@ fn flood(agent: &Agent) -> Outcome {
     ))
 }
 
-fn detached(status: std::process::ExitStatus) -> Outcome {
+/// SIGTERM stops the agent, not enforcement.
+fn sigterm_keeps_enforcing(status: std::process::ExitStatus) -> Outcome {
     ensure!(status.success(), "guard exited with {status} on SIGTERM");
     let p = probe(SESSION, ALICE, "open", &[KEY]);
-    ensure!(p.ok(), "after SIGTERM the key is still denied: {}", p.describe());
-    let lsm_left = bpf_prog_ids().len();
-    Ok(format!("exit 0; protected file open again to all; {lsm_left} BPF programs remain loaded on the system"))
+    ensure!(p.errno == Some(libc::EACCES), "after SIGTERM, a login user opening the key: {} (expected still denied)", p.describe());
+    let owner = probe(UNIT, SVC, "read", &[KEY]);
+    ensure!(owner.ok(), "after SIGTERM, the unit reading its key: {}", owner.describe());
+    let stopped = records_of_kind("admin").iter().any(|r| r["action"] == "agent-stopped");
+    ensure!(stopped, "no admin record `agent-stopped` on the feed");
+    Ok("exit 0; outsider still EACCES, owner allowed; `agent-stopped` admin record".into())
+}
+
+/// `guard unload` is the one way to stop enforcing.
+fn unload() -> Outcome {
+    let st = guard_status()?;
+    let progs: Vec<u64> = st["instances"][0]["objects"]["programs"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_u64()).collect();
+    ensure!(!progs.is_empty(), "guard status lists no programs: {st}");
+    let (code, out, err) = guard_cli(&["unload"]);
+    ensure!(code == Some(0), "guard unload exited {code:?}: {out}{err}");
+    let rec: serde_json::Value = serde_json::from_str(out.trim()).map_err(|e| format!("guard unload printed no record ({e}): {out}"))?;
+    ensure!(rec["kind"] == "admin" && rec["action"] == "unloaded", "unload record: {rec}");
+    let p = probe(SESSION, ALICE, "open", &[KEY]);
+    ensure!(p.ok(), "after guard unload the key is still denied: {}", p.describe());
+    let left: Vec<u64> = bpf_prog_ids().into_iter().map(u64::from).filter(|id| progs.contains(id)).collect();
+    ensure!(left.is_empty(), "guard programs {left:?} still loaded after unload");
+    let (code, out, _) = guard_cli(&["status"]);
+    ensure!(code == Some(4), "guard status after unload: exit {code:?} (expected 4): {out}");
+    Ok(format!("exit 0 with an `unloaded` record; key open to DAC again; {} guard programs gone; status exit 4", progs.len()))
+}
+
+/// SIGKILL the agent: nothing changes in the kernel; a new agent adopts
+/// the pinned instance (no reload, no re-attach) and reads what the kernel
+/// recorded while no agent ran.
+fn agent_killed(agent: &std::cell::RefCell<Option<Agent>>) -> Outcome {
+    let progs_before = bpf_prog_ids();
+    agent.borrow_mut().take().expect("agent").kill9();
+    let p = probe(HOST, ROOT, "open", &[KEY]);
+    ensure!(p.errno == Some(libc::EACCES), "with the agent killed, root outside opening the key: {} (expected EACCES)", p.describe());
+    let owner = probe(UNIT, SVC, "read", &[KEY]);
+    ensure!(owner.ok(), "with the agent killed, the unit reading its key: {}", owner.describe());
+    let st = guard_status()?;
+    ensure!(st["enforcing"] == true && st["agent_pid"].is_null(), "guard status with no agent: {st}");
+    // With no guard process running, the binary is not busy: only guard's
+    // own rule keeps root from rewriting it in place.
+    let w = probe(HOST, ROOT, "open-write", &[GUARD]);
+    ensure!(w.errno == Some(libc::EPERM), "root opening {GUARD} for writing: {} (expected EPERM)", w.describe());
+    let t = probe(HOST, ROOT, "truncate", &[GUARD]);
+    ensure!(t.errno == Some(libc::EPERM), "root truncating {GUARD}: {} (expected EPERM)", t.describe());
+
+    let new = start_agent("/tmp/policies", &[]);
+    let log = std::fs::read_to_string(GUARD_LOG).unwrap_or_default();
+    *agent.borrow_mut() = Some(new);
+    ensure!(log.contains("adopted instance"), "the restarted agent did not adopt the instance:\n{log}");
+    let progs_after = bpf_prog_ids();
+    ensure!(progs_after == progs_before, "programs changed across the restart: {progs_before:?} -> {progs_after:?} (a second load or attach)");
+    let backlog = records_for(p.pid);
+    ensure!(backlog.len() == 1, "the denial made while no agent ran: {} records after the restart (expected 1)", backlog.len());
+    let tw = tamper_records_for(w.pid);
+    ensure!(tw.len() == 1 && tw[0]["hook"] == "file_open", "tamper records for the write attempt: {tw:?}");
+    let p2 = probe(HOST, ROOT, "open", &[KEY]);
+    ensure!(p2.errno == Some(libc::EACCES), "after the restart: {}", p2.describe());
+    Ok(format!(
+        "SIGKILL: root still EACCES, owner allowed, status `enforcing` with no agent, binary write/truncate EPERM; \
+         restart adopted ({} programs unchanged), backlog record delivered",
+        progs_after.len()
+    ))
+}
+
+/// Root tries every route to guard's objects; each is refused with EPERM
+/// and a tamper record, and enforcement is unchanged afterwards.
+fn tamper(agent: &Agent) -> Outcome {
+    let st = guard_status()?;
+    let inst = &st["instances"][0];
+    let ids = |k: &str| -> Vec<String> {
+        inst["objects"][k].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_u64()).map(|v| v.to_string()).collect()
+    };
+    let (maps, progs, links) = (ids("maps"), ids("programs"), ids("links"));
+    ensure!(!maps.is_empty() && !progs.is_empty() && !links.is_empty(), "guard status lists no objects: {inst}");
+    let dir = inst["instance"].as_str().unwrap_or("").to_string();
+    let pid = agent.child.id().to_string();
+    let mut attempts: Vec<(String, Vec<String>)> = Vec::new();
+    for id in &maps {
+        attempts.push(("bpf-map-fd".into(), vec![id.clone()]));
+    }
+    for id in &progs {
+        attempts.push(("bpf-prog-fd".into(), vec![id.clone()]));
+    }
+    for id in &links {
+        attempts.push(("bpf-link-fd".into(), vec![id.clone()]));
+    }
+    let pin = |p: &str| format!("{dir}/{p}");
+    for (op, args) in [
+        ("bpf-obj-get", vec![pin("maps/POLICIES")]),
+        ("bpf-obj-get", vec![pin("maps/INODE_RULES")]),
+        ("unlink", vec![pin("links/guard_file_open")]),
+        ("unlink", vec![pin("maps/POLICIES")]),
+        ("rename", vec![pin("links/guard_bpf"), "/sys/fs/bpf/stolen".into()]),
+        ("rename", vec![dir.clone(), "/sys/fs/bpf/moved".into()]),
+        ("rename", vec![PIN_ROOT.into(), "/sys/fs/bpf/moved-root".into()]),
+        ("umount", vec!["/sys/fs/bpf".into()]),
+        ("umount", vec!["/sys/fs/bpf".into(), "lazy".into()]),
+        ("umount", vec!["/sys".into(), "lazy".into()]),
+        ("bpf-load", vec!["lsm".into()]),
+        ("bpf-load", vec!["fmod_ret".into()]),
+        ("bpf-load", vec!["ext".into()]),
+        ("bpf-link-create", vec!["27".into()]),
+        ("bpf-link-create", vec!["26".into()]),
+        ("bpf-rawtp-null", vec![]),
+        ("vm-read", vec![pid.clone(), "0".into()]),
+        ("pidfd-getfd", vec![pid.clone()]),
+    ] {
+        attempts.push((op.into(), args));
+    }
+    let mut refused = 0;
+    for (op, args) in &attempts {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = probe(HOST, ROOT, op, &a);
+        ensure!(p.errno == Some(libc::EPERM), "root {op} {args:?}: {} (expected EPERM from guard)", p.describe());
+        let recs = tamper_records_for(p.pid);
+        ensure!(recs.len() == 1, "root {op} {args:?}: {} tamper records (expected 1): {recs:?}", recs.len());
+        refused += 1;
+    }
+    // Still enforcing, still whole.
+    let p = probe(HOST, ROOT, "open", &[KEY]);
+    ensure!(p.errno == Some(libc::EACCES), "after the attempts, root opening the key: {}", p.describe());
+    let again = guard_status()?;
+    ensure!(again["instances"][0]["hooks"] == inst["hooks"], "hooks changed: {} -> {}", inst["hooks"], again["instances"][0]["hooks"]);
+    let m = scrape().map_err(|e| e.to_string())?;
+    let tampers = metric(&m, "guard_kernel_total{counter=\"tamper_denied\"}").unwrap_or(0.0);
+    ensure!(tampers >= refused as f64, "kernel tamper counter {tampers} < {refused} refusals");
+    Ok(format!(
+        "{refused} attempts by root refused with EPERM, one tamper record each ({} map, {} program, {} link ids; pins; 3 unmounts; \
+         LSM/fmod_ret/freplace loads; 3 attach routes; ptrace-class and pidfd_getfd on the agent); still enforcing",
+        maps.len(),
+        progs.len(),
+        links.len()
+    ))
+}
+
+/// Protected inodes on ext4 keep their rules when evicted from the cache.
+fn eviction() -> Outcome {
+    expect_denied(SESSION, ALICE, "open", &[EXT4_SECRET], EXT4_SECRET)?;
+    let before = policy_status("demo.service")?;
+    drop_caches();
+    let mid = policy_status("demo.service")?;
+    let evicted = mid["evicted_now"].as_u64().unwrap_or(0);
+    ensure!(evicted >= 2, "drop_caches evicted {evicted} protected inodes (expected the ext4 files and directory): {mid}");
+    let r1 = expect_denied(SESSION, ALICE, "open", &[EXT4_SECRET], EXT4_SECRET)?;
+    let p = probe(UNIT, SVC, "read", &[EXT4_SECRET]);
+    ensure!(p.ok(), "the unit reading its ext4 secret after eviction: {}", p.describe());
+    // A file created in the protected directory (inherited), then evicted.
+    let newf = format!("{EXT4_SECRETS}/created-later");
+    let p = probe(UNIT, SVC, "create", &[&newf]);
+    ensure!(p.ok(), "the unit creating {newf}: {}", p.describe());
+    drop_caches();
+    let r2 = expect_denied(HOST, ROOT, "open", &[&newf], &newf)?;
+    // A deleted file's rule does not pass to a new file reusing its inode.
+    let old = ino(EXT4_DOOMED);
+    let p = probe(UNIT, SVC, "unlink", &[EXT4_DOOMED]);
+    ensure!(p.ok(), "the unit deleting its file: {}", p.describe());
+    let mut reused = None;
+    for n in 0..64 {
+        let f = format!("{EXT4_PUBLIC}/f{n}");
+        write_file(&f, "public", 0o666);
+        if ino(&f) == old {
+            reused = Some(f);
+            break;
+        }
+    }
+    let reused = reused.ok_or_else(|| format!("ext4 did not reuse inode {old} within 64 new files"))?;
+    drop_caches();
+    let p = probe(SESSION, ALICE, "open", &[&reused]);
+    ensure!(p.ok(), "{reused} reuses the deleted secret's inode {old} and was denied: {}", p.describe());
+    ensure!(records_settled(p.pid).is_empty(), "the open of {reused} produced a record");
+    let after = policy_status("demo.service")?;
+    Ok(format!(
+        "evicted {evicted} protected inodes; after eviction: {r1}; inherited file after eviction: {r2}; \
+         inode {old} reused by {reused}: allowed, no record; stats before {} / after {}",
+        before["protected_inodes"], after
+    ))
 }

@@ -21,11 +21,16 @@ pub struct Binaries<'a> {
     pub vm_tests: &'a Path,
 }
 
-pub fn busybox_image(bins: &Binaries<'_>, command: &str, out: &Path) -> Result<()> {
+/// Where the busybox guest finds the kernel's loop driver.
+pub const LOOP_MODULE: &str = "/lib/modules/loop.ko";
+
+pub fn busybox_image(bins: &Binaries<'_>, loop_ko: &Path, command: &str, out: &Path) -> Result<()> {
     let mut ir = Initramfs::new();
     ir.busybox_base()?;
     ir.file_from_host("/bin/guard", bins.guard, 0o755)?;
     ir.file_from_host("/bin/vm-tests", bins.vm_tests, 0o755)?;
+    ir.dir("/lib/modules", 0o755);
+    ir.file_from_host(LOOP_MODULE, loop_ko, 0o644)?;
     ir.file_bytes("/init", guest_init_script(command).into_bytes(), 0o755);
     ir.write(out)
 }

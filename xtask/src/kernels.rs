@@ -20,6 +20,9 @@ pub struct Kernel {
     pub vmlinuz: PathBuf,
     /// Debian package the image came from, e.g. `linux-image-6.1.0-50-cloud-amd64`.
     pub package: String,
+    /// The loop block driver of the same package, decompressed (the cloud
+    /// kernels build it as a module): the guest mounts an ext4 image with it.
+    pub loop_ko: PathBuf,
 }
 
 pub const BOOKWORM: &str = "bookworm-6.1";
@@ -78,10 +81,12 @@ fn cached(dir: &Path, name: &str) -> Option<Kernel> {
         .ok()?
         .trim()
         .to_string();
-    (vmlinuz.is_file() && !package.is_empty()).then(|| Kernel {
+    let loop_ko = dir.join("loop.ko");
+    (vmlinuz.is_file() && loop_ko.is_file() && !package.is_empty()).then(|| Kernel {
         name: name.to_string(),
         vmlinuz,
         package,
+        loop_ko,
     })
 }
 
@@ -278,11 +283,42 @@ fn download_kernel(apt: &AptState, package: &str, dir: &Path, name: &str) -> Res
         })
         .with_context(|| format!("{} has no boot/vmlinuz-*", deb.display()))?;
     fs::create_dir_all(dir)?;
+    // bookworm ships /lib/modules, trixie (merged /usr) /usr/lib/modules.
+    let module = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .find_map(|d| find_file(&extract.join(d), &["loop.ko", "loop.ko.xz", "loop.ko.zst"]))
+        .with_context(|| format!("{} has no loop.ko module", deb.display()))?;
+    if module.extension().is_some_and(|x| x == "ko") {
+        fs::copy(&module, dir.join("loop.ko"))?;
+    } else {
+        let ext = module.extension().and_then(|x| x.to_str()).unwrap_or("xz").to_string();
+        let packed = dir.join(format!("loop.ko.{ext}"));
+        fs::copy(&module, &packed)?;
+        let tool = if ext == "xz" { "xz" } else { "zstd" };
+        exec(Command::new(tool).args(["-d", "-f"]).arg(&packed))?;
+        let _ = fs::remove_file(&packed);
+    }
     fs::copy(&vmlinuz, dir.join("vmlinuz.tmp"))?;
     fs::rename(dir.join("vmlinuz.tmp"), dir.join("vmlinuz"))?;
     fs::write(dir.join("version"), format!("{package}\n"))?;
     fs::remove_dir_all(&work)?;
     Ok(())
+}
+
+/// The first file below `root` whose name is one of `names`.
+fn find_file(root: &Path, names: &[&str]) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| names.contains(&n)) {
+                return Some(p);
+            }
+        }
+    }
+    None
 }
 
 /// One apt source entry (one URI/suite pair) of the host's configuration.

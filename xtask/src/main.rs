@@ -152,8 +152,8 @@ fn bins(b: &Built) -> guest::Binaries<'_> {
 
 /// Boots a busybox guest running `command`; returns the outcome.
 fn run_busybox(k: &Kernel, b: &Built, tag: &str, command: &str, timeout: Duration) -> Result<vm::VmOutcome> {
-    let img = vm_dir().join(format!("{tag}.cpio"));
-    guest::busybox_image(&bins(b), command, &img)?;
+    let img = vm_dir().join(format!("{tag}-{}.cpio", k.name));
+    guest::busybox_image(&bins(b), &k.loop_ko, command, &img)?;
     let log = vm_dir().join(format!("{tag}-{}.log", k.name));
     step(&format!("booting {} ({}) for {tag}; console log {}", k.name, k.package, log.display()));
     vm::run_vm(k, &img, "quiet", timeout, &log, true)
@@ -425,6 +425,8 @@ fn benchmarks_md(reports: &[(String, serde_json::Value)]) -> String {
 /// One deliberate breakage of the eBPF program, and the scenarios that must catch it.
 struct Mutant {
     name: &'static str,
+    /// File below guard-ebpf/src.
+    file: &'static str,
     from: &'static str,
     to: &'static str,
     caught_by: &'static [&'static str],
@@ -433,67 +435,138 @@ struct Mutant {
 const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "always-allow",
+        file: "decide.rs",
         from: "if decision == DECISION_AUDITED { 0 } else { -EACCES }\n}\n\n/// Fail closed",
         to: "let _ = decision; 0\n}\n\n/// Fail closed",
         caught_by: &["2-login-user-denied", "4-root-outside-unit-denied", "7-new-file-in-protected-dir"],
     },
     Mutant {
         name: "ignore-cgroup",
+        file: "decide.rs",
         from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
         to: "    if (cgroup_ok || true) && uid_ok {\n        count(CNT_ALLOWED);",
         caught_by: &["3-same-uid-other-cgroup-denied"],
     },
     Mutant {
         name: "ignore-uid",
+        file: "decide.rs",
         from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
         to: "    if cgroup_ok && (uid_ok || true) {\n        count(CNT_ALLOWED);",
         caught_by: &["5-unit-cgroup-wrong-uid-denied"],
     },
     Mutant {
         name: "no-inheritance",
+        file: "main.rs",
         from: "        if dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
         to: "        if true || dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
         caught_by: &["7-new-file-in-protected-dir"],
     },
     Mutant {
         name: "no-records",
+        file: "report.rs",
         from: "    entry.submit(0);\n    count(CNT_EVENTS_SENT);",
         to: "    entry.discard(0);\n    count(CNT_EVENTS_SENT);",
         caught_by: &["2-login-user-denied", "8-unrelated-unaffected-and-audit-recorded"],
     },
     Mutant {
         name: "no-fd-receive-check",
+        file: "main.rs",
         from: "unsafe { judge_file(ctx.arg(0), HOOK_FILE_RECEIVE) }",
         to: "0",
         caught_by: &["11-fd-passing-denied"],
     },
     Mutant {
         name: "no-ptrace-check",
-        from: "decide(core::ptr::null_mut(), policy_id, &ptrace_subject(child))",
-        to: "{ let _ = (policy_id, child); 0 }",
+        file: "main.rs",
+        from: "decide(core::ptr::null_mut(), policy_id, &Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) })",
+        to: "{ let _ = (policy_id, target_tgid); 0 }",
         caught_by: &["12-memory-read-of-unit-denied"],
     },
     Mutant {
         name: "no-unlink-check",
+        file: "main.rs",
         from: "        let victim: *mut inode = load_ptr(dentry, off!(dentry_d_inode));\n        judge_inode(victim, &subject)\n    }\n}\n\n/// `path_truncate",
         to: "        let _ = (dentry, subject); 0\n    }\n}\n\n/// `path_truncate",
         caught_by: &["10-alteration-by-outsider-denied"],
     },
+    // Self-protection and eviction (issue 7).
+    Mutant {
+        name: "guard-objects-reachable",
+        file: "self_protect.rs",
+        from: "    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {\n        return 0;",
+        to: "    if true || unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {\n        return 0;",
+        caught_by: &["19-root-cannot-touch-guard"],
+    },
+    Mutant {
+        name: "foreign-lsm-loads-allowed",
+        file: "self_protect.rs",
+        from: "    if !dangerous {\n        return 0;",
+        to: "    if true || !dangerous {\n        return 0;",
+        caught_by: &["19-root-cannot-touch-guard"],
+    },
+    Mutant {
+        name: "pins-and-binary-unprotected",
+        file: "self_protect.rs",
+        from: "    only_guard(inode, subject)\n}\n\n/// guard opened its pin directory",
+        to: "    let _ = (inode, subject); 0\n}\n\n/// guard opened its pin directory",
+        caught_by: &["18-agent-killed-enforcement-stays-and-is-adopted", "19-root-cannot-touch-guard"],
+    },
+    Mutant {
+        name: "pin-mount-unmountable",
+        file: "self_protect.rs",
+        from: "    let pin = state.pin_mnt;\n    if pin == 0 {",
+        to: "    let pin = state.pin_mnt;\n    if true || pin == 0 {",
+        caught_by: &["19-root-cannot-touch-guard"],
+    },
+    Mutant {
+        name: "agent-ptraceable",
+        file: "self_protect.rs",
+        from: "    if trust_of(child) != TRUST_GUARD {\n        return None;",
+        to: "    if true || trust_of(child) != TRUST_GUARD {\n        return None;",
+        caught_by: &["19-root-cannot-touch-guard"],
+    },
+    Mutant {
+        name: "rules-lost-on-eviction",
+        file: "evict.rs",
+        from: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;",
+        to: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;\n    };\n    if true {\n        let _ = kept;\n        return false;",
+        caught_by: &["20-rules-outlive-inode-eviction"],
+    },
 ];
+
+/// The suite scenarios a mutant run needs (the fast ones, plus whatever the
+/// chosen mutants' catchers are).
+fn mutant_scenarios(chosen: &[&Mutant]) -> String {
+    let mut names: Vec<&str> = vec![
+        "control", "1-owner-allowed", "2-login-user-denied", "3-same-uid-other-cgroup-denied",
+        "4-root-outside-unit-denied", "5-unit-cgroup-wrong-uid-denied", "7-new-file-in-protected-dir",
+        "8-unrelated-unaffected-and-audit-recorded", "10-alteration-by-outsider-denied", "11-fd-passing-denied",
+        "12-memory-read-of-unit-denied",
+    ];
+    for m in chosen {
+        for c in m.caught_by {
+            if !names.contains(c) {
+                names.push(c);
+            }
+        }
+    }
+    names.join(",")
+}
 
 fn mutants(kernel: &str, names: &[String]) -> Result<()> {
     setup::ensure_tools(false)?;
     let k = select_kernels(Some(kernel))?.remove(0);
-    let only = "control,1-owner-allowed,2-login-user-denied,3-same-uid-other-cgroup-denied,4-root-outside-unit-denied,5-unit-cgroup-wrong-uid-denied,7-new-file-in-protected-dir,8-unrelated-unaffected-and-audit-recorded,10-alteration-by-outsider-denied,11-fd-passing-denied,12-memory-read-of-unit-denied";
-    let src = root().join("guard-ebpf/src/main.rs");
-    let original = std::fs::read_to_string(&src)?;
+    let src_dir = root().join("guard-ebpf/src");
     if let Some(unknown) = names.iter().find(|n| !MUTANTS.iter().any(|m| m.name == n.as_str())) {
         bail!("no mutant named {unknown}; choose from {:?}", MUTANTS.iter().map(|m| m.name).collect::<Vec<_>>());
     }
+    let chosen: Vec<&Mutant> = MUTANTS.iter().filter(|m| names.is_empty() || names.iter().any(|n| n == m.name)).collect();
+    let only = mutant_scenarios(&chosen);
     let mut summary = Vec::new();
-    for m in MUTANTS.iter().filter(|m| names.is_empty() || names.iter().any(|n| n == m.name)) {
+    for m in chosen {
+        let original = std::fs::read_to_string(src_dir.join(m.file))?;
         if original.matches(m.from).count() != 1 {
-            bail!("mutant {}: its pattern no longer matches guard-ebpf/src/main.rs exactly once; update MUTANTS", m.name);
+            bail!("mutant {}: its pattern no longer matches guard-ebpf/src/{} exactly once; update MUTANTS", m.name, m.file);
         }
         step(&format!("mutant {}: building a broken eBPF object", m.name));
         // A private copy of the workspace's eBPF sources, patched.
@@ -508,7 +581,7 @@ fn mutants(kernel: &str, names: &[String]) -> Result<()> {
                 .replace("members = [\"guard-common\", \"guard-ebpf\", \"guard\", \"xtask\", \"vm-tests\"]", "members = [\"guard-common\", \"guard-ebpf\"]")
                 .replace("default-members = [\"guard-common\", \"guard\", \"xtask\", \"vm-tests\"]", "default-members = [\"guard-common\"]"),
         )?;
-        std::fs::write(work.join("guard-ebpf/src/main.rs"), original.replacen(m.from, m.to, 1))?;
+        std::fs::write(work.join("guard-ebpf/src").join(m.file), original.replacen(m.from, m.to, 1))?;
         let b = build_into(&root().join("target/mutant-build"), Some(&work))?;
         let out = run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?;
         let failed: Vec<&str> = m
@@ -519,7 +592,7 @@ fn mutants(kernel: &str, names: &[String]) -> Result<()> {
             .collect();
         let caught = failed.len() == m.caught_by.len();
         summary.push(format!(
-            "mutant {:<20} {}: failing scenarios {:?} (expected {:?})",
+            "mutant {:<28} {}: failing scenarios {:?} (expected {:?})",
             m.name,
             if caught { "CAUGHT" } else { "NOT CAUGHT" },
             failed,

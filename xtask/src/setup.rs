@@ -19,6 +19,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "cpio",
     "busybox-static",
+    "xz-utils",
 ];
 
 /// Extra package for building the systemd root filesystem.

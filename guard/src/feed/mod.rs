@@ -28,7 +28,7 @@ use bytes::Bytes;
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use crate::enforce::Enforcer;
-use record::{Gap, Namer, Record};
+use record::{Admin, Gap, Namer, Record};
 
 /// How many records a consumer may fall behind before it starts losing them.
 pub const FEED_CAPACITY: usize = 16 * 1024;
@@ -62,6 +62,11 @@ impl Hub {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(FEED_CAPACITY);
         Self { tx, stats: Arc::new(FeedStats::default()) }
+    }
+
+    /// An admin record goes to every consumer like any other line.
+    pub fn publish_admin(&self, admin: &Admin) {
+        self.publish_line(serde_json::to_vec(admin).unwrap_or_default(), None);
     }
 
     pub fn publish_line(&self, json: Vec<u8>, record: Option<Record>) {

@@ -28,6 +28,62 @@ pub struct Record {
     pub process: ProcessInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
+    /// Tamper records: what was attempted, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An administrative event: an agent started or stopped, the instance was
+/// unloaded, trust was handed to an upgraded binary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Admin {
+    pub schema: &'static str,
+    pub kind: &'static str,
+    pub time: String,
+    /// `agent-started`, `agent-stopped`, `unloaded`, `handover`.
+    pub action: &'static str,
+    /// The pin directory of the instance concerned.
+    pub instance: String,
+    pub detail: String,
+    /// The agent's pid.
+    pub pid: u32,
+}
+
+impl Admin {
+    pub fn new(action: &'static str, instance: &Path, detail: &str) -> Self {
+        Self {
+            schema: SCHEMA,
+            kind: "admin",
+            time: rfc3339(SystemTime::now()),
+            action,
+            instance: instance.display().to_string(),
+            detail: detail.to_string(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// What a tamper record's hook and detail mean, in words.
+fn tamper_detail(ev: &Event) -> String {
+    match ev.hook {
+        HOOK_BPF => {
+            let cmd = match ev.detail {
+                BPF_PROG_LOAD => "BPF_PROG_LOAD of an LSM, fmod_ret or freplace program".to_string(),
+                BPF_LINK_CREATE => "BPF_LINK_CREATE attaching an LSM or fmod_ret program".to_string(),
+                BPF_RAW_TRACEPOINT_OPEN => "BPF_RAW_TRACEPOINT_OPEN attaching a tracing/LSM program".to_string(),
+                BPF_LINK_GET_FD_BY_ID => "BPF_LINK_GET_FD_BY_ID of one of guard's links".to_string(),
+                other => format!("bpf command {other}"),
+            };
+            format!("bpf(2): {cmd}")
+        }
+        HOOK_BPF_MAP => format!("an fd of guard's map id {}", ev.detail),
+        HOOK_BPF_PROG => format!("an fd of guard's program id {}", ev.detail),
+        HOOK_SB_UMOUNT => "unmounting the bpffs holding guard's pins, or a mount above it".to_string(),
+        HOOK_PTRACE => format!("ptrace-class access to guard's process {}", ev.target_tgid),
+        HOOK_INODE_UNLINK | HOOK_INODE_RENAME => "removing or renaming one of guard's pins".to_string(),
+        HOOK_FILE_OPEN | HOOK_PATH_TRUNCATE => "writing guard's binary or opening its pins".to_string(),
+        _ => "an attempt on guard".to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +184,8 @@ impl Namer {
     }
 
     pub fn record(&mut self, ev: &Event, enforcer: &Enforcer) -> Record {
-        let policy = enforcer.policy(ev.policy_id);
+        let tamper = ev.policy_id == SELF_POLICY_ID;
+        let policy = if tamper { None } else { enforcer.policy(ev.policy_id) };
         let file_path = if ev.path_len > 1 {
             let end = ev.path.iter().position(|&b| b == 0).unwrap_or(ev.path.len());
             Some(String::from_utf8_lossy(&ev.path[..end]).into_owned())
@@ -152,12 +209,12 @@ impl Namer {
         }
         Record {
             schema: SCHEMA,
-            kind: "access",
+            kind: if tamper { "tamper" } else { "access" },
             time: rfc3339(wall),
             decision: if ev.decision == DECISION_AUDITED { "audited" } else { "denied" },
             hook: HOOK_NAMES.get(ev.hook as usize).copied().unwrap_or("unknown"),
             access,
-            policy: policy.map_or_else(|| format!("#{}", ev.policy_id), |p| p.name.clone()),
+            policy: if tamper { "guard".into() } else { policy.map_or_else(|| format!("#{}", ev.policy_id), |p| p.name.clone()) },
             unit: policy.map_or_else(String::new, |p| p.unit.clone()),
             mode: match policy.map(|p| p.mode) {
                 Some(Mode::Audit) => "audit",
@@ -184,6 +241,7 @@ impl Namer {
                 cgroup,
             },
             target_pid: (ev.hook == HOOK_PTRACE).then_some(ev.target_tgid),
+            detail: tamper.then(|| tamper_detail(ev)),
         }
     }
 }

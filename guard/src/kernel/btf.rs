@@ -205,6 +205,15 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         css_set_dfl_cgrp: f("css_set", "dfl_cgrp")?,
         cgroup_kn: f("cgroup", "kn")?,
         kernfs_node_id: f("kernfs_node", "id")?,
+        inode_i_generation: f("inode", "i_generation")?,
+        inode_i_nlink: f("inode", "i_nlink")?,
+        super_block_s_magic: f("super_block", "s_magic")?,
+        path_mnt: f("path", "mnt")?,
+        mount_mnt: f("mount", "mnt")?,
+        mount_mnt_parent: f("mount", "mnt_parent")?,
+        bpf_map_id: f("bpf_map", "id")?,
+        bpf_prog_aux: f("bpf_prog", "aux")?,
+        bpf_prog_aux_id: f("bpf_prog_aux", "id")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -1,53 +1,99 @@
 //! The agent's handle on the kernel side: loading the object with the
-//! running kernel's struct layout, the typed maps, attaching and detaching.
+//! running kernel's struct layout, or adopting an instance that is already
+//! enforcing; the typed maps; attaching, pinning and retiring.
+//!
+//! An *instance* is one loaded copy of guard's programs and maps. It is
+//! pinned under `PIN_ROOT/<id>/` (links and maps), so it enforces whether or
+//! not an agent runs: killing the agent changes no decision. A restarted
+//! agent adopts the instance (no second attach) when it runs the same
+//! object with the same policy set; otherwise it arms a new instance and
+//! only then retires the old one, so enforcement never has a gap.
 //!
 //! Order matters for all-or-nothing: `Kernel::load` creates maps and loads
 //! (verifies) every program but attaches nothing; the caller fills the maps
-//! and only then calls `attach_enforcing`. Dropping a `Kernel` at any point
-//! detaches everything and frees every map, so an error before attach leaves
-//! the kernel exactly as it was.
+//! and only then calls `arm` (or, for the bench, `attach`). Dropping a
+//! `Kernel` that was never armed detaches everything and frees every map,
+//! so an error before that leaves the kernel exactly as it was.
 
 pub mod btf;
+pub mod pins;
 pub mod preflight;
+pub mod trust;
 
-use std::os::fd::AsFd;
+use std::{
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{Array, HashMap, InodeStorage, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, InodeStorage, Map, MapData, PerCpuArray, RingBuf},
     programs::{lsm::LsmLinkId, Lsm},
     Ebpf, EbpfLoader,
 };
 use guard_common::*;
 
 /// The eBPF object, built by `guard/build.rs` from `guard-ebpf`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-ebpf"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-ebpf"));
 
-/// Every map the agent writes or reads, taken out of the `Ebpf` object.
+/// `BPF_NOEXIST`: insert only if absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// Every map the agent writes or reads.
 pub struct Maps {
     pub rules: InodeStorage<MapData, InodeRule>,
     pub policies: Array<MapData, PolicyEntry>,
     pub uids: HashMap<MapData, UidKey, u32>,
     pub unit_cgroups: HashMap<MapData, u64, u32>,
     pub counters: PerCpuArray<MapData, u64>,
+    pub trusted: HashMap<MapData, FileKey, u32>,
+    pub objects: HashMap<MapData, ObjKey, u32>,
+    pub self_state: Array<MapData, SelfState>,
+    pub stats: PerCpuArray<MapData, PolicyStats>,
+    pub evicted: HashMap<MapData, FileKey, InodeRule>,
 }
 
+/// The maps guard pins, by name (the ring buffer too: a restarted agent
+/// reads what the kernel wrote while no agent ran).
+pub const PINNED_MAPS: [&str; 11] = [
+    MAP_INODE_RULES,
+    MAP_POLICIES,
+    MAP_ALLOWED_UIDS,
+    MAP_UNIT_CGROUPS,
+    MAP_COUNTERS,
+    MAP_TRUSTED,
+    MAP_GUARD_OBJECTS,
+    MAP_SELF,
+    MAP_POLICY_STATS,
+    MAP_EVICTED,
+    MAP_EVENTS,
+];
+
 pub struct Kernel {
-    ebpf: Ebpf,
+    /// The loaded object, for a fresh load (`None` once adopted from pins).
+    ebpf: Option<Ebpf>,
     pub maps: Maps,
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
+    /// Attached but not pinned (the bench; an instance before `arm` pins it).
     links: Vec<(&'static str, LsmLinkId)>,
     /// Kernel-side diagnostics (aya-log); taken by the agent, which drains it.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// The pin directory of this instance, once armed or adopted.
+    pub instance: Option<PathBuf>,
+    /// (program name, kernel id) of this instance's programs.
+    pub programs: Vec<(String, u32)>,
+    /// Duplicated fds of the maps to pin, for `arm` (fresh loads only).
+    map_fds: Vec<(&'static str, std::os::fd::OwnedFd)>,
 }
 
 /// Kernel counters summed over CPUs, indexed by `CNT_*`.
 pub type Counters = [u64; CNT_MAX as usize];
 
 impl Kernel {
-    /// Creates the maps and loads (verifies) every program; attaches nothing.
-    pub fn load(layout: &KernelLayout, ringbuf_bytes: u32) -> Result<Self> {
+    /// Creates the maps and loads (verifies) every enforcing program (and,
+    /// for the bench, the empty one); attaches nothing.
+    pub fn load(layout: &KernelLayout, ringbuf_bytes: u32, with_empty: bool) -> Result<Self> {
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&btf));
@@ -58,7 +104,8 @@ impl Kernel {
         let logger = aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| anyhow!("kernel-side logger: {e}"))?;
 
         let names: Vec<(&'static str, &'static str)> =
-            ENFORCING_PROGRAMS.iter().copied().chain([(PROG_EMPTY, "file_open")]).collect();
+            ENFORCING_PROGRAMS.iter().copied().chain(with_empty.then_some((PROG_EMPTY, "file_open"))).collect();
+        let mut programs = Vec::new();
         for (name, hook) in names {
             let prog: &mut Lsm = ebpf
                 .program_mut(name)
@@ -68,50 +115,71 @@ impl Kernel {
             prog.load(hook, &btf)
                 .map_err(|e| explain_load_error(anyhow!(e)))
                 .with_context(|| format!("the kernel refused program {name} (LSM hook {hook})"))?;
+            programs.push((name.to_string(), prog.info()?.id()));
         }
 
-        let mut take = |name: &str| {
-            ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
-        };
-        let maps = Maps {
-            rules: InodeStorage::try_from(take(MAP_INODE_RULES)?)?,
-            policies: Array::try_from(take(MAP_POLICIES)?)?,
-            uids: HashMap::try_from(take(MAP_ALLOWED_UIDS)?)?,
-            unit_cgroups: HashMap::try_from(take(MAP_UNIT_CGROUPS)?)?,
-            counters: PerCpuArray::try_from(take(MAP_COUNTERS)?)?,
-        };
+        let map_fds = pins::map_fds(&ebpf)?;
+        let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"));
+        let maps = Maps::from_taken(&mut take)?;
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
-        Ok(Self { ebpf, maps, events, links: Vec::new(), logger: Some(logger) })
+        Ok(Self { ebpf: Some(ebpf), maps, events, links: Vec::new(), logger: Some(logger), instance: None, programs, map_fds })
     }
 
-    /// Attaches every enforcing program. On error, whatever was attached is
-    /// detached again before returning.
-    pub fn attach_enforcing(&mut self) -> Result<()> {
-        for (name, hook) in ENFORCING_PROGRAMS {
-            if let Err(e) = self.attach(name) {
-                self.detach_all();
-                return Err(e.context(format!("attaching {name} to LSM hook {hook}")));
+    /// Opens an instance that is already enforcing, from its pins. Nothing
+    /// is loaded or attached: the kernel's decisions do not change.
+    pub fn adopt(dir: &Path) -> Result<Self> {
+        let mut take = |name: &str| -> Result<Map> {
+            let path = pins::map_pin(dir, name);
+            let data = MapData::from_pin(&path).map_err(|e| {
+                anyhow!(e).context(format!(
+                    "opening pinned map {} (guard only lets its own binary open its maps; \
+                     is this the binary that loaded it?)",
+                    path.display()
+                ))
+            })?;
+            Map::from_map_data(data).map_err(|e| anyhow!(e))
+        };
+        let maps = Maps::from_taken(&mut take)?;
+        let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
+        let mut programs = Vec::new();
+        for key in maps.objects.keys() {
+            let key = key?;
+            if key.kind == OBJ_PROG {
+                let name = aya::programs::loaded_programs()
+                    .filter_map(|p| p.ok())
+                    .find(|p| p.id() == key.id)
+                    .and_then(|p| p.name_as_str().map(String::from))
+                    .unwrap_or_default();
+                programs.push((full_program_name(&name), key.id));
             }
         }
-        Ok(())
+        let logger = programs
+            .iter()
+            .find(|(n, _)| n == PROG_FILE_OPEN)
+            .and_then(|(_, id)| aya_log::EbpfLogger::init_from_id(*id).ok());
+        Ok(Self { ebpf: None, maps, events, links: Vec::new(), logger, instance: Some(dir.to_path_buf()), programs, map_fds: Vec::new() })
     }
 
+    /// Attaches one program of a fresh load (unpinned: it lives as long as this `Kernel`).
     pub fn attach(&mut self, name: &'static str) -> Result<()> {
-        let prog: &mut Lsm = self.ebpf.program_mut(name).context("program missing")?.try_into()?;
+        let ebpf = self.ebpf.as_mut().context("an adopted instance has no programs to attach")?;
+        let prog: &mut Lsm = ebpf.program_mut(name).context("program missing")?.try_into()?;
         let id = prog.attach().map_err(|e| explain_load_error(anyhow!(e)))?;
         self.links.push((name, id));
         Ok(())
     }
 
     pub fn detach(&mut self, name: &str) -> Result<()> {
+        let Some(ebpf) = self.ebpf.as_mut() else { return Ok(()) };
         while let Some(pos) = self.links.iter().position(|(n, _)| *n == name) {
             let (n, id) = self.links.remove(pos);
-            let prog: &mut Lsm = self.ebpf.program_mut(n).context("program missing")?.try_into()?;
+            let prog: &mut Lsm = ebpf.program_mut(n).context("program missing")?.try_into()?;
             prog.detach(id)?;
         }
         Ok(())
     }
 
+    /// Detaches what this `Kernel` attached and did not pin.
     pub fn detach_all(&mut self) {
         let names: Vec<&'static str> = self.links.iter().map(|(n, _)| *n).collect();
         for n in names {
@@ -121,8 +189,12 @@ impl Kernel {
         }
     }
 
-    pub fn attached(&self) -> Vec<&'static str> {
-        self.links.iter().map(|(n, _)| *n).collect()
+    /// The enforcing programs this instance has attached (pinned or not).
+    pub fn attached(&self) -> Vec<String> {
+        if let Some(dir) = &self.instance {
+            return pins::link_names(dir);
+        }
+        self.links.iter().map(|(n, _)| n.to_string()).collect()
     }
 
     /// Kernel counters, summed over CPUs.
@@ -135,18 +207,59 @@ impl Kernel {
         Ok(out)
     }
 
+    /// Per-policy kernel statistics, summed over CPUs.
+    pub fn policy_stats(&self, policy_id: u32) -> Result<PolicyStats> {
+        let per_cpu = self.maps.stats.get(&policy_id, 0)?;
+        let mut s = PolicyStats::default();
+        for c in per_cpu.iter() {
+            s.inherited += c.inherited;
+            s.deleted += c.deleted;
+            s.evicted += c.evicted;
+            s.restored += c.restored;
+        }
+        Ok(s)
+    }
+
     /// The kernel's own run-time statistics for a program: (run count, total ns).
     /// Only advance while `enable_runtime_stats()`'s fd is held.
     pub fn prog_stats(&self, name: &str) -> Result<(u64, u64)> {
-        let prog: &Lsm = self.ebpf.program(name).context("program missing")?.try_into()?;
-        let info = prog.info()?;
+        let id = self.programs.iter().find(|(n, _)| n == name).map(|(_, id)| *id).context("program missing")?;
+        let info = aya::programs::loaded_programs()
+            .filter_map(|p| p.ok())
+            .find(|p| p.id() == id)
+            .with_context(|| format!("program {name} (id {id}) is no longer loaded"))?;
         Ok((info.run_count(), info.run_time().as_nanos() as u64))
     }
 
-    /// Writes the map update for one inode, addressed by an fd of it.
-    pub fn tag_inode(&mut self, fd: &impl AsFd, rule: InodeRule) -> Result<()> {
+    /// Tags one inode, addressed by an fd of it. Returns whether it was newly
+    /// tagged (false: it already carried a rule, now replaced by `rule`).
+    pub fn tag_inode(&mut self, fd: &impl AsFd, rule: InodeRule) -> Result<bool> {
         let raw = fd.as_fd();
-        self.maps.rules.insert(&raw, rule, 0).map_err(|e| anyhow!(e))
+        match self.maps.rules.insert(&raw, rule, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                self.maps.rules.insert(&raw, rule, 0).map_err(|e| anyhow!(e))?;
+                Ok(false)
+            }
+            Err(e) => Err(anyhow!(e)),
+        }
+    }
+}
+
+impl Maps {
+    fn from_taken(take: &mut dyn FnMut(&str) -> Result<Map>) -> Result<Self> {
+        Ok(Self {
+            rules: InodeStorage::try_from(take(MAP_INODE_RULES)?)?,
+            policies: Array::try_from(take(MAP_POLICIES)?)?,
+            uids: HashMap::try_from(take(MAP_ALLOWED_UIDS)?)?,
+            unit_cgroups: HashMap::try_from(take(MAP_UNIT_CGROUPS)?)?,
+            counters: PerCpuArray::try_from(take(MAP_COUNTERS)?)?,
+            trusted: HashMap::try_from(take(MAP_TRUSTED)?)?,
+            objects: HashMap::try_from(take(MAP_GUARD_OBJECTS)?)?,
+            self_state: Array::try_from(take(MAP_SELF)?)?,
+            stats: PerCpuArray::try_from(take(MAP_POLICY_STATS)?)?,
+            evicted: HashMap::try_from(take(MAP_EVICTED)?)?,
+        })
     }
 }
 
@@ -156,6 +269,40 @@ impl Drop for Kernel {
     }
 }
 
+/// The kernel truncates program names to 15 bytes; map one back to ours.
+fn full_program_name(short: &str) -> String {
+    ENFORCING_PROGRAMS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain([PROG_EMPTY])
+        .find(|n| !short.is_empty() && n.starts_with(short))
+        .unwrap_or(short)
+        .to_string()
+}
+
+/// FNV-1a, for the instance fingerprints (not a security boundary).
+pub fn fnv64(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.iter() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The fingerprint of the eBPF object and the layout it is loaded with.
+pub fn object_hash(layout: &KernelLayout) -> u64 {
+    // SAFETY: KernelLayout is repr(C) plain u32s with no padding.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(layout as *const KernelLayout as *const u8, std::mem::size_of::<KernelLayout>())
+    };
+    fnv64(&[OBJECT, bytes])
+}
+
 /// Turns `bpf_prog_run` statistics on for as long as the fd lives.
 pub fn enable_runtime_stats() -> Result<std::os::fd::OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime)
@@ -163,13 +310,14 @@ pub fn enable_runtime_stats() -> Result<std::os::fd::OwnedFd> {
 }
 
 /// Adds a remedy to the errors people actually hit when loading.
-fn explain_load_error(e: anyhow::Error) -> anyhow::Error {
+pub fn explain_load_error(e: anyhow::Error) -> anyhow::Error {
     let text = format!("{e:#}");
     if text.contains("Operation not permitted") || text.contains("EPERM") {
         e.context(
             "the kernel refused a BPF operation with EPERM. guard must run as root (CAP_BPF, \
              CAP_PERFMON and CAP_MAC_ADMIN/CAP_SYS_ADMIN); inside containers or with kernel \
-             lockdown in `confidentiality` mode BPF LSM loads are refused",
+             lockdown in `confidentiality` mode BPF LSM loads are refused; and while a guard \
+             instance enforces, only guard's own binary may load LSM programs (see `guard status`)",
         )
     } else if text.contains("Argument list too long") || text.contains("E2BIG") {
         e.context("the verifier rejected a program as too large for this kernel")

@@ -1,0 +1,66 @@
+//! Every map of guard's kernel side. Names are the `MAP_*` constants of
+//! guard-common (the static's name is the map's name).
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{Array, HashMap, InodeStorage, LruHashMap, PerCpuArray, RingBuf},
+    macros::btf_map,
+};
+use guard_common::*;
+
+/// The rule on each protected inode. Identity is the inode itself.
+#[btf_map]
+pub static INODE_RULES: InodeStorage<InodeRule> = InodeStorage::new();
+
+#[btf_map]
+pub static POLICIES: Array<PolicyEntry, { MAX_POLICIES as usize }> = Array::new();
+
+#[btf_map]
+pub static ALLOWED_UIDS: HashMap<UidKey, u32, { MAX_ALLOWED_UIDS as usize }> = HashMap::new();
+
+#[btf_map]
+pub static UNIT_CGROUPS: HashMap<u64, u32, { MAX_POLICIES as usize }> = HashMap::new();
+
+#[btf_map]
+pub static EVENTS: RingBuf<Event, { DEFAULT_RINGBUF_BYTES as usize }> = RingBuf::new();
+
+#[btf_map]
+pub static COUNTERS: PerCpuArray<u64, { CNT_MAX as usize }> = PerCpuArray::new();
+
+#[btf_map]
+pub static RATE: LruHashMap<RateKey, RateState, { RATE_ENTRIES as usize }> = LruHashMap::new();
+
+/// Rules of protected inodes evicted from the cache (see `evict.rs`).
+#[btf_map]
+pub static EVICTED: HashMap<FileKey, InodeRule, { MAX_EVICTED as usize }, { BPF_F_NO_PREALLOC as usize }> =
+    HashMap::new();
+
+/// Executables trusted by identity (see `self_protect.rs`).
+#[btf_map]
+pub static TRUSTED: HashMap<FileKey, u32, { MAX_TRUSTED as usize }> = HashMap::new();
+
+/// guard's own maps, programs and links, by kernel id.
+#[btf_map]
+pub static GUARD_OBJECTS: HashMap<ObjKey, u32, { MAX_GUARD_OBJECTS as usize }> = HashMap::new();
+
+#[btf_map]
+pub static SELF: Array<SelfState, 1> = Array::new();
+
+#[btf_map]
+pub static POLICY_STATS: PerCpuArray<PolicyStats, { MAX_POLICIES as usize }> = PerCpuArray::new();
+
+#[inline(always)]
+pub fn count(idx: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(idx) {
+        unsafe { *p += 1 };
+    }
+}
+
+/// Per-policy statistics of this CPU (`None` for guard's own objects).
+#[inline(always)]
+pub fn policy_stats(policy_id: u32) -> Option<&'static mut PolicyStats> {
+    if policy_id >= MAX_POLICIES {
+        return None;
+    }
+    POLICY_STATS.get_ptr_mut(policy_id).map(|p| unsafe { &mut *p })
+}

@@ -1,0 +1,191 @@
+//! Keeping guard itself out of reach of everyone but guard.
+//!
+//! "guard" is any process whose executable is, by identity (superblock and
+//! inode number), one that the agent wrote into `TRUSTED` as
+//! `TRUST_GUARD`: the agent's own binary, write-protected by a `RULE_F_SELF`
+//! rule so it cannot be changed in place. A pid or a name proves nothing;
+//! an inode cannot be impersonated without the kernel's help.
+//!
+//! What is refused to everyone else, each as a tamper record:
+//! - an fd of guard's maps and programs (`bpf_map`, `bpf_prog`: every way
+//!   to get one, by id, by pin, by creation, ends there), and of its links
+//!   by id;
+//! - unlinking or renaming guard's pins or their directory, writing or
+//!   truncating guard's binary (`RULE_F_SELF` inode rules);
+//! - unmounting the bpffs its pins live on, or any mount above it;
+//! - ptrace, `/proc/<pid>/mem`, `process_vm_*` and `pidfd_getfd` on guard;
+//! - loading or attaching a program that could override guard's verdicts:
+//!   BPF LSM programs, `fmod_ret` tracing programs (which may rewrite any
+//!   `security_*` function's result) and `freplace` extensions, unless the
+//!   caller's executable is an allowed BPF tool (`TRUST_BPF_TOOL`).
+
+use aya_ebpf::bindings::inode;
+use guard_common::*;
+
+use crate::{
+    layout::{current_task, exe_key, off, read_u32, read_u64},
+    maps::{count, GUARD_OBJECTS, SELF, TRUSTED},
+    report::{report, Rate, Subject},
+};
+
+pub const EPERM: i32 = 1;
+
+/// Tamper records share one token bucket per opener cgroup.
+const TAMPER_RATE: Rate = Rate { per_sec: 1000, burst: 1000 };
+
+/// The `TRUSTED` key of an executable: (dev, 0, ino). The generation is
+/// left out (userspace cannot read it on tmpfs); instead the entry is
+/// removed when the trusted file is deleted (`evict::on_free`), so its inode
+/// number cannot pass trust on.
+#[inline(always)]
+pub fn trust_key(mut key: FileKey) -> FileKey {
+    key.generation = 0;
+    key
+}
+
+#[inline(always)]
+fn trust_of(task: *const u8) -> u32 {
+    match unsafe { exe_key(task) } {
+        Some(key) => unsafe { TRUSTED.get(trust_key(key)) }.copied().unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// The `TRUST_*` of the current task's executable (0: none).
+#[inline(always)]
+pub fn current_trust() -> u32 {
+    trust_of(current_task())
+}
+
+#[inline(always)]
+pub fn current_is_guard() -> bool {
+    current_trust() == TRUST_GUARD
+}
+
+/// Refuses an attempt on guard: counted, reported, `-EPERM`.
+#[inline(always)]
+pub fn tamper(inode: *mut inode, subject: &Subject) -> i32 {
+    count(CNT_TAMPER);
+    count(CNT_DENIED);
+    report(inode, SELF_POLICY_ID, TAMPER_RATE, DECISION_DENIED, subject);
+    -EPERM
+}
+
+#[inline(always)]
+fn only_guard(inode: *mut inode, subject: &Subject) -> i32 {
+    if current_is_guard() { 0 } else { tamper(inode, subject) }
+}
+
+/// An access to one of guard's own inodes (`RULE_F_SELF`).
+#[inline(always)]
+pub fn judge_self_object(inode: *mut inode, flags: u32, subject: &Subject) -> i32 {
+    if flags & RULE_F_SELF_EXEC != 0 {
+        // The binary: anyone may run it and read it; only guard may change
+        // it in place. Replacing it by rename is allowed (the new inode is
+        // not trusted).
+        let read_only = subject.access & (ACCESS_WRITE | ACCESS_ALTER) == 0;
+        let replaced = subject.hook == HOOK_INODE_UNLINK || subject.hook == HOOK_INODE_RENAME;
+        if read_only || replaced || subject.hook == HOOK_FILE_RECEIVE {
+            return 0;
+        }
+    }
+    only_guard(inode, subject)
+}
+
+/// guard opened its pin directory: remember the mount it lives on.
+#[inline(always)]
+pub unsafe fn anchor(file: *const u8) {
+    if !current_is_guard() {
+        return;
+    }
+    let mnt = unsafe { read_u64(file, off!(file_f_path) + off!(path_mnt)) };
+    if let Some(state) = SELF.get_ptr_mut(0) {
+        unsafe { (*state).pin_mnt = mnt };
+    }
+}
+
+/// `bpf(2)`: refuses what could override guard's verdicts, and guard's links by id.
+#[inline(always)]
+pub unsafe fn on_bpf(cmd: u32, attr: *const u8) -> i32 {
+    let dangerous = match cmd {
+        BPF_PROG_LOAD => {
+            let prog_type = unsafe { read_u32(attr, ATTR_PROG_TYPE) };
+            let attach = unsafe { read_u32(attr, ATTR_EXPECTED_ATTACH_TYPE) };
+            prog_type == BPF_PROG_TYPE_LSM
+                || prog_type == BPF_PROG_TYPE_EXT
+                || (prog_type == BPF_PROG_TYPE_TRACING && attach == BPF_MODIFY_RETURN)
+        }
+        BPF_LINK_CREATE => {
+            let attach = unsafe { read_u32(attr, ATTR_LINK_CREATE_ATTACH_TYPE) };
+            attach == BPF_LSM_MAC || attach == BPF_MODIFY_RETURN || attach == BPF_LSM_CGROUP
+        }
+        // With no tracepoint name, this attaches a tracing/LSM program
+        // (the pre-link API for fentry, fmod_ret and LSM).
+        BPF_RAW_TRACEPOINT_OPEN => (unsafe { read_u64(attr, ATTR_RAW_TP_NAME) }) == 0,
+        BPF_LINK_GET_FD_BY_ID => {
+            let id = unsafe { read_u32(attr, ATTR_GET_ID) };
+            if unsafe { GUARD_OBJECTS.get(ObjKey { kind: OBJ_LINK, id }) }.is_some() {
+                return only_guard(core::ptr::null_mut(), &bpf_subject(HOOK_BPF, cmd));
+            }
+            false
+        }
+        _ => false,
+    };
+    if !dangerous {
+        return 0;
+    }
+    let trust = current_trust();
+    if trust == TRUST_GUARD || trust == TRUST_BPF_TOOL {
+        return 0;
+    }
+    tamper(core::ptr::null_mut(), &bpf_subject(HOOK_BPF, cmd))
+}
+
+/// A new fd of a map (`bpf_map`) or program (`bpf_prog`) with kernel id `id`.
+#[inline(always)]
+pub fn on_object_fd(kind: u32, id: u32) -> i32 {
+    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {
+        return 0;
+    }
+    let hook = if kind == OBJ_MAP { HOOK_BPF_MAP } else { HOOK_BPF_PROG };
+    only_guard(core::ptr::null_mut(), &bpf_subject(hook, id))
+}
+
+#[inline(always)]
+fn bpf_subject(hook: u32, detail: u32) -> Subject {
+    Subject { detail, ..Subject::new(hook, ACCESS_ALTER) }
+}
+
+/// `sb_umount(mnt)`: refused if `mnt` is the mount guard's pins live on,
+/// or any mount above it (a lazy unmount of a parent drops it too).
+#[inline(always)]
+pub unsafe fn on_umount(target: u64) -> i32 {
+    let Some(state) = SELF.get(0) else { return 0 };
+    let pin = state.pin_mnt;
+    if pin == 0 {
+        return 0;
+    }
+    let mnt_off = off!(mount_mnt) as u64;
+    let mut m = pin.wrapping_sub(mnt_off); // container_of(pin, struct mount, mnt)
+    for _ in 0..32 {
+        if m.wrapping_add(mnt_off) == target {
+            return only_guard(core::ptr::null_mut(), &Subject::new(HOOK_SB_UMOUNT, ACCESS_ALTER));
+        }
+        let parent = unsafe { read_u64(m as *const u8, off!(mount_mnt_parent)) };
+        if parent == 0 || parent == m {
+            break;
+        }
+        m = parent;
+    }
+    0
+}
+
+/// ptrace-class access to a guard process: only guard may.
+#[inline(always)]
+pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32) -> Option<i32> {
+    if trust_of(child) != TRUST_GUARD {
+        return None;
+    }
+    let subject = Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) };
+    Some(only_guard(core::ptr::null_mut(), &subject))
+}

@@ -1,0 +1,222 @@
+//! `guard status` and `guard unload`: what the kernel enforces now, read
+//! from the pinned instance itself (no agent needed), and the one way to
+//! stop it.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result};
+use guard_common::*;
+use serde_json::json;
+
+use crate::{
+    feed::record::rfc3339,
+    kernel::{pins, trust::Exe, Kernel},
+    units,
+};
+
+/// Who unloaded, for the agent's `unloaded` record.
+pub const UNLOAD_NOTE: &str = "/run/guard/last-unload";
+
+fn cstr_field(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Everything `guard status` reports about one instance.
+fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> {
+    let k = Kernel::adopt(dir).with_context(|| format!("reading instance {}", dir.display()))?;
+    let st = k.maps.self_state.get(&0, 0)?;
+    let counters = k.counters()?;
+    let mut uids: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for key in k.maps.uids.keys() {
+        let key = key?;
+        uids.entry(key.policy_id).or_default().push(key.uid);
+    }
+    let mut policies = Vec::new();
+    for id in 0..MAX_POLICIES {
+        let Ok(p) = k.maps.policies.get(&id, 0) else { continue };
+        if p.mode == MODE_UNUSED {
+            continue;
+        }
+        let s = k.policy_stats(id)?;
+        let mut u = uids.remove(&id).unwrap_or_default();
+        u.sort_unstable();
+        let protected = (p.agent_tagged + s.inherited).saturating_sub(s.deleted);
+        policies.push(json!({
+            "policy_id": id,
+            "unit": cstr_field(&p.unit),
+            "mode": if p.mode == MODE_AUDIT { "audit" } else { "enforce" },
+            "cgroup_id": p.cgroup_id,
+            "cgroup": if p.cgroup_id == 0 { None } else { units::path_of_id(cgroup_root, p.cgroup_id) },
+            "running": p.cgroup_id != 0,
+            "allowed_uids": u,
+            "protected_inodes": protected,
+            "evicted_now": s.evicted.saturating_sub(s.restored),
+            "tagged_by_agent": p.agent_tagged,
+            "inherited": s.inherited,
+            "deleted": s.deleted,
+        }));
+    }
+    let mut trusted = Vec::new();
+    for item in k.maps.trusted.iter() {
+        let (key, kind) = item?;
+        trusted.push(json!({
+            "dev": format!("{}:{}", key.dev >> 20, key.dev & 0xfffff),
+            "ino": key.ino,
+            "as": if kind == TRUST_GUARD { "guard" } else { "bpf-tool" },
+        }));
+    }
+    let mut objects: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for key in k.maps.objects.keys() {
+        let key = key?;
+        let kind = match key.kind {
+            OBJ_MAP => "maps",
+            OBJ_PROG => "programs",
+            _ => "links",
+        };
+        objects.entry(kind).or_default().push(key.id);
+    }
+    let evicted_entries = k.maps.evicted.keys().count();
+    let counters: serde_json::Map<String, serde_json::Value> =
+        COUNTER_NAMES.iter().zip(counters).map(|(n, v)| (n.to_string(), json!(v))).collect();
+    Ok(json!({
+        "instance": dir.display().to_string(),
+        "hooks": pins::link_names(dir),
+        "object_hash": format!("{:016x}", st.object_hash),
+        "policy_hash": format!("{:016x}", st.policy_hash),
+        "pin_mount_anchored": st.pin_mnt != 0,
+        "trusted_executables": trusted,
+        "objects": objects,
+        "evicted_rules_kept": evicted_entries,
+        "counters": counters,
+        "policies": policies,
+    }))
+}
+
+/// `guard status`: exit 0 while an instance enforces, 4 when none does.
+pub fn status(root: &Path, cgroup_root: &Path, as_json: bool) -> ExitCode {
+    let dirs = pins::instances(root);
+    let mut out = Vec::new();
+    for d in &dirs {
+        match instance_status(d, cgroup_root) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let agent = std::fs::read_to_string(crate::run::DEFAULT_PID_FILE)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if as_json {
+        println!("{}", json!({ "enforcing": !out.is_empty(), "agent_pid": agent, "instances": out }));
+    } else {
+        print!("{}", human(&out, agent));
+    }
+    if out.is_empty() { ExitCode::from(4) } else { ExitCode::SUCCESS }
+}
+
+fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
+    let mut s = String::new();
+    if instances.is_empty() {
+        let _ = writeln!(s, "guard: not enforcing (no instance pinned)");
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "guard: enforcing; agent {}",
+        agent.map_or("not running (the kernel enforces on its own)".to_string(), |p| format!("running, pid {p}"))
+    );
+    for i in instances {
+        let hooks = i["hooks"].as_array().map_or(0, |h| h.len());
+        let _ = writeln!(s, "instance {} ({hooks} hooks attached, pin mount anchored: {})", i["instance"].as_str().unwrap_or(""), i["pin_mount_anchored"]);
+        let c = &i["counters"];
+        let _ = writeln!(
+            s,
+            "  counters: allowed {} denied {} audited {} tamper_denied {} records sent {} dropped {}+{} internal_errors {} evicted_rule_lost {}",
+            c["allowed"], c["denied"], c["audited"], c["tamper_denied"], c["events_sent"], c["dropped_ringbuf_full"], c["dropped_rate_limited"], c["internal_errors"], c["evicted_rule_lost"]
+        );
+        for p in i["policies"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "  {} [{}]: {}; uids {}; {} protected inodes ({} evicted from cache, rules kept)",
+                p["unit"].as_str().unwrap_or(""),
+                p["mode"].as_str().unwrap_or(""),
+                if p["running"] == true {
+                    format!("cgroup {} (id {})", p["cgroup"].as_str().unwrap_or("?"), p["cgroup_id"])
+                } else {
+                    "not running: closed to all".to_string()
+                },
+                p["allowed_uids"],
+                p["protected_inodes"],
+                p["evicted_now"],
+            );
+        }
+    }
+    s
+}
+
+/// `guard unload`: removes every pinned instance (its programs detach as
+/// their last link pin goes), tells a running agent, and records who did it.
+pub fn unload(root: &Path, pid_file: &Path) -> ExitCode {
+    let dirs = pins::instances(root);
+    let me = Exe::current().map(|e| e.path.display().to_string()).unwrap_or_default();
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let note = format!("by pid {} uid {uid} exe {me} at {}", std::process::id(), rfc3339(std::time::SystemTime::now()));
+    if dirs.is_empty() {
+        eprintln!("guard: nothing to unload (no instance pinned under {})", root.display());
+        return ExitCode::SUCCESS;
+    }
+    let _ = std::fs::create_dir_all("/run/guard");
+    let _ = std::fs::write(UNLOAD_NOTE, &note);
+    let mut failed = Vec::new();
+    for d in &dirs {
+        if let Err(e) = pins::retire(d) {
+            failed.push((d.clone(), e));
+        }
+    }
+    if failed.is_empty() {
+        let _ = std::fs::remove_dir(root);
+    }
+    signal_agent(pid_file);
+    println!(
+        "{}",
+        json!({"schema": crate::feed::record::SCHEMA, "kind": "admin", "time": rfc3339(std::time::SystemTime::now()),
+               "action": "unloaded", "instance": dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(","),
+               "detail": note, "pid": std::process::id()})
+    );
+    if failed.is_empty() {
+        eprintln!("guard: unloaded {} instance(s); protected files are governed by file permissions alone again", dirs.len());
+        ExitCode::SUCCESS
+    } else {
+        for (d, e) in failed {
+            eprintln!(
+                "error: {}: {e:#}\n  only the guard binary an instance trusts may unload it; run `guard status` \
+                 and `guard unload` with that binary",
+                d.display()
+            );
+        }
+        ExitCode::FAILURE
+    }
+}
+
+fn signal_agent(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else { return };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() == "guard" {
+        // SAFETY: plain kill(2) of a pid we just checked.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+#[allow(dead_code)]
+pub fn default_root() -> PathBuf {
+    PathBuf::from(pins::PIN_ROOT)
+}

@@ -1,0 +1,90 @@
+//! Executable identity: how the kernel side tells guard from everyone else.
+//!
+//! A process is guard when its executable's inode is one the agent wrote
+//! into `TRUSTED` (keyed by superblock dev and inode number; the entry goes
+//! when that file is deleted). The binary itself carries a `RULE_F_SELF_EXEC`
+//! rule, so nobody but guard can change it in place. Other BPF security
+//! tools the admin names with `--allow-bpf-exe` are trusted to load LSM and
+//! `fmod_ret` programs, never to touch guard's own objects.
+
+use std::{
+    fs::OpenOptions,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use guard_common::*;
+
+/// An executable and its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exe {
+    pub path: PathBuf,
+    pub key: FileKey,
+}
+
+/// Kernel `dev_t` (`MAJOR << 20 | MINOR`) from a userspace `st_dev`.
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    (libc::major(st_dev) << 20) | libc::minor(st_dev)
+}
+
+/// The `TRUSTED` key of a file (generation 0, see guard-ebpf's `trust_key`).
+pub fn exe_key(meta: &std::fs::Metadata) -> FileKey {
+    FileKey { dev: kernel_dev(meta.dev()), generation: 0, ino: meta.ino() }
+}
+
+impl Exe {
+    pub fn of(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?;
+        anyhow::ensure!(meta.is_file(), "{} is not a regular file", path.display());
+        Ok(Self { path: path.to_path_buf(), key: exe_key(&meta) })
+    }
+
+    /// The running binary (by `/proc/self/exe`, which follows the inode even
+    /// after the path was replaced).
+    pub fn current() -> Result<Self> {
+        let meta = std::fs::metadata("/proc/self/exe").context("stat /proc/self/exe")?;
+        let path = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
+        let path = PathBuf::from(path.to_string_lossy().trim_end_matches(" (deleted)"));
+        Ok(Self { path, key: exe_key(&meta) })
+    }
+
+    /// An `O_PATH` fd of the file, for tagging it.
+    pub fn open_path(&self) -> Result<std::fs::File> {
+        let p = if self.path.as_os_str().is_empty() { Path::new("/proc/self/exe") } else { &self.path };
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(p)
+            .with_context(|| format!("opening {} (O_PATH)", p.display()))
+    }
+}
+
+/// What an instance trusts.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub guard: Exe,
+    pub tools: Vec<Exe>,
+}
+
+impl Trust {
+    pub fn new(tool_paths: &[PathBuf]) -> Result<Self> {
+        let guard = Exe::current()?;
+        let tools = tool_paths
+            .iter()
+            .map(|p| Exe::of(p).with_context(|| format!("--allow-bpf-exe {}", p.display())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { guard, tools })
+    }
+
+    /// Bytes that change whenever what is trusted changes (part of the
+    /// policy fingerprint: a different trust set means a new instance).
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in std::iter::once(&self.guard).chain(&self.tools) {
+            out.extend_from_slice(&e.key.dev.to_le_bytes());
+            out.extend_from_slice(&e.key.ino.to_le_bytes());
+        }
+        out
+    }
+}
