@@ -38,6 +38,16 @@ pub const MAP_GUARD_OBJECTS: &str = "GUARD_OBJECTS";
 pub const MAP_SELF: &str = "SELF";
 /// `BPF_MAP_TYPE_PERCPU_ARRAY` of `PolicyStats`, indexed by policy id.
 pub const MAP_POLICY_STATS: &str = "POLICY_STATS";
+/// `BPF_MAP_TYPE_HASH`: `UnitName` (a protected unit's cgroup directory
+/// name) -> policy id.
+pub const MAP_UNIT_NAMES: &str = "UNIT_NAMES";
+/// `BPF_MAP_TYPE_HASH`: cgroup id of a slice that holds protected units ->
+/// that slice's depth below the root.
+pub const MAP_CGROUP_PARENTS: &str = "CGROUP_PARENTS";
+/// `BPF_MAP_TYPE_HASH`: address of a `task_struct` started into a cgroup by
+/// `clone3(CLONE_INTO_CGROUP)` from a process that is not systemd (and its
+/// descendants) -> 1. Such a task is an outsider to every unit.
+pub const MAP_TAINTED: &str = "TAINTED";
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -52,17 +62,23 @@ pub const PROG_BPF: &str = "guard_bpf";
 pub const PROG_BPF_MAP: &str = "guard_bpf_map";
 pub const PROG_BPF_PROG: &str = "guard_bpf_prog";
 pub const PROG_SB_UMOUNT: &str = "guard_sb_umount";
+pub const PROG_INODE_MKDIR: &str = "guard_inode_mkdir";
+pub const PROG_TASK_ALLOC: &str = "guard_task_alloc";
+pub const PROG_TASK_FREE: &str = "guard_task_free";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 12] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 15] = [
     (PROG_BPF, "bpf"),
     (PROG_BPF_MAP, "bpf_map"),
     (PROG_BPF_PROG, "bpf_prog"),
     (PROG_SB_UMOUNT, "sb_umount"),
+    (PROG_TASK_ALLOC, "task_alloc"),
+    (PROG_TASK_FREE, "task_free"),
+    (PROG_INODE_MKDIR, "inode_mkdir"),
     (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
     (PROG_INODE_RENAME, "inode_rename"),
@@ -100,6 +116,10 @@ pub const MAX_GUARD_OBJECTS: u32 = 128;
 pub const UNIT_NAME_LEN: usize = 64;
 /// The policy id of guard's own objects in rules and records.
 pub const SELF_POLICY_ID: u32 = u32::MAX;
+/// Cgroups (a unit's own and its subcgroups) guard knows by id.
+pub const MAX_UNIT_CGROUPS: u32 = 16 * 1024;
+/// Tasks marked as planted into a cgroup by a non-systemd process.
+pub const MAX_TAINTED: u32 = 64 * 1024;
 
 // --------------------------------------------------- inode storage value
 
@@ -132,6 +152,10 @@ pub const RULE_F_SELF_EXEC: u32 = 1 << 3;
 /// program records the mount it lives on, so that unmounting that mount,
 /// or any mount above it, can be refused.
 pub const RULE_F_ANCHOR: u32 = 1 << 4;
+/// A protected unit's (or its subcgroup's) `cgroup.procs` or
+/// `cgroup.threads`: opening it for writing (joining the cgroup) is for
+/// systemd and for the unit itself, nobody else.
+pub const RULE_F_CGROUP_PROCS: u32 = 1 << 5;
 
 // --------------------------------------------------------- policy table
 
@@ -229,6 +253,21 @@ pub const TRUST_GUARD: u32 = 1;
 /// A BPF security tool the admin allowed (`--allow-bpf-exe`): may load and
 /// attach LSM and `fmod_ret` programs, but not touch guard's objects.
 pub const TRUST_BPF_TOOL: u32 = 2;
+/// systemd (PID 1's executable, `systemd-executor`; `--cgroup-writer`): may
+/// put processes into protected units' cgroups and create them.
+pub const TRUST_CGROUP_WRITER: u32 = 3;
+
+/// Key of `UNIT_NAMES`: a cgroup directory name, NUL-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UnitName {
+    pub name: [u8; UNIT_NAME_LEN],
+}
+
+/// `clone3`'s `CLONE_INTO_CGROUP` (include/uapi/linux/sched.h).
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// `s_magic` of cgroup2.
+pub const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 
 /// Key of `GUARD_OBJECTS`.
 #[repr(C)]
@@ -272,6 +311,13 @@ pub struct PolicyStats {
     pub evicted: u64,
     /// Evicted inodes read back in and given their rule again.
     pub restored: u64,
+    /// Decisions on this policy's files (and unit), by outcome.
+    pub allowed: u64,
+    pub denied: u64,
+    /// Attempts to join the unit's cgroup refused (cgroup.procs, mkdir,
+    /// or a task planted with `CLONE_INTO_CGROUP` judged as an outsider).
+    pub join_refused: u64,
+    pub _pad: u64,
 }
 
 // -------------------------------------------------------------- counters
@@ -379,8 +425,9 @@ pub const HOOK_BPF: u32 = 7;
 pub const HOOK_BPF_MAP: u32 = 8;
 pub const HOOK_BPF_PROG: u32 = 9;
 pub const HOOK_SB_UMOUNT: u32 = 10;
+pub const HOOK_INODE_MKDIR: u32 = 11;
 
-pub const HOOK_NAMES: [&str; 11] = [
+pub const HOOK_NAMES: [&str; 12] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -392,6 +439,7 @@ pub const HOOK_NAMES: [&str; 11] = [
     "bpf_map",
     "bpf_prog",
     "sb_umount",
+    "inode_mkdir",
 ];
 
 // ------------------------------------------------------------- bpf(2) ABI
@@ -463,6 +511,11 @@ pub struct KernelLayout {
     pub bpf_map_id: u32,
     pub bpf_prog_aux: u32,
     pub bpf_prog_aux_id: u32,
+    pub inode_i_private: u32,
+    pub kernfs_node_parent: u32,
+    pub kernfs_node_name: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -489,11 +542,12 @@ const _: () = {
     assert!(core::mem::size_of::<FileKey>() == 16);
     assert!(core::mem::size_of::<ObjKey>() == 8);
     assert!(core::mem::size_of::<SelfState>() == 24);
-    assert!(core::mem::size_of::<PolicyStats>() == 32);
+    assert!(core::mem::size_of::<PolicyStats>() == 64);
+    assert!(core::mem::size_of::<UnitName>() == UNIT_NAME_LEN);
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 124);
+    assert!(core::mem::size_of::<KernelLayout>() == 144);
     assert!(core::mem::size_of::<Event>() == 88 + COMM_LEN + EVENT_PATH_LEN);
     assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 };
@@ -513,4 +567,5 @@ mod pod {
     unsafe impl aya::Pod for super::ObjKey {}
     unsafe impl aya::Pod for super::SelfState {}
     unsafe impl aya::Pod for super::PolicyStats {}
+    unsafe impl aya::Pod for super::UnitName {}
 }

@@ -13,8 +13,9 @@ use aya_ebpf::{
 use guard_common::*;
 
 use crate::{
+    cgroup,
     layout::{current_euid, layout_ok},
-    maps::{count, ALLOWED_UIDS, INODE_RULES, POLICIES},
+    maps::{count, policy_stats, ALLOWED_UIDS, INODE_RULES, POLICIES},
     report::{report, Rate, Subject},
     self_protect,
 };
@@ -45,6 +46,9 @@ pub unsafe fn judge(inode: *mut inode, rule: *const InodeRule, subject: &Subject
     if flags & RULE_F_SELF != 0 {
         return self_protect::judge_self_object(inode, flags, subject);
     }
+    if flags & RULE_F_CGROUP_PROCS != 0 {
+        return cgroup::judge_procs_open(inode, policy_id, subject);
+    }
     count(CNT_PROTECTED_HITS);
     decide(inode, policy_id, subject)
 }
@@ -64,17 +68,37 @@ pub fn decide(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
     let Some(euid) = (unsafe { current_euid() }) else {
         return internal_error(inode, policy_id, subject);
     };
-    let cgroup_ok = policy.cgroup_id != 0
-        && unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) } == policy.cgroup_id;
+    // A task planted with CLONE_INTO_CGROUP by anyone but systemd is an
+    // outsider wherever it sits.
+    let cgroup_ok = cgroup_matches(policy) && !cgroup::current_tainted();
     let uid_ok = uid_allowed(policy_id, uid) && (euid == uid || uid_allowed(policy_id, euid));
+    let stats = policy_stats(policy_id);
     if cgroup_ok && uid_ok {
         count(CNT_ALLOWED);
+        if let Some(s) = stats {
+            s.allowed += 1;
+        }
         return 0;
     }
     let decision = if policy.mode == MODE_AUDIT { DECISION_AUDITED } else { DECISION_DENIED };
     count(if decision == DECISION_AUDITED { CNT_AUDITED } else { CNT_DENIED });
+    if let Some(s) = stats {
+        s.denied += 1;
+    }
     report(inode, policy_id, Rate { per_sec: policy.rate_per_sec, burst: policy.rate_burst }, decision, subject);
     if decision == DECISION_AUDITED { 0 } else { -EACCES }
+}
+
+#[inline(always)]
+fn cgroup_matches(policy: &PolicyEntry) -> bool {
+    policy.cgroup_id != 0
+        && unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) } == policy.cgroup_id
+}
+
+/// Whether the current task is in the unit's cgroup (or below it).
+#[inline(always)]
+pub fn in_unit(policy_id: u32) -> bool {
+    POLICIES.get(policy_id).is_some_and(cgroup_matches)
 }
 
 /// Fail closed: deny, count, log (aya-log; never reached on the hot path)

@@ -30,6 +30,10 @@ pub unsafe fn on_free(inode: *mut inode) {
         return;
     }
     let rule = unsafe { *rule };
+    if rule.flags & RULE_F_CGROUP_PROCS != 0 {
+        // Re-derived from the parent cgroup whenever the inode comes back.
+        return;
+    }
     let p = inode as *const u8;
     let nlink = unsafe { read_u32(p, off!(inode_i_nlink)) };
     let sb = unsafe { read_u64(p, off!(inode_i_sb)) } as *const u8;

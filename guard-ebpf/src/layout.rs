@@ -47,6 +47,11 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     bpf_map_id: 0,
     bpf_prog_aux: 0,
     bpf_prog_aux_id: 0,
+    inode_i_private: 0,
+    kernfs_node_parent: 0,
+    kernfs_node_name: 0,
+    dentry_d_name: 0,
+    qstr_name: 0,
     magic: LAYOUT_UNFILLED,
 };
 

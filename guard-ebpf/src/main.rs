@@ -11,6 +11,7 @@
 //! - `report`: the record of a refusal, never waiting;
 //! - `self_protect`: guard's maps, programs, pins, binary and process;
 //! - `evict`: rules that outlive the inode cache;
+//! - `cgroup`: only systemd puts processes into a protected unit's cgroup;
 //! - `maps`, `layout`: the maps and the kernel struct offsets.
 //!
 //! The hot path (`file_open` of a file no policy names) is one typed load of
@@ -19,6 +20,7 @@
 #![no_std]
 #![no_main]
 
+mod cgroup;
 mod decide;
 mod evict;
 mod layout;
@@ -114,6 +116,7 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         }
         let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
         inherit(parent, new_inode);
+        cgroup::on_instantiate(new_inode);
     }
     0
 }
@@ -174,6 +177,10 @@ pub fn guard_inode_rename(ctx: LsmContext) -> i32 {
     let new_dentry: *const u8 = ctx.arg(3);
     let subject = Subject::new(HOOK_INODE_RENAME, ACCESS_ALTER);
     unsafe {
+        let verdict = cgroup::on_rename(old_dentry, ctx.arg(2), new_dentry);
+        if verdict != 0 {
+            return verdict;
+        }
         let moved: *mut inode = load_ptr(old_dentry, off!(dentry_d_inode));
         let verdict = judge_inode(moved, &subject);
         if verdict != 0 {
@@ -226,7 +233,34 @@ pub fn guard_path_truncate(ctx: LsmContext) -> i32 {
     }
 }
 
-// ---------------------------------------------------------- process hook
+/// `inode_mkdir(dir, dentry, mode)`: cgroups of protected units (see `cgroup`).
+#[lsm(hook = "inode_mkdir")]
+pub fn guard_inode_mkdir(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { cgroup::on_mkdir(ctx.arg(0), ctx.arg(1)) }
+}
+
+// --------------------------------------------------------- process hooks
+
+/// `task_alloc(struct task_struct *task, unsigned long clone_flags)`.
+#[lsm(hook = "task_alloc")]
+pub fn guard_task_alloc(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(2);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { cgroup::on_task_alloc(ctx.arg(0), ctx.arg(1)) }
+}
+
+/// `task_free(struct task_struct *task)`.
+#[lsm(hook = "task_free")]
+pub fn guard_task_free(ctx: LsmContext) -> i32 {
+    cgroup::on_task_free(ctx.arg(0));
+    0
+}
 
 /// `ptrace_access_check(struct task_struct *child, unsigned int mode)`:
 /// ptrace attach, `/proc/<pid>/mem`, `process_vm_readv` and `pidfd_getfd`

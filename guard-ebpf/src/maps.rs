@@ -18,8 +18,18 @@ pub static POLICIES: Array<PolicyEntry, { MAX_POLICIES as usize }> = Array::new(
 #[btf_map]
 pub static ALLOWED_UIDS: HashMap<UidKey, u32, { MAX_ALLOWED_UIDS as usize }> = HashMap::new();
 
+/// cgroup id -> policy id: each protected unit's cgroup and its subcgroups.
 #[btf_map]
-pub static UNIT_CGROUPS: HashMap<u64, u32, { MAX_POLICIES as usize }> = HashMap::new();
+pub static UNIT_CGROUPS: HashMap<u64, u32, { MAX_UNIT_CGROUPS as usize }> = HashMap::new();
+
+#[btf_map]
+pub static UNIT_NAMES: HashMap<UnitName, u32, { MAX_POLICIES as usize }> = HashMap::new();
+
+#[btf_map]
+pub static CGROUP_PARENTS: HashMap<u64, u32, { MAX_POLICIES as usize }> = HashMap::new();
+
+#[btf_map]
+pub static TAINTED: HashMap<u64, u32, { MAX_TAINTED as usize }> = HashMap::new();
 
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { DEFAULT_RINGBUF_BYTES as usize }> = RingBuf::new();

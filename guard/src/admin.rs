@@ -59,6 +59,9 @@ fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> 
             "tagged_by_agent": p.agent_tagged,
             "inherited": s.inherited,
             "deleted": s.deleted,
+            "allowed": s.allowed,
+            "denied": s.denied,
+            "join_refused": s.join_refused,
         }));
     }
     let mut trusted = Vec::new();
@@ -145,7 +148,7 @@ fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
         for p in i["policies"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 s,
-                "  {} [{}]: {}; uids {}; {} protected inodes ({} evicted from cache, rules kept)",
+                "  {} [{}]: {}; uids {}; {} protected inodes ({} evicted from cache, rules kept); allowed {} denied {} joins refused {}",
                 p["unit"].as_str().unwrap_or(""),
                 p["mode"].as_str().unwrap_or(""),
                 if p["running"] == true {
@@ -156,6 +159,9 @@ fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
                 p["allowed_uids"],
                 p["protected_inodes"],
                 p["evicted_now"],
+                p["allowed"],
+                p["denied"],
+                p["join_refused"],
             );
         }
     }

@@ -120,9 +120,39 @@ impl Enforcer {
             }
             let cgroup = units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref());
             let protect = p.protect.clone();
+            self.register_unit(kernel, i, cgroup.as_ref())?;
             self.write_policy(kernel, i, cgroup)?;
             self.state[i].pending = protect;
             self.tag_pending(kernel, i)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the kernel how to recognise this unit's cgroup the instant
+    /// systemd creates it: its directory name under its slice.
+    fn register_unit(&self, kernel: &mut Kernel, i: usize, now: Option<&UnitCgroup>) -> Result<()> {
+        let p = &self.policies[i];
+        let rel = match (&p.cgroup, now) {
+            (Some(explicit), _) => explicit.clone(),
+            (None, Some(c)) => c.rel.clone(),
+            (None, None) => format!("/system.slice/{}", p.unit),
+        };
+        let rel = Path::new(&rel);
+        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = rel.parent().unwrap_or(Path::new("/"));
+        kernel.maps.unit_names.insert(UnitName { name: unit_bytes(&name) }, p.id, 0).context("writing UNIT_NAMES")?;
+        let parent_dir = self.cgroup_root.join(parent.strip_prefix("/").unwrap_or(parent));
+        match std::fs::metadata(&parent_dir) {
+            Ok(meta) => {
+                let level = parent.components().filter(|c| matches!(c, std::path::Component::Normal(_))).count() as u32;
+                kernel.maps.cgroup_parents.insert(meta.ino(), level, 0).context("writing CGROUP_PARENTS")?;
+            }
+            Err(e) => log::warn!(
+                "{}: the cgroup {} that will hold {} does not exist ({e}); its cgroup is protected once guard sees it",
+                p.source.display(),
+                parent_dir.display(),
+                p.unit
+            ),
         }
         Ok(())
     }
@@ -146,6 +176,8 @@ impl Enforcer {
         }
         if let Some(c) = &cgroup {
             kernel.maps.unit_cgroups.insert(c.id, p.id, 0).context("writing unit cgroup")?;
+            let dir = self.cgroup_root.join(c.rel.trim_start_matches('/'));
+            kernel.mark_unit_cgroup(&dir, p.id).with_context(|| format!("protecting {}'s cgroup", p.unit))?;
         }
         kernel.maps.policies.set(p.id, entry, 0).with_context(|| format!("writing policy {}", p.name))?;
         self.state[i].cgroup = cgroup;
@@ -254,7 +286,7 @@ impl Enforcer {
             let now = units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref());
             let changed = now.as_ref().map(|c| c.id) != self.state[i].cgroup.as_ref().map(|c| c.id);
             if changed {
-                if let Err(e) = self.write_policy(kernel, i, now.clone()) {
+                if let Err(e) = self.register_unit(kernel, i, now.as_ref()).and_then(|()| self.write_policy(kernel, i, now.clone())) {
                     out.push(Err(e));
                     continue;
                 }

@@ -77,6 +77,14 @@ pub struct RunArgs {
     /// enforces. It can never reach guard's own maps, programs or pins.
     #[arg(long, value_name = "PATH")]
     pub allow_bpf_exe: Vec<PathBuf>,
+    /// Another executable (by file identity) that may put processes into
+    /// protected units' cgroups, besides systemd (PID 1's executable and
+    /// systemd-executor, always trusted unless --no-systemd-cgroup-writer).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_writer: Vec<PathBuf>,
+    /// Do not trust PID 1's executable (for hosts whose PID 1 is not systemd).
+    #[arg(long)]
+    pub no_systemd_cgroup_writer: bool,
     /// bpffs directory holding guard's pinned instances.
     #[arg(long, default_value = pins::PIN_ROOT)]
     pub pin_root: PathBuf,
@@ -100,6 +108,16 @@ pub fn main(args: RunArgs) -> ExitCode {
     // 2. Kernel features.
     let sys = preflight::SysPaths { cgroup_root: args.cgroup_root.clone(), ..Default::default() };
     if let Err(missing) = preflight::check(&sys) {
+        for m in &missing {
+            eprintln!("error: {m}");
+        }
+        eprintln!("guard: this kernel cannot run guard; nothing was loaded");
+        return ExitCode::from(exit::KERNEL_UNSUPPORTED);
+    }
+    if let Err(missing) = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+        .map_err(|e| vec![e.to_string()])
+        .and_then(|btf| preflight::check_hooks(&btf).map_err(|m| m.iter().map(|x| x.to_string()).collect()))
+    {
         for m in &missing {
             eprintln!("error: {m}");
         }
@@ -130,7 +148,10 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
     let layout = kernel::btf::kernel_layout(&btf).context("this kernel's structs lack a field guard reads")?;
     pins::ensure_bpffs()?;
-    let trust = Trust::new(&args.allow_bpf_exe)?;
+    for gap in preflight::hardening_gaps() {
+        log::warn!("host hardening: {gap}");
+    }
+    let trust = Trust::new(&args.allow_bpf_exe, &args.cgroup_writer, !args.no_systemd_cgroup_writer)?;
     let policy_hash = enforce::policy_hash(&set, &trust.fingerprint());
     let object_hash = kernel::object_hash(&layout);
     let existing = pins::instances(&args.pin_root);

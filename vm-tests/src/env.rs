@@ -11,6 +11,9 @@ use std::{
 
 pub const GUARD: &str = "/bin/guard";
 pub const SELF: &str = "/bin/vm-tests";
+/// A copy of this binary with its own inode: root's own program, which
+/// guard does not take for the harness that plays systemd's part here.
+pub const INTRUDER: &str = "/bin/intruder";
 pub const CGROOT: &str = "/sys/fs/cgroup";
 pub const EVENTS: &str = "/tmp/events.jsonl";
 pub const GUARD_LOG: &str = "/tmp/guard.log";
@@ -36,6 +39,7 @@ pub const DB_PASSWORD: &str = "/srv/demo/secrets/db-password";
 pub const PUBLIC: &str = "/srv/public.txt";
 pub const AUDITED_FILE: &str = "/srv/audited/token";
 pub const FLOOD_FILE: &str = "/srv/flood/secret";
+pub const STOPPED_FILE: &str = "/srv/stopped/token";
 /// A disk-backed filesystem (ext4 on a loop device) for the eviction tests.
 pub const EXT4_DIR: &str = "/mnt/ext4";
 pub const EXT4_SECRETS: &str = "/mnt/ext4/secrets";
@@ -223,7 +227,12 @@ fn parse_probe(out: &str) -> Probe {
 
 /// Runs one access as a fresh process in `cgroup` with `uid`.
 pub fn probe(cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Probe {
-    let out = Command::new(SELF)
+    probe_bin(SELF, cgroup, uid, op, args)
+}
+
+/// The same, run by executable `bin` (`INTRUDER` for root's own program).
+pub fn probe_bin(bin: &str, cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Probe {
+    let out = Command::new(bin)
         .args(["probe", "--cgroup", cgroup, "--uid", &uid.to_string(), op])
         .args(args)
         .output()
@@ -278,6 +287,9 @@ pub fn start_agent(policy_dir: &str, extra: &[&str]) -> Agent {
     let t = Instant::now();
     let child = Command::new(GUARD)
         .args(["run", "--policy-dir", policy_dir, "--events-file", EVENTS, "--ready-file", "/tmp/guard.ready", "--metrics", METRICS, "--reconcile-ms", "200"])
+        // This guest has no systemd: the harness (this binary) plays its part
+        // of putting processes into units' cgroups.
+        .args(["--no-systemd-cgroup-writer", "--cgroup-writer", SELF])
         .args(extra)
         .stdout(log.try_clone().unwrap())
         .stderr(log)

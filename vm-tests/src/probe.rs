@@ -62,6 +62,8 @@ pub fn main(args: &[String]) -> i32 {
         Some("umount") => op_umount(&rest[1], rest.get(2).map(String::as_str) == Some("lazy")),
         Some("pidfd-getfd") => op_pidfd_getfd(rest[1].parse().unwrap_or(0)),
         Some("rmdir") => std::fs::remove_dir(&rest[1]),
+        Some("join") => op_join(&rest[1], &rest[2]),
+        Some("clone-into") => op_clone_into(&rest[1], rest[2].parse().unwrap_or(0), &rest[3]),
         other => {
             println!("PROBE pid={} setup-error=unknown op {other:?}", std::process::id());
             return 2;
@@ -353,5 +355,75 @@ mod bpf {
         put32(&mut a, 8, 9999);
         close(sys(RAW_TRACEPOINT_OPEN, &mut a)?);
         Ok(())
+    }
+}
+
+/// Writes our own pid into `cgroup`'s `cgroup.procs` or `cgroup.threads`.
+fn op_join(cgroup: &str, which: &str) -> std::io::Result<()> {
+    let file = Path::new("/sys/fs/cgroup").join(cgroup.trim_start_matches('/')).join(format!("cgroup.{which}"));
+    let id = if which == "threads" {
+        // SAFETY: plain syscall.
+        unsafe { libc::syscall(libc::SYS_gettid) }.to_string()
+    } else {
+        std::process::id().to_string()
+    };
+    std::fs::write(file, id)
+}
+
+/// `clone3(CLONE_INTO_CGROUP)` of a child straight into `cgroup`; the child
+/// takes `uid` and opens `file`. Ok if the child's open succeeded; the
+/// child's pid is printed as `CLONED child=N`.
+fn op_clone_into(cgroup: &str, uid: u32, file: &str) -> std::io::Result<()> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let dir = cstr(&format!("/sys/fs/cgroup/{}", cgroup.trim_start_matches('/')));
+    let path = cstr(file);
+    // SAFETY: O_PATH open of a directory; closed below.
+    let dirfd = unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if dirfd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dirfd as u64, ..Default::default() };
+    // SAFETY: clone3 with fork semantics (no new stack); this process is
+    // single-threaded, and the child only makes raw syscalls then _exits.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid == 0 {
+        // SAFETY: raw syscalls in the child, then _exit.
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(uid, uid, uid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
+                libc::_exit(200);
+            }
+            let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            libc::_exit(if fd < 0 { *libc::__errno_location() } else { 0 });
+        }
+    }
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing our fd.
+    unsafe { libc::close(dirfd) };
+    if pid < 0 {
+        return Err(err);
+    }
+    println!("CLONED child={pid}");
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        200 => Err(std::io::Error::other("child could not take the uid")),
+        e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }

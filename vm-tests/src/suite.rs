@@ -73,6 +73,7 @@ pub fn main(args: &[String]) -> i32 {
     run("18-agent-killed-enforcement-stays-and-is-adopted", &|| agent_killed(&agent));
     run("19-root-cannot-touch-guard", &|| tamper(agent.borrow().as_ref().expect("agent")));
     run("20-rules-outlive-inode-eviction", &eviction);
+    run("22-root-cannot-become-the-unit", &become_unit);
     run("16-flood-accounting", &|| flood(agent.borrow().as_ref().expect("agent")));
     let status = agent.borrow_mut().take().expect("agent").stop();
     run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
@@ -113,6 +114,9 @@ fn setup_world() {
     write_file(AUDITED_FILE, "token", 0o666);
     write_file(FLOOD_FILE, "flood", 0o666);
     mount_ext4();
+    std::fs::copy(SELF, INTRUDER).expect("copying the intruder binary");
+    chmod(INTRUDER, 0o755);
+    write_file(STOPPED_FILE, "stopped-secret", 0o666);
     for d in [EXT4_SECRETS, EXT4_PUBLIC] {
         std::fs::create_dir_all(d).unwrap();
         chmod(d, 0o777);
@@ -124,6 +128,11 @@ fn setup_world() {
         &format!(
             "unit = \"demo.service\"\nmode = \"enforce\"\nallow_users = [\"svc\"]\nprotect = [\"{CRED_DIR}\", \"{SECRETS}\", \"{EXT4_SECRETS}\"]\n\n[alerts]\nrate_per_sec = 10000\nburst = 10000\n"
         ),
+        0o644,
+    );
+    write_file(
+        "/tmp/policies/stopped.toml",
+        &format!("unit = \"stopped.service\"\nmode = \"enforce\"\nallow_users = [{SVC}]\nprotect = [\"{STOPPED_FILE}\"]\n"),
         0o644,
     );
     write_file(
@@ -199,7 +208,24 @@ fn control() -> Outcome {
         let p = probe(SESSION, ALICE, "open", &[f]);
         ensure!(p.ok(), "without guard, {f} on ext4: {}", p.describe());
     }
-    Ok("all 25 accesses allowed (or failed for a reason other than EPERM/EACCES) without guard".into())
+    // Becoming the unit, as root's own program: all possible without guard.
+    let p = probe_bin(INTRUDER, HOST, ROOT, "join", &[UNIT, "procs"]);
+    ensure!(p.ok(), "without guard, root joining {UNIT} through cgroup.procs: {}", p.describe());
+    // A domain cgroup takes no single threads: the kernel answers EOPNOTSUPP
+    // at write(2), after the open that guard judges.
+    let p = probe_bin(INTRUDER, HOST, ROOT, "join", &[UNIT, "threads"]);
+    ensure!(p.ok() || p.errno == Some(libc::EOPNOTSUPP), "without guard, root writing {UNIT}'s cgroup.threads: {}", p.describe());
+    let sub = format!("{CGROOT}{UNIT}/ctl-sub");
+    let p = probe_bin(INTRUDER, HOST, ROOT, "mkdir", &[&sub]);
+    ensure!(p.ok(), "without guard, root creating {sub}: {}", p.describe());
+    let _ = std::fs::remove_dir(&sub);
+    let p = probe_bin(INTRUDER, HOST, ROOT, "clone-into", &[UNIT, &SVC.to_string(), KEY]);
+    ensure!(p.ok(), "without guard, a child cloned into {UNIT} as svc opening the key: {}", p.describe());
+    let stopped = format!("{CGROOT}/system.slice/stopped.service");
+    let p = probe_bin(INTRUDER, HOST, ROOT, "mkdir", &[&stopped]);
+    ensure!(p.ok(), "without guard, root creating {stopped}: {}", p.describe());
+    let _ = std::fs::remove_dir(&stopped);
+    Ok("all 31 accesses allowed (or failed for a reason other than EPERM/EACCES) without guard".into())
 }
 
 fn hold_target(b: &Background) -> (String, String) {
@@ -587,10 +613,13 @@ fn flood(agent: &Agent) -> Outcome {
     // Let the agent drain what the kernel already wrote.
     let mut after;
     let t2 = Instant::now();
+    let received_of = |m: &str| metric(m, "guard_feed_received_total").unwrap_or(0.0) as u64;
     loop {
         after = scrape().map_err(|e| e.to_string())?;
-        let received = metric(&after, "guard_feed_received_total").unwrap_or(0.0) as u64;
-        if received >= k(&after, "events_sent") || t2.elapsed() > Duration::from_secs(60) {
+        // Deltas: the kernel's counters belong to the instance, which an
+        // earlier agent may have started (scenario 18 restarts the agent).
+        let received = received_of(&after) - received_of(&before);
+        if received >= k(&after, "events_sent") - k(&before, "events_sent") || t2.elapsed() > Duration::from_secs(60) {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -620,6 +649,57 @@ fn flood(agent: &Agent) -> Outcome {
         2 * per_proc,
         2.0 * per_proc as f64 / flood_secs,
         received as f64 / flood_secs
+    ))
+}
+
+/// Root's own program cannot put itself (or a child) into a protected
+/// unit's cgroup, create a cgroup in it, or create the cgroup of a stopped
+/// protected unit; systemd's part (here: the harness) still can.
+fn become_unit() -> Outcome {
+    let refused = |p: &Probe, what: &str| -> Result<(), String> {
+        if p.errno == Some(libc::EACCES) || p.raw.contains("errno=13") {
+            Ok(())
+        } else {
+            Err(format!("root's program {what}: {} (expected EACCES)", p.describe()))
+        }
+    };
+    let procs = format!("{CGROOT}{UNIT}/cgroup.procs");
+    let p = probe_bin(INTRUDER, HOST, ROOT, "join", &[UNIT, "procs"]);
+    refused(&p, "joining the unit through cgroup.procs")?;
+    let rec = records_for(p.pid);
+    ensure!(rec.len() == 1 && rec[0]["file"]["path"] == procs.as_str() && rec[0]["policy"] == "demo", "records for the join: {rec:?}");
+    let p = probe_bin(INTRUDER, HOST, ROOT, "join", &[UNIT, "threads"]);
+    refused(&p, "joining the unit through cgroup.threads")?;
+    let p = probe_bin(INTRUDER, HOST, ROOT, "mkdir", &[&format!("{CGROOT}{UNIT}/intruder-sub")]);
+    refused(&p, "creating a subcgroup in the unit")?;
+    // A child started straight into the unit is an outsider there.
+    let p = probe_bin(INTRUDER, HOST, ROOT, "clone-into", &[UNIT, &SVC.to_string(), KEY]);
+    refused(&p, "cloning a child into the unit that opens the key as svc")?;
+    let child: u32 = p.raw.lines().find_map(|l| l.strip_prefix("CLONED child=")).and_then(|v| v.trim().parse().ok()).ok_or("no child pid")?;
+    let rec = records_for(child);
+    ensure!(rec.len() == 1 && rec[0]["process"]["cgroup"] == UNIT, "records for the planted child {child} (expected 1, in {UNIT}): {rec:?}");
+    // A stopped unit's cgroup cannot be made by root, nor renamed into place.
+    let stopped = format!("{CGROOT}/system.slice/stopped.service");
+    let p = probe_bin(INTRUDER, HOST, ROOT, "mkdir", &[&stopped]);
+    refused(&p, "creating the stopped unit's cgroup")?;
+    let p = probe_bin(INTRUDER, HOST, ROOT, "rename", &[&format!("{CGROOT}{OTHER}"), &stopped]);
+    refused(&p, "renaming another cgroup onto the stopped unit's name")?;
+    let p = probe_bin(INTRUDER, HOST, ROOT, "open", &[STOPPED_FILE]);
+    ensure!(p.errno == Some(libc::EACCES), "root opening the stopped unit's file: {}", p.describe());
+    // systemd's part still works: a delegated subcgroup, joined by the
+    // harness, reads; root's program cannot join that subcgroup either.
+    let sub = format!("{UNIT}/delegated");
+    mkcg(&sub);
+    let p = probe(&sub, SVC, "read", &[KEY]);
+    ensure!(p.ok(), "the unit's own process in {sub}: {}", p.describe());
+    let p = probe_bin(INTRUDER, HOST, ROOT, "join", &[&sub, "procs"]);
+    refused(&p, "joining the unit's subcgroup")?;
+    let _ = std::fs::remove_dir(format!("{CGROOT}{sub}"));
+    let st = policy_status("demo.service")?;
+    Ok(format!(
+        "cgroup.procs/threads, mkdir, CLONE_INTO_CGROUP (child {child} in {UNIT} denied, 1 record), stopped unit's cgroup by mkdir and rename: \
+         all refused; the harness (systemd's part) joins a delegated subcgroup; join_refused {}",
+        st["join_refused"]
     ))
 }
 

@@ -91,6 +91,43 @@ fn scenario(say: &dyn Fn(&str)) -> Result<Vec<String>, String> {
     say(&format!("DENIED   pid {} as svc (the unit's own uid) in {SESSION}: Permission denied", p.pid));
     passed.push("same-uid-outside-denied".to_string());
 
+    // 4b. Root's own program cannot become the unit by joining its cgroup.
+    let p = probe_bin("/usr/bin/intruder", HOST, ROOT, "join", &[&cg, "procs"]);
+    if p.errno != Some(libc::EACCES) {
+        return Err(format!("root's program writing itself into {cg}/cgroup.procs: {} (expected EACCES)", p.describe()));
+    }
+    say(&format!("DENIED   pid {} as root: joining {cg} (cgroup.procs): only systemd puts processes into the unit", p.pid));
+    passed.push("root-cannot-join-unit".to_string());
+
+    // 4c. The agent killed: the kernel keeps enforcing; a restart adopts.
+    let progs = bpf_prog_ids();
+    systemctl(&["kill", "-s", "KILL", "guard.service"])?;
+    wait_for("guard.service to die", Duration::from_secs(20), || systemctl(&["is-active", "guard.service"]).is_err())?;
+    let p = probe(HOST, ROOT, "open", &[CRED]);
+    if p.errno != Some(libc::EACCES) {
+        return Err(format!("with guard.service killed, root opening the credential: {} (expected EACCES)", p.describe()));
+    }
+    if !probe(&cg, SVC, "read", &[CRED]).ok() {
+        return Err("with guard.service killed, the unit could not read its credential".into());
+    }
+    say(&format!("KILLED   systemctl kill -s KILL guard.service: pid {} as root still denied; the unit still reads", p.pid));
+    let _ = std::fs::remove_file("/tmp/guard.ready");
+    systemctl(&["start", "guard.service"])?;
+    wait_for("guard.service to come back", Duration::from_secs(120), || std::path::Path::new("/tmp/guard.ready").exists())?;
+    let log = std::fs::read_to_string(GUARD_LOG).unwrap_or_default();
+    let adopted = log.lines().rev().find(|l| l.starts_with("guard: protecting")).unwrap_or("");
+    if !adopted.contains("adopted instance") {
+        return Err(format!("the restarted agent did not adopt the running instance: {adopted}"));
+    }
+    if bpf_prog_ids() != progs {
+        return Err("programs changed across the agent's restart (a second load or attach)".into());
+    }
+    if !probe(HOST, ROOT, "open", &[CRED]).denied() || !probe(&cg, SVC, "read", &[CRED]).ok() {
+        return Err("after the agent's restart: root not denied or the unit refused".into());
+    }
+    say("RESTART  systemctl start guard.service: adopted the running instance (same programs, no re-attach)");
+    passed.push("agent-killed-enforcement-stays-restart-adopts".to_string());
+
     // 5. A real restart: new cgroup, new credentials mount, new inodes.
     let old_id = cgroup_id(&cg);
     let old_ino = inode(CRED);

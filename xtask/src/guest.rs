@@ -41,7 +41,9 @@ Before=demo.service
 
 [Service]
 ExecStartPre=/bin/rm -f /tmp/guard.ready
-ExecStart=/usr/bin/guard run --policy-dir /etc/guard/policies --events-file /tmp/events.jsonl --ready-file /tmp/guard.ready --reconcile-ms 250
+# systemd (PID 1, systemd-executor) may put processes into protected units'
+# cgroups; so may the test harness, which places its probes into units.
+ExecStart=/usr/bin/guard run --policy-dir /etc/guard/policies --events-file /tmp/events.jsonl --ready-file /tmp/guard.ready --reconcile-ms 250 --cgroup-writer /usr/bin/vm-tests
 # The unit is started once the hooks are attached.
 ExecStartPost=/bin/sh -c 'for i in $(seq 1 1200); do [ -e /tmp/guard.ready ] && exit 0; sleep 0.1; done; exit 1'
 StandardOutput=append:/tmp/guard.log
@@ -91,6 +93,8 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, comman
         |ir| {
             ir.file_from_host("/usr/bin/guard", bins.guard, 0o755)?;
             ir.file_from_host("/usr/bin/vm-tests", bins.vm_tests, 0o755)?;
+            // Root's own program (not the harness): see the systemd suite.
+            ir.file_from_host("/usr/bin/intruder", bins.vm_tests, 0o755)?;
             ir.remove("/etc/passwd");
             ir.remove("/etc/group");
             ir.file_bytes(

@@ -17,6 +17,7 @@ const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_FUNC: u32 = 12;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
@@ -42,6 +43,8 @@ struct Type {
     /// For typedef/const/volatile/...: the referenced type.
     ref_type: u32,
     members: Vec<Member>,
+    /// Number of members / parameters / enumerators.
+    vlen: usize,
 }
 
 /// A parsed BTF blob: enough to find struct member offsets.
@@ -78,7 +81,7 @@ impl Btf {
             .context("string section out of bounds")?
             .to_vec();
 
-        let mut types = vec![Type { name_off: 0, kind: 0, ref_type: 0, members: vec![] }];
+        let mut types = vec![Type { name_off: 0, kind: 0, ref_type: 0, members: vec![], vlen: 0 }];
         let mut pos = hdr_len + type_off;
         let end = pos + type_len;
         while pos < end {
@@ -108,7 +111,7 @@ impl Btf {
                 KIND_DATASEC | KIND_ENUM64 => pos += 12 * vlen,
                 _ => {}
             }
-            types.push(Type { name_off, kind, ref_type: size_or_type, members });
+            types.push(Type { name_off, kind, ref_type: size_or_type, members, vlen });
         }
 
         let mut btf = Btf { strings, types, structs_by_name: HashMap::new() };
@@ -139,6 +142,14 @@ impl Btf {
             }
         }
         id
+    }
+
+    /// The number of parameters of the kernel function `name` (a `FUNC`
+    /// whose type is a `FUNC_PROTO`), or `None` if BTF has no such function.
+    pub fn func_params(&self, name: &str) -> Option<usize> {
+        let f = self.types.iter().find(|t| t.kind == KIND_FUNC && self.name(t.name_off) == name)?;
+        let proto = self.types.get(f.ref_type as usize)?;
+        (proto.kind == KIND_FUNC_PROTO).then_some(proto.vlen)
     }
 
     /// Byte offset of `member` in `struct name`, searching anonymous
@@ -214,6 +225,11 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         bpf_map_id: f("bpf_map", "id")?,
         bpf_prog_aux: f("bpf_prog", "aux")?,
         bpf_prog_aux_id: f("bpf_prog_aux", "id")?,
+        inode_i_private: f("inode", "i_private")?,
+        kernfs_node_parent: f("kernfs_node", "parent")?,
+        kernfs_node_name: f("kernfs_node", "name")?,
+        dentry_d_name: f("dentry", "d_name")?,
+        qstr_name: f("qstr", "name")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -51,11 +51,16 @@ pub struct Maps {
     pub self_state: Array<MapData, SelfState>,
     pub stats: PerCpuArray<MapData, PolicyStats>,
     pub evicted: HashMap<MapData, FileKey, InodeRule>,
+    pub unit_names: HashMap<MapData, UnitName, u32>,
+    pub cgroup_parents: HashMap<MapData, u64, u32>,
 }
 
 /// The maps guard pins, by name (the ring buffer too: a restarted agent
 /// reads what the kernel wrote while no agent ran).
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 14] = [
+    MAP_UNIT_NAMES,
+    MAP_CGROUP_PARENTS,
+    MAP_TAINTED,
     MAP_INODE_RULES,
     MAP_POLICIES,
     MAP_ALLOWED_UIDS,
@@ -216,6 +221,9 @@ impl Kernel {
             s.deleted += c.deleted;
             s.evicted += c.evicted;
             s.restored += c.restored;
+            s.allowed += c.allowed;
+            s.denied += c.denied;
+            s.join_refused += c.join_refused;
         }
         Ok(s)
     }
@@ -246,6 +254,44 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Marks what the kernel would have marked had it seen `dir` (a unit's
+    /// cgroup that existed before guard) appear: every subcgroup in
+    /// `UNIT_CGROUPS`, every `cgroup.procs`/`cgroup.threads` with
+    /// `RULE_F_CGROUP_PROCS`. New ones the kernel marks itself.
+    pub fn mark_unit_cgroup(&mut self, dir: &Path, policy_id: u32) -> Result<()> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let mut stack = vec![(dir.to_path_buf(), 0usize)];
+        while let Some((d, depth)) = stack.pop() {
+            // A cgroup removed meanwhile (the unit stopped) needs nothing.
+            let meta = match std::fs::metadata(&d) {
+                Err(e) if gone(&e) => continue,
+                r => r.with_context(|| format!("stat {}", d.display()))?,
+            };
+            self.maps.unit_cgroups.insert(meta.ino(), policy_id, 0).context("writing UNIT_CGROUPS")?;
+            for name in ["cgroup.procs", "cgroup.threads"] {
+                let f = d.join(name);
+                let fd = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC).open(&f) {
+                    Err(e) if gone(&e) => continue,
+                    r => r.with_context(|| format!("opening {} (O_PATH)", f.display()))?,
+                };
+                let raw = fd.as_fd();
+                self.maps.rules.insert(&raw, InodeRule { policy_id, flags: RULE_F_CGROUP_PROCS }, 0).map_err(|e| anyhow!(e))?;
+            }
+            if depth < 16 {
+                let Ok(rd) = std::fs::read_dir(&d) else { continue };
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push((e.path(), depth + 1));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Maps {
     fn from_taken(take: &mut dyn FnMut(&str) -> Result<Map>) -> Result<Self> {
         Ok(Self {
@@ -259,6 +305,8 @@ impl Maps {
             self_state: Array::try_from(take(MAP_SELF)?)?,
             stats: PerCpuArray::try_from(take(MAP_POLICY_STATS)?)?,
             evicted: HashMap::try_from(take(MAP_EVICTED)?)?,
+            unit_names: HashMap::try_from(take(MAP_UNIT_NAMES)?)?,
+            cgroup_parents: HashMap::try_from(take(MAP_CGROUP_PARENTS)?)?,
         })
     }
 }

@@ -149,8 +149,11 @@ impl Kernel {
         for t in &trust.tools {
             self.maps.trusted.insert(t.key, TRUST_BPF_TOOL, 0)?;
         }
+        for w in &trust.cgroup_writers {
+            self.maps.trusted.insert(w.key, TRUST_CGROUP_WRITER, 0)?;
+        }
         self.maps.self_state.set(0, SelfState { pin_mnt: 0, policy_hash, object_hash }, 0)?;
-        for exe in std::iter::once(&trust.guard).chain(&trust.tools) {
+        for exe in std::iter::once(&trust.guard).chain(&trust.tools).chain(&trust.cgroup_writers) {
             let fd = exe.open_path()?;
             self.tag_inode(&fd, self_rule(RULE_F_SELF_EXEC))
                 .with_context(|| format!("write-protecting {}", exe.path.display()))?;

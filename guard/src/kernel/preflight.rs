@@ -31,6 +31,9 @@ pub enum Missing {
     Btf(PathBuf),
     /// No unified cgroup v2 hierarchy at the cgroup root.
     CgroupV2(PathBuf),
+    /// A BPF LSM hook guard attaches to is missing, or has another form
+    /// than guard reads: the promise it keeps cannot be kept here.
+    Hook { hook: &'static str, found: Option<usize>, want: usize, promise: &'static str },
 }
 
 impl fmt::Display for Missing {
@@ -56,6 +59,18 @@ impl fmt::Display for Missing {
                  fix: guard needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu, \
                  Fedora and RHEL kernels from 5.10 on have it); install such a kernel.",
                 p.display()
+            ),
+            Missing::Hook { hook, found: None, promise, .. } => write!(
+                f,
+                "this kernel has no BPF LSM hook `{hook}` (no bpf_lsm_{hook} in its BTF), so guard cannot keep \
+                 this promise: {promise}.\n  fix: run guard on a kernel that has it (guard is tested on Debian's \
+                 6.1 and 6.12); nothing was loaded"
+            ),
+            Missing::Hook { hook, found: Some(n), want, promise } => write!(
+                f,
+                "this kernel's BPF LSM hook `{hook}` takes {n} arguments; this guard build reads the {want}-argument \
+                 form of Linux 6.1 to 6.12, and would misread the verdict. Promise that cannot be kept: {promise}.\n  \
+                 fix: run a guard release built for this kernel, or a 6.1 to 6.12 kernel; nothing was loaded"
             ),
             Missing::CgroupV2(p) => write!(
                 f,
@@ -89,6 +104,65 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
         missing.push(Missing::CgroupV2(paths.cgroup_root.clone()));
     }
     if missing.is_empty() { Ok(active) } else { Err(missing) }
+}
+
+/// Each hook guard attaches to, its parameter count (without the LSM's
+/// return value) as guard reads it, and the promise it keeps.
+pub const HOOKS: [(&str, usize, &str); 15] = [
+    ("file_open", 1, "a protected file opens only for its unit and allowed UIDs"),
+    ("file_receive", 1, "a protected file's fd cannot be passed out of its unit (SCM_RIGHTS, pidfd_getfd)"),
+    ("d_instantiate", 2, "new files inherit protection; rules come back after inode eviction; units' cgroups are recognised as they appear"),
+    ("inode_rename", 4, "protected files cannot be renamed or replaced by outsiders; guard's pins cannot be moved"),
+    ("inode_unlink", 2, "protected files and guard's pins cannot be deleted by outsiders"),
+    ("path_truncate", 1, "protected files and guard's binary cannot be truncated by outsiders"),
+    ("ptrace_access_check", 2, "the unit's and guard's memory cannot be read by others"),
+    ("bpf", 3, "nobody else can load or attach a program that overrides guard, or reach its links"),
+    ("bpf_map", 2, "nobody else can get an fd of guard's maps"),
+    ("bpf_prog", 1, "nobody else can get an fd of guard's programs"),
+    ("sb_umount", 2, "the bpffs holding guard's pins cannot be unmounted"),
+    ("task_alloc", 2, "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
+    ("task_free", 1, "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
+    ("inode_mkdir", 3, "only systemd creates a protected unit's cgroup or cgroups inside it"),
+    ("inode_free_security", 1, "rules outlive the inode cache"),
+];
+
+/// Every hook guard needs, with the form guard reads, from the kernel's BTF.
+pub fn check_hooks(btf: &super::btf::Btf) -> Result<(), Vec<Missing>> {
+    let missing: Vec<Missing> = HOOKS
+        .iter()
+        .filter_map(|&(hook, want, promise)| {
+            let found = btf.func_params(&format!("bpf_lsm_{hook}"));
+            (found != Some(want)).then_some(Missing::Hook { hook, found, want, promise })
+        })
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(missing) }
+}
+
+/// The host hardening guard's threat model relies on, and what is missing
+/// of it here (for a warning at start: guard still runs).
+pub fn hardening_gaps() -> Vec<String> {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).ok();
+    let mut gaps = Vec::new();
+    match read("/sys/kernel/security/lockdown") {
+        Some(l) if l.contains("[none]") => gaps.push(
+            "kernel lockdown is off: root can load unsigned modules, use kexec or /dev/mem, each of which can remove \
+             guard. Boot with `lockdown=integrity` (and Secure Boot) to close them"
+                .to_string(),
+        ),
+        None => gaps.push("cannot read /sys/kernel/security/lockdown: lockdown state unknown".to_string()),
+        _ => {}
+    }
+    if read("/proc/sys/kernel/modules_disabled").as_deref() == Some("0") {
+        gaps.push(
+            "kernel module loading is enabled: a module loaded by root runs below guard. Set \
+             `kernel.modules_disabled=1` once boot has loaded what it needs, or rely on lockdown with module signing"
+                .to_string(),
+        );
+    }
+    if read("/proc/sys/kernel/kexec_load_disabled").as_deref() == Some("0") {
+        gaps.push("kexec is enabled: root can boot another kernel without guard. Set `kernel.kexec_load_disabled=1`".to_string());
+    }
+    gaps
 }
 
 /// `cgroup.controllers` only exists at the root of a cgroup v2 hierarchy.
@@ -142,5 +216,49 @@ mod tests {
         let errs = check(&paths(&root)).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].to_string().contains("mount -t securityfs"));
+    }
+}
+
+#[cfg(test)]
+mod hook_tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_list_matches_what_is_attached() {
+        for (_, hook) in guard_common::ENFORCING_PROGRAMS {
+            assert!(HOOKS.iter().any(|(h, _, _)| *h == hook), "{hook} has no preflight entry");
+        }
+        assert_eq!(HOOKS.len(), guard_common::ENFORCING_PROGRAMS.len());
+    }
+
+    #[test]
+    fn host_kernel_hooks() {
+        let path = Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            eprintln!("SKIPPED: {} not present on this host", path.display());
+            return;
+        }
+        let btf = crate::kernel::btf::Btf::from_file(path).unwrap();
+        match check_hooks(&btf) {
+            Ok(()) => {}
+            // A newer host kernel may have the 4-argument bpf hook: then the
+            // message must say so and name the promise.
+            Err(m) => {
+                for x in &m {
+                    let t = x.to_string();
+                    assert!(t.to_lowercase().contains("promise"), "{t}");
+                }
+            }
+        }
+        assert!(btf.func_params("bpf_lsm_file_open").is_some());
+    }
+
+    #[test]
+    fn a_missing_or_reshaped_hook_names_the_lost_promise() {
+        let gone = Missing::Hook { hook: "bpf", found: None, want: 3, promise: "p1" };
+        assert!(gone.to_string().contains("no BPF LSM hook `bpf`") && gone.to_string().contains("p1"));
+        let reshaped = Missing::Hook { hook: "bpf", found: Some(4), want: 3, promise: "p2" };
+        let t = reshaped.to_string();
+        assert!(t.contains("takes 4 arguments") && t.contains("p2") && t.contains("nothing was loaded"), "{t}");
     }
 }

@@ -60,28 +60,60 @@ impl Exe {
     }
 }
 
+/// PID 1's executable (systemd), by `/proc/1/exe`.
+pub fn pid1_exe() -> Result<Exe> {
+    let meta = std::fs::metadata("/proc/1/exe").context("stat /proc/1/exe")?;
+    let path = std::fs::read_link("/proc/1/exe").context("readlink /proc/1/exe")?;
+    let path = PathBuf::from(path.to_string_lossy().trim_end_matches(" (deleted)"));
+    Ok(Exe { path, key: exe_key(&meta) })
+}
+
+/// Where systemd 255+ keeps the binary that sets up each unit's process.
+pub const EXECUTOR_PATHS: [&str; 2] = ["/usr/lib/systemd/systemd-executor", "/lib/systemd/systemd-executor"];
+
 /// What an instance trusts.
 #[derive(Debug, Clone)]
 pub struct Trust {
     pub guard: Exe,
     pub tools: Vec<Exe>,
+    /// May put processes into protected units' cgroups (systemd).
+    pub cgroup_writers: Vec<Exe>,
 }
 
 impl Trust {
-    pub fn new(tool_paths: &[PathBuf]) -> Result<Self> {
+    /// Cgroup writers: `writer_paths`, plus, with `systemd`, systemd as it
+    /// runs here (PID 1's executable and `systemd-executor` where it exists).
+    pub fn new(tool_paths: &[PathBuf], writer_paths: &[PathBuf], systemd: bool) -> Result<Self> {
         let guard = Exe::current()?;
         let tools = tool_paths
             .iter()
             .map(|p| Exe::of(p).with_context(|| format!("--allow-bpf-exe {}", p.display())))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { guard, tools })
+        let mut cgroup_writers: Vec<Exe> = Vec::new();
+        let mut add = |e: Exe| {
+            if !cgroup_writers.iter().any(|w| w.key == e.key) {
+                cgroup_writers.push(e);
+            }
+        };
+        if systemd {
+            add(pid1_exe()?);
+            for p in EXECUTOR_PATHS {
+                if let Ok(e) = Exe::of(Path::new(p)) {
+                    add(e);
+                }
+            }
+        }
+        for p in writer_paths {
+            add(Exe::of(p).with_context(|| format!("--cgroup-writer {}", p.display()))?);
+        }
+        Ok(Self { guard, tools, cgroup_writers })
     }
 
     /// Bytes that change whenever what is trusted changes (part of the
     /// policy fingerprint: a different trust set means a new instance).
     pub fn fingerprint(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for e in std::iter::once(&self.guard).chain(&self.tools) {
+        for e in std::iter::once(&self.guard).chain(&self.tools).chain(&self.cgroup_writers) {
             out.extend_from_slice(&e.key.dev.to_le_bytes());
             out.extend_from_slice(&e.key.ino.to_le_bytes());
         }

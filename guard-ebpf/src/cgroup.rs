@@ -1,0 +1,243 @@
+//! Only systemd puts processes into a protected unit's cgroup.
+//!
+//! Cgroup membership is half of guard's decision, and root can otherwise
+//! choose it: write a pid into the unit's `cgroup.procs`, create a
+//! subcgroup in it and join that, start a child straight into it with
+//! `clone3(CLONE_INTO_CGROUP)`, or create the unit's cgroup while the unit
+//! is stopped. So, kernel-side and from the first instant:
+//!
+//! - The agent registers each slice holding protected units
+//!   (`CGROUP_PARENTS`) and the units' names (`UNIT_NAMES`). When a cgroup
+//!   directory's inode is bound (`d_instantiate`: every lookup, including an
+//!   `open_by_handle_at` on cgroupfs, since the test is on the kernfs node,
+//!   not the dentry) and its node's name is a protected unit's under a
+//!   registered slice, it is that unit's cgroup: its id goes into
+//!   `UNIT_CGROUPS` and the policy's `cgroup_id`. Its subcgroups follow.
+//! - `cgroup.procs` and `cgroup.threads` in those cgroups carry
+//!   `RULE_F_CGROUP_PROCS`: opening one for writing is for systemd (by
+//!   executable identity, `TRUST_CGROUP_WRITER`) and for the unit itself.
+//! - `mkdir` of a protected unit's name under its slice, or of anything
+//!   inside a unit's cgroup, and `rename` onto such a name, likewise.
+//! - A task created with `CLONE_INTO_CGROUP` by anyone else is tainted,
+//!   and so are its descendants: `decide` treats a tainted task as an
+//!   outsider wherever it sits. (The hook cannot see which cgroup the clone
+//!   targets, so every such task is marked; the mark only ever matters when
+//!   it touches a protected file or process.)
+
+use aya_ebpf::{bindings::inode, helpers::bpf_probe_read_kernel_str_bytes};
+use guard_common::*;
+
+use crate::{
+    decide::{in_unit, EACCES},
+    layout::{current_task, is_dir, off, read_u64},
+    maps::{count, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, TAINTED, UNIT_CGROUPS, UNIT_NAMES},
+    report::{report, Rate, Subject},
+    self_protect::current_trust,
+};
+
+/// Is the current task planted by a non-systemd `CLONE_INTO_CGROUP`?
+#[inline(always)]
+pub fn current_tainted() -> bool {
+    unsafe { TAINTED.get(current_task() as u64) }.is_some()
+}
+
+#[inline(always)]
+unsafe fn sb_magic(i: *const u8) -> u64 {
+    let sb = unsafe { read_u64(i, off!(inode_i_sb)) } as *const u8;
+    if sb.is_null() { 0 } else { unsafe { read_u64(sb, off!(super_block_s_magic)) } }
+}
+
+/// The kernfs node of a cgroupfs inode (`inode->i_private`).
+#[inline(always)]
+unsafe fn kn_of(i: *const u8) -> *const u8 {
+    unsafe { read_u64(i, off!(inode_i_private)) as *const u8 }
+}
+
+#[inline(always)]
+unsafe fn kn_id(kn: *const u8) -> u64 {
+    unsafe { read_u64(kn, off!(kernfs_node_id)) }
+}
+
+/// A NUL-padded copy of the C string at `p` (at most `UNIT_NAME_LEN - 1` bytes).
+#[inline(always)]
+unsafe fn name_at(p: *const u8) -> UnitName {
+    let mut key = UnitName { name: [0; UNIT_NAME_LEN] };
+    if !p.is_null() {
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut key.name) };
+    }
+    key
+}
+
+#[inline(always)]
+fn is_procs_file(name: &UnitName) -> bool {
+    let n = &name.name;
+    n.starts_with(b"cgroup.procs\0") || n.starts_with(b"cgroup.threads\0")
+}
+
+/// `d_instantiate` of a cgroupfs inode: recognise a protected unit's cgroup,
+/// its subcgroups and their `cgroup.procs`/`cgroup.threads`.
+#[inline(always)]
+pub unsafe fn on_instantiate(child: *mut inode) {
+    let i = child as *const u8;
+    if unsafe { sb_magic(i) } != CGROUP2_SUPER_MAGIC {
+        return;
+    }
+    let kn = unsafe { kn_of(i) };
+    if kn.is_null() {
+        return;
+    }
+    let parent = unsafe { read_u64(kn, off!(kernfs_node_parent)) } as *const u8;
+    if parent.is_null() {
+        return;
+    }
+    let parent_id = unsafe { kn_id(parent) };
+    let name_p = unsafe { read_u64(kn, off!(kernfs_node_name)) } as *const u8;
+    let in_unit_policy = unsafe { UNIT_CGROUPS.get(parent_id) }.copied();
+    if unsafe { is_dir(child) } {
+        let id = unsafe { kn_id(kn) };
+        if let Some(policy_id) = in_unit_policy {
+            let _ = UNIT_CGROUPS.insert(id, policy_id, 0);
+            return;
+        }
+        let Some(level) = (unsafe { CGROUP_PARENTS.get(parent_id) }).copied() else { return };
+        let name = unsafe { name_at(name_p) };
+        let Some(policy_id) = (unsafe { UNIT_NAMES.get(name) }).copied() else { return };
+        if UNIT_CGROUPS.insert(id, policy_id, 0).is_err() {
+            count(CNT_INTERNAL_ERRORS);
+            aya_log_ebpf::error!(&(), "a protected unit's new cgroup (id {}) could not be recorded", id);
+        }
+        // The new cgroup counts from its first instant.
+        if let Some(p) = POLICIES.get_ptr_mut(policy_id) {
+            unsafe {
+                (*p).cgroup_id = id;
+                (*p).cgroup_level = level + 1;
+            }
+        }
+        return;
+    }
+    let Some(policy_id) = in_unit_policy else { return };
+    if !is_procs_file(&unsafe { name_at(name_p) }) {
+        return;
+    }
+    let mut rule = InodeRule { policy_id, flags: RULE_F_CGROUP_PROCS };
+    let slot = unsafe { INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule)) };
+    if slot.is_null() {
+        count(CNT_INTERNAL_ERRORS);
+        aya_log_ebpf::error!(&(), "could not protect a unit's cgroup.procs (policy {})", policy_id);
+        return;
+    }
+    unsafe { *slot = rule };
+}
+
+/// Whether the current task may put processes into (or create cgroups in)
+/// the cgroup of `policy_id`: systemd, or the unit itself.
+#[inline(always)]
+fn may_join(policy_id: u32) -> bool {
+    current_trust() == TRUST_CGROUP_WRITER || (!current_tainted() && in_unit(policy_id))
+}
+
+#[inline(always)]
+fn refuse_join(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
+    count(CNT_DENIED);
+    if let Some(s) = policy_stats(policy_id) {
+        s.join_refused += 1;
+    }
+    let rate = POLICIES.get(policy_id).map_or(Rate { per_sec: 1000, burst: 1000 }, |p| Rate { per_sec: p.rate_per_sec, burst: p.rate_burst });
+    report(inode, policy_id, rate, DECISION_DENIED, subject);
+    -EACCES
+}
+
+/// An open of a unit's `cgroup.procs`/`cgroup.threads` (`RULE_F_CGROUP_PROCS`).
+#[inline(always)]
+pub fn judge_procs_open(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
+    if subject.access & ACCESS_WRITE == 0 || may_join(policy_id) {
+        return 0;
+    }
+    refuse_join(inode, policy_id, subject)
+}
+
+/// `inode_mkdir(dir, dentry, mode)` in cgroupfs.
+#[inline(always)]
+pub unsafe fn on_mkdir(dir: *mut inode, dentry: *const u8) -> i32 {
+    let d = dir as *const u8;
+    if unsafe { sb_magic(d) } != CGROUP2_SUPER_MAGIC {
+        return 0;
+    }
+    let kn = unsafe { kn_of(d) };
+    if kn.is_null() {
+        return 0;
+    }
+    let id = unsafe { kn_id(kn) };
+    let subject = Subject::new(HOOK_INODE_MKDIR, ACCESS_ALTER);
+    if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(id) }.copied() {
+        return if may_join(policy_id) { 0 } else { refuse_join(dir, policy_id, &subject) };
+    }
+    unsafe { creates_unit_name(dir, id, dentry, &subject) }
+}
+
+/// A new name `dentry` in cgroupfs directory `dir_id`: a protected unit's
+/// name under its slice may only be made by systemd.
+#[inline(always)]
+unsafe fn creates_unit_name(dir: *mut inode, dir_id: u64, dentry: *const u8, subject: &Subject) -> i32 {
+    if unsafe { CGROUP_PARENTS.get(dir_id) }.is_none() {
+        return 0;
+    }
+    let name_p = unsafe { read_u64(dentry, off!(dentry_d_name) + off!(qstr_name)) } as *const u8;
+    let Some(policy_id) = (unsafe { UNIT_NAMES.get(name_at(name_p)) }).copied() else { return 0 };
+    if current_trust() == TRUST_CGROUP_WRITER {
+        return 0;
+    }
+    refuse_join(dir, policy_id, subject)
+}
+
+/// `inode_rename` in cgroupfs: a unit's cgroup may not be renamed, nor
+/// another cgroup renamed onto a protected unit's name, except by systemd.
+#[inline(always)]
+pub unsafe fn on_rename(old_dentry: *const u8, new_dir: *mut inode, new_dentry: *const u8) -> i32 {
+    let nd = new_dir as *const u8;
+    if unsafe { sb_magic(nd) } != CGROUP2_SUPER_MAGIC {
+        return 0;
+    }
+    let subject = Subject::new(HOOK_INODE_RENAME, ACCESS_ALTER);
+    let moved = unsafe { read_u64(old_dentry, off!(dentry_d_inode)) } as *const u8;
+    if !moved.is_null() {
+        let kn = unsafe { kn_of(moved) };
+        if !kn.is_null() {
+            if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(kn_id(kn)) }.copied() {
+                if current_trust() != TRUST_CGROUP_WRITER {
+                    return refuse_join(moved as *mut inode, policy_id, &subject);
+                }
+            }
+        }
+    }
+    let kn = unsafe { kn_of(nd) };
+    if kn.is_null() {
+        return 0;
+    }
+    unsafe { creates_unit_name(new_dir, kn_id(kn), new_dentry, &subject) }
+}
+
+/// `task_alloc(task, clone_flags)`: marks a task planted into a cgroup by
+/// a non-systemd `CLONE_INTO_CGROUP`, and the children of marked tasks.
+/// If the mark cannot be recorded, the clone is refused (fail closed).
+#[inline(always)]
+pub unsafe fn on_task_alloc(task: u64, clone_flags: u64) -> i32 {
+    let inherited = current_tainted();
+    if !inherited && (clone_flags & CLONE_INTO_CGROUP == 0 || current_trust() == TRUST_CGROUP_WRITER) {
+        return 0;
+    }
+    if TAINTED.insert(task, 1, 0).is_err() {
+        count(CNT_INTERNAL_ERRORS);
+        aya_log_ebpf::error!(&(), "could not mark a task cloned into a cgroup; refusing the clone");
+        return -EAGAIN;
+    }
+    0
+}
+
+const EAGAIN: i32 = 11;
+
+/// `task_free(task)`: the mark goes with the task (its address may be reused).
+#[inline(always)]
+pub fn on_task_free(task: u64) {
+    let _ = TAINTED.remove(task);
+}
