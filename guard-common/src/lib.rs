@@ -65,14 +65,16 @@ pub const PROG_SB_UMOUNT: &str = "guard_sb_umount";
 pub const PROG_INODE_MKDIR: &str = "guard_inode_mkdir";
 pub const PROG_TASK_ALLOC: &str = "guard_task_alloc";
 pub const PROG_TASK_FREE: &str = "guard_task_free";
+pub const PROG_BPRM_CHECK: &str = "guard_bprm_check_security";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 15] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 16] = [
     (PROG_BPF, "bpf"),
+    (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_BPF_MAP, "bpf_map"),
     (PROG_BPF_PROG, "bpf_prog"),
     (PROG_SB_UMOUNT, "sb_umount"),
@@ -426,8 +428,9 @@ pub const HOOK_BPF_MAP: u32 = 8;
 pub const HOOK_BPF_PROG: u32 = 9;
 pub const HOOK_SB_UMOUNT: u32 = 10;
 pub const HOOK_INODE_MKDIR: u32 = 11;
+pub const HOOK_BPRM_CHECK: u32 = 12;
 
-pub const HOOK_NAMES: [&str; 12] = [
+pub const HOOK_NAMES: [&str; 13] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -440,6 +443,7 @@ pub const HOOK_NAMES: [&str; 12] = [
     "bpf_prog",
     "sb_umount",
     "inode_mkdir",
+    "bprm_check_security",
 ];
 
 // ------------------------------------------------------------- bpf(2) ABI
@@ -516,6 +520,8 @@ pub struct KernelLayout {
     pub kernfs_node_name: u32,
     pub dentry_d_name: u32,
     pub qstr_name: u32,
+    pub task_ptrace: u32,
+    pub linux_binprm_file: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -547,7 +553,7 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 144);
+    assert!(core::mem::size_of::<KernelLayout>() == 152);
     assert!(core::mem::size_of::<Event>() == 88 + COMM_LEN + EVENT_PATH_LEN);
     assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 };

@@ -52,6 +52,8 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     kernfs_node_name: 0,
     dentry_d_name: 0,
     qstr_name: 0,
+    task_ptrace: 0,
+    linux_binprm_file: 0,
     magic: LAYOUT_UNFILLED,
 };
 

@@ -274,14 +274,15 @@ pub fn guard_ptrace_access_check(ctx: LsmContext) -> i32 {
         return ret;
     }
     let mode: u32 = ctx.arg(1);
-    if mode & PTRACE_MODE_ATTACH == 0 {
-        return 0;
-    }
+    let attach = mode & PTRACE_MODE_ATTACH != 0;
     let child: *const u8 = ctx.arg(0);
     unsafe {
         let target_tgid = read_u32(child, off!(task_tgid));
-        if let Some(verdict) = self_protect::on_ptrace_of(child, target_tgid) {
+        if let Some(verdict) = self_protect::on_ptrace_of(child, target_tgid, attach) {
             return verdict;
+        }
+        if !attach {
+            return 0;
         }
         // child->cgroups->dfl_cgrp->kn->id
         let cset = read_u64(child, off!(task_cgroups)) as *const u8;
@@ -305,6 +306,16 @@ pub fn guard_ptrace_access_check(ctx: LsmContext) -> i32 {
 }
 
 // ------------------------------------------------- self-protection hooks
+
+/// `bprm_check_security(struct linux_binprm *bprm)`.
+#[lsm(hook = "bprm_check_security")]
+pub fn guard_bprm_check_security(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { self_protect::on_exec(ctx.arg(0)) }
+}
 
 /// `bpf(int cmd, union bpf_attr *attr, unsigned int size)` (6.1 to 6.12).
 #[lsm(hook = "bpf")]

@@ -180,12 +180,39 @@ pub unsafe fn on_umount(target: u64) -> i32 {
     0
 }
 
-/// ptrace-class access to a guard process: only guard may.
+/// ptrace-class access to a process running a trusted executable: only
+/// guard may. Whoever controls such a process has its trust (guard's maps;
+/// systemd's right to put processes into units), so for guard every mode is
+/// refused (even reading `/proc/<pid>/fd`), for the others attach mode.
 #[inline(always)]
-pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32) -> Option<i32> {
-    if trust_of(child) != TRUST_GUARD {
+pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32, attach: bool) -> Option<i32> {
+    let trust = trust_of(child);
+    if trust == 0 || (trust != TRUST_GUARD && !attach) {
         return None;
     }
     let subject = Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) };
     Some(only_guard(core::ptr::null_mut(), &subject))
+}
+
+/// `bprm_check_security(bprm)`: a traced process may not run a trusted
+/// executable (the tracer would drive a trusted process).
+#[inline(always)]
+pub unsafe fn on_exec(bprm: *const u8) -> i32 {
+    let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;
+    if !traced {
+        return 0;
+    }
+    let file = unsafe { read_u64(bprm, off!(linux_binprm_file)) } as *const u8;
+    if file.is_null() {
+        return 0;
+    }
+    let inode = unsafe { read_u64(file, off!(file_f_inode)) } as *const u8;
+    if inode.is_null() {
+        return 0;
+    }
+    let key = trust_key(unsafe { crate::layout::file_key(inode) });
+    if unsafe { TRUSTED.get(key) }.is_none() {
+        return 0;
+    }
+    only_guard(inode as *mut inode, &Subject::new(HOOK_BPRM_CHECK, ACCESS_ALTER))
 }

@@ -151,6 +151,16 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     for gap in preflight::hardening_gaps() {
         log::warn!("host hardening: {gap}");
     }
+    // A dynamically linked guard could be made to run root's code
+    // (LD_PRELOAD) with guard's trust: it is never trusted.
+    if !kernel::trust::is_static_elf(Path::new("/proc/self/exe"))? {
+        anyhow::bail!(
+            "this guard binary is dynamically linked, so root could load its own code into it (LD_PRELOAD) and act \
+             with guard's trust; guard only trusts static binaries. Build it with \
+             `RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu -p guard` \
+             (what `cargo xtask build` does). Nothing was loaded"
+        );
+    }
     let trust = Trust::new(&args.allow_bpf_exe, &args.cgroup_writer, !args.no_systemd_cgroup_writer)?;
     let policy_hash = enforce::policy_hash(&set, &trust.fingerprint());
     let object_hash = kernel::object_hash(&layout);

@@ -14,6 +14,9 @@ pub const SELF: &str = "/bin/vm-tests";
 /// A copy of this binary with its own inode: root's own program, which
 /// guard does not take for the harness that plays systemd's part here.
 pub const INTRUDER: &str = "/bin/intruder";
+/// Another copy: the unit's own program. The harness places a probe in the
+/// unit and execs this, as systemd execs a service's binary.
+pub const UNIT_APP: &str = "/bin/unit-app";
 pub const CGROOT: &str = "/sys/fs/cgroup";
 pub const EVENTS: &str = "/tmp/events.jsonl";
 pub const GUARD_LOG: &str = "/tmp/guard.log";

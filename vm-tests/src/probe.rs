@@ -63,6 +63,13 @@ pub fn main(args: &[String]) -> i32 {
         Some("pidfd-getfd") => op_pidfd_getfd(rest[1].parse().unwrap_or(0)),
         Some("rmdir") => std::fs::remove_dir(&rest[1]),
         Some("join") => op_join(&rest[1], &rest[2]),
+        Some("exec") => {
+            // Join and setuid done: become another program (as systemd
+            // execs a service's binary once it is in place).
+            use std::os::unix::process::CommandExt;
+            Err(std::process::Command::new(&rest[1]).args(&rest[2..]).exec())
+        }
+        Some("traced-exec") => op_traced_exec(&rest[1..]),
         Some("clone-into") => op_clone_into(&rest[1], rest[2].parse().unwrap_or(0), &rest[3]),
         other => {
             println!("PROBE pid={} setup-error=unknown op {other:?}", std::process::id());
@@ -424,6 +431,44 @@ fn op_clone_into(cgroup: &str, uid: u32, file: &str) -> std::io::Result<()> {
     match libc::WEXITSTATUS(status) {
         0 => Ok(()),
         200 => Err(std::io::Error::other("child could not take the uid")),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Forks a child that asks to be traced (PTRACE_TRACEME) and execs `argv`;
+/// Ok if the exec went through (the child then stops at it and is killed).
+fn op_traced_exec(argv: &[String]) -> std::io::Result<()> {
+    let prog = cstr(&argv[0]);
+    let args: Vec<CString> = argv.iter().map(|a| cstr(a)).collect();
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: fork in a single-threaded process; the child makes raw
+    // syscalls only, then execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::execv(prog.as_ptr(), ptrs.as_ptr());
+            libc::_exit(*libc::__errno_location());
+        }
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    println!("CLONED child={pid}");
+    let mut status = 0;
+    // SAFETY: waiting for / killing our own child.
+    unsafe {
+        libc::waitpid(pid, &mut status, 0);
+        if libc::WIFSTOPPED(status) {
+            // Stopped at a successful exec: the tracer holds a trusted process.
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, &mut status, 0);
+            return Ok(());
+        }
+    }
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
         e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }

@@ -74,6 +74,7 @@ pub fn main(args: &[String]) -> i32 {
     run("19-root-cannot-touch-guard", &|| tamper(agent.borrow().as_ref().expect("agent")));
     run("20-rules-outlive-inode-eviction", &eviction);
     run("22-root-cannot-become-the-unit", &become_unit);
+    run("23-upgrade-replaces-instance-with-no-gap", &|| upgrade(&agent));
     run("16-flood-accounting", &|| flood(agent.borrow().as_ref().expect("agent")));
     let status = agent.borrow_mut().take().expect("agent").stop();
     run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
@@ -114,8 +115,10 @@ fn setup_world() {
     write_file(AUDITED_FILE, "token", 0o666);
     write_file(FLOOD_FILE, "flood", 0o666);
     mount_ext4();
-    std::fs::copy(SELF, INTRUDER).expect("copying the intruder binary");
-    chmod(INTRUDER, 0o755);
+    for copy in [INTRUDER, UNIT_APP] {
+        std::fs::copy(SELF, copy).expect("copying the probe binary");
+        chmod(copy, 0o755);
+    }
     write_file(STOPPED_FILE, "stopped-secret", 0o666);
     for d in [EXT4_SECRETS, EXT4_PUBLIC] {
         std::fs::create_dir_all(d).unwrap();
@@ -174,10 +177,12 @@ fn control() -> Outcome {
     let tx = probe(UNIT, SVC, "send-fd", &[KEY, "/tmp/ctl.sock"]);
     let got = rx.finish();
     ensure!(tx.ok() && got.ok(), "without guard, fd passing: send {} / receive {}", tx.describe(), got.describe());
-    let hold = background(UNIT, SVC, "hold", &[KEY]);
+    let hold = background(UNIT, SVC, "exec", &[UNIT_APP, "probe", "hold", KEY]);
     let (pid, addr) = hold_target(&hold);
     let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
     ensure!(p.ok(), "without guard, process_vm_readv of a unit process: {}", p.describe());
+    let p = probe_bin(INTRUDER, HOST, ROOT, "traced-exec", &[GUARD, "--version"]);
+    ensure!(p.ok(), "without guard, a traced process running {GUARD}: {}", p.describe());
     // What scenarios 18-20 expect guard to refuse, without guard: the
     // kernel itself says yes, or fails for another reason than EPERM.
     let p = probe(HOST, ROOT, "pidfd-getfd", &[&pid]);
@@ -395,10 +400,10 @@ fn fd_passing() -> Outcome {
 }
 
 fn memory_read() -> Outcome {
-    let hold = background(UNIT, SVC, "hold", &[KEY]);
+    let hold = background(UNIT, SVC, "exec", &[UNIT_APP, "probe", "hold", KEY]);
     let (pid, addr) = hold_target(&hold);
     let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
-    let same_unit = probe(UNIT, SVC, "vm-read", &[&pid, &addr]);
+    let same_unit = probe(UNIT, SVC, "exec", &[UNIT_APP, "probe", "vm-read", &pid, &addr]);
     kill(hold);
     ensure!(p.denied(), "root process_vm_readv of the unit: {} (expected denied)", p.describe());
     ensure!(same_unit.ok(), "the unit reading its own memory: {}", same_unit.describe());
@@ -567,7 +572,18 @@ fn subscribers() -> Outcome {
 fn flood(agent: &Agent) -> Outcome {
     use std::io::{BufRead, BufReader};
     let per_proc: u64 = std::env::var("GUARD_FLOOD_OPENS").ok().and_then(|s| s.parse().ok()).unwrap_or(500_000);
-    let before = scrape().map_err(|e| e.to_string())?;
+    // Start from a quiet feed: earlier scenarios' records may still be
+    // draining (scenario 23 ends with an outsider's burst of denials).
+    let mut before = scrape().map_err(|e| e.to_string())?;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = scrape().map_err(|e| e.to_string())?;
+        let quiet = metric(&now, "guard_feed_received_total") == metric(&before, "guard_feed_received_total");
+        before = now;
+        if quiet {
+            break;
+        }
+    }
     let k = |m: &str, c: &str| metric(m, &format!("guard_kernel_total{{counter=\"{c}\"}}")).unwrap_or(0.0) as u64;
     let lines_before = std::fs::read_to_string(EVENTS).unwrap_or_default().lines().count() as u64;
 
@@ -703,6 +719,67 @@ fn become_unit() -> Outcome {
     ))
 }
 
+/// A package upgrade: a new guard binary is renamed over the old one and
+/// guard restarts with new options. The old agent hands trust over on its
+/// way out; the new one arms a new instance and only then retires the old.
+/// An outsider and the owner open the key all along: not one outsider open
+/// succeeds, not one owner open fails.
+fn upgrade(agent: &std::cell::RefCell<Option<Agent>>) -> Outcome {
+    let old = guard_status()?;
+    let old_dir = old["instances"][0]["instance"].as_str().unwrap_or("").to_string();
+    let old_progs: Vec<u64> = old["instances"][0]["objects"]["programs"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_u64()).collect();
+    // The new package's binary, renamed over the running one (as dpkg does).
+    std::fs::copy(GUARD, "/bin/guard.dpkg-new").map_err(|e| format!("copying the new binary: {e}"))?;
+    chmod("/bin/guard.dpkg-new", 0o755);
+    std::fs::rename("/bin/guard.dpkg-new", GUARD).map_err(|e| format!("renaming the new binary over {GUARD}: {e}"))?;
+    std::fs::copy(SELF, "/bin/bpf-tool").map_err(|e| e.to_string())?;
+    chmod("/bin/bpf-tool", 0o755);
+
+    let outsider = background(SESSION, ALICE, "flood", &[KEY, "400000"]);
+    let owner = background(UNIT, SVC, "flood", &[KEY, "200000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = agent.borrow_mut().take().expect("agent").stop();
+    ensure!(status.success(), "the old agent exited with {status}");
+    let handover = records_of_kind("admin").into_iter().any(|r| r["action"] == "handover");
+    ensure!(handover, "the old agent recorded no `handover` for the replaced binary");
+    let new = start_agent("/tmp/policies", &["--allow-bpf-exe", "/bin/bpf-tool"]);
+    *agent.borrow_mut() = Some(new);
+    let count = |b: Background| -> (u64, u64) {
+        let raw = b.finish().raw;
+        let line = raw.lines().find(|l| l.starts_with("FLOOD ")).unwrap_or("").to_string();
+        let f = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+        (f("opens="), f("failed="))
+    };
+    let (o_opens, o_failed) = count(outsider);
+    let (w_opens, w_failed) = count(owner);
+    ensure!(o_failed == o_opens, "an outsider opened the key {} times during the upgrade", o_opens.saturating_sub(o_failed));
+    ensure!(w_failed == 0, "the owner was refused {w_failed} times during the upgrade");
+    let log = std::fs::read_to_string(GUARD_LOG).unwrap_or_default();
+    ensure!(log.contains("armed instance") && log.contains("retired the older instance"), "the new agent did not arm and retire:\n{log}");
+    let now = guard_status()?;
+    let instances = now["instances"].as_array().map_or(0, |a| a.len());
+    ensure!(instances == 1 && now["instances"][0]["instance"] != old_dir.as_str(), "after the upgrade: {instances} instances: {now}");
+    let t = Instant::now();
+    while bpf_prog_ids().iter().any(|id| old_progs.contains(&u64::from(*id))) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(!bpf_prog_ids().iter().any(|id| old_progs.contains(&u64::from(*id))), "the old instance's programs are still loaded");
+    // The allowed BPF tool may load LSM programs (the kernel, not guard,
+    // turns this one down), and still cannot reach guard's maps.
+    let p = probe_bin("/bin/bpf-tool", HOST, ROOT, "bpf-load", &["lsm"]);
+    ensure!(p.errno.is_some_and(|e| e != libc::EPERM), "--allow-bpf-exe tool loading an LSM program: {} (expected the kernel's EINVAL)", p.describe());
+    let map = now["instances"][0]["objects"]["maps"][0].as_u64().unwrap_or(0).to_string();
+    let p = probe_bin("/bin/bpf-tool", HOST, ROOT, "bpf-map-fd", &[&map]);
+    ensure!(p.errno == Some(libc::EPERM), "--allow-bpf-exe tool getting guard's map {map}: {}", p.describe());
+    let p = probe_bin(INTRUDER, HOST, ROOT, "bpf-load", &["lsm"]);
+    ensure!(p.errno == Some(libc::EPERM), "root's other program loading an LSM program: {}", p.describe());
+    Ok(format!(
+        "binary renamed over, `handover` recorded, new instance armed and {old_dir} retired; during it the outsider \
+         {o_failed}/{o_opens} opens refused, the owner {w_opens} opens with {w_failed} refused; allowed BPF tool loads \
+         (EINVAL from the kernel) but cannot reach guard's maps"
+    ))
+}
+
 /// SIGTERM stops the agent, not enforcement.
 fn sigterm_keeps_enforcing(status: std::process::ExitStatus) -> Outcome {
     ensure!(status.success(), "guard exited with {status} on SIGTERM");
@@ -726,8 +803,18 @@ fn unload() -> Outcome {
     ensure!(rec["kind"] == "admin" && rec["action"] == "unloaded", "unload record: {rec}");
     let p = probe(SESSION, ALICE, "open", &[KEY]);
     ensure!(p.ok(), "after guard unload the key is still denied: {}", p.describe());
-    let left: Vec<u64> = bpf_prog_ids().into_iter().map(u64::from).filter(|id| progs.contains(id)).collect();
-    ensure!(left.is_empty(), "guard programs {left:?} still loaded after unload");
+    // Detached at once (above); freed a moment later (6.12 releases links
+    // and their programs from deferred work).
+    let t = Instant::now();
+    let mut left: Vec<u64>;
+    loop {
+        left = bpf_prog_ids().into_iter().map(u64::from).filter(|id| progs.contains(id)).collect();
+        if left.is_empty() || t.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(left.is_empty(), "guard programs {left:?} still loaded 10 s after unload");
     let (code, out, _) = guard_cli(&["status"]);
     ensure!(code == Some(4), "guard status after unload: exit {code:?} (expected 4): {out}");
     Ok(format!("exit 0 with an `unloaded` record; key open to DAC again; {} guard programs gone; status exit 4", progs.len()))
@@ -813,6 +900,14 @@ fn tamper(agent: &Agent) -> Outcome {
         ("bpf-rawtp-null", vec![]),
         ("vm-read", vec![pid.clone(), "0".into()]),
         ("pidfd-getfd", vec![pid.clone()]),
+        // Re-opening the agent's fds, or reading its environment, is refused
+        // too (ptrace read mode, which guard refuses for its own processes).
+        ("open", vec![format!("/proc/{pid}/fd/1")]),
+        ("open", vec![format!("/proc/{pid}/environ")]),
+        // A traced process may not run guard's binary (its tracer would
+        // drive a trusted process), nor the harness that plays systemd here.
+        ("traced-exec", vec![GUARD.into(), "status".into()]),
+        ("traced-exec", vec![SELF.into(), "probe".into(), "open".into(), "/".into()]),
     ] {
         attempts.push((op.into(), args));
     }
@@ -820,8 +915,10 @@ fn tamper(agent: &Agent) -> Outcome {
     for (op, args) in &attempts {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = probe(HOST, ROOT, op, &a);
-        ensure!(p.errno == Some(libc::EPERM), "root {op} {args:?}: {} (expected EPERM from guard)", p.describe());
-        let recs = tamper_records_for(p.pid);
+        ensure!(p.denied(), "root {op} {args:?}: {} (expected EPERM from guard)", p.describe());
+        // A traced exec is refused in the forked child.
+        let who = p.raw.lines().find_map(|l| l.strip_prefix("CLONED child=")).and_then(|v| v.trim().parse().ok()).unwrap_or(p.pid);
+        let recs = tamper_records_for(who);
         ensure!(recs.len() == 1, "root {op} {args:?}: {} tamper records (expected 1): {recs:?}", recs.len());
         refused += 1;
     }
@@ -835,7 +932,8 @@ fn tamper(agent: &Agent) -> Outcome {
     ensure!(tampers >= refused as f64, "kernel tamper counter {tampers} < {refused} refusals");
     Ok(format!(
         "{refused} attempts by root refused with EPERM, one tamper record each ({} map, {} program, {} link ids; pins; 3 unmounts; \
-         LSM/fmod_ret/freplace loads; 3 attach routes; ptrace-class and pidfd_getfd on the agent); still enforcing",
+         LSM/fmod_ret/freplace loads; 3 attach routes; ptrace-class, pidfd_getfd and /proc/<pid>/fd on the agent; \
+         exec of trusted binaries under a tracer); still enforcing",
         maps.len(),
         progs.len(),
         links.len()

@@ -107,21 +107,18 @@ pub struct Built {
 
 const HOST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Static (no shared libraries) guard and vm-tests for the initramfs. The
-/// eBPF object is built by guard/build.rs, from `ebpf_workspace` if given.
-fn build_into(target_dir: &Path, ebpf_workspace: Option<&Path>) -> Result<Built> {
-    step(&format!("building the eBPF object and static guard + vm-tests (target dir {})", target_dir.display()));
+/// Static (no shared libraries) guard and vm-tests for the initramfs, from
+/// the workspace at `workspace` (the repository, or a mutant's patched copy).
+/// The eBPF object is built by guard/build.rs from the same workspace.
+fn build_into(target_dir: &Path, workspace: &Path) -> Result<Built> {
+    step(&format!("building the eBPF object and static guard + vm-tests from {} (target dir {})", workspace.display(), target_dir.display()));
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root())
+    cmd.current_dir(workspace)
         .args(["build", "--release", "--target", HOST_TARGET, "-p", "guard", "-p", "vm-tests"])
         .arg("--target-dir")
         .arg(target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
-    cmd.env_remove("GUARD_EBPF_OBJECT");
-    match ebpf_workspace {
-        Some(ws) => cmd.env("GUARD_EBPF_WORKSPACE", ws),
-        None => cmd.env_remove("GUARD_EBPF_WORKSPACE"),
-    };
+    cmd.env_remove("GUARD_EBPF_OBJECT").env_remove("GUARD_EBPF_WORKSPACE");
     exec(&mut cmd)?;
     let dir = target_dir.join(HOST_TARGET).join("release");
     Ok(Built { guard: dir.join("guard"), vm_tests: dir.join("vm-tests") })
@@ -129,7 +126,7 @@ fn build_into(target_dir: &Path, ebpf_workspace: Option<&Path>) -> Result<Built>
 
 fn build() -> Result<Built> {
     setup::ensure_tools(false)?;
-    build_into(&root().join("target"), None)
+    build_into(&root().join("target"), &root())
 }
 
 fn step(what: &str) {
@@ -171,7 +168,7 @@ fn run_systemd(k: &Kernel, b: &Built, command: &str, timeout: Duration) -> Resul
 
 fn demo(kernel: &str) -> Result<()> {
     setup::ensure_tools(true)?;
-    let b = build_into(&root().join("target"), None)?;
+    let b = build_into(&root().join("target"), &root())?;
     let k = select_kernels(Some(kernel))?.remove(0);
     let out = run_systemd(&k, &b, "demo", Duration::from_secs(600))?;
     match out.exit_code {
@@ -236,7 +233,7 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     }
 
     let t = Instant::now();
-    let b = build_into(&root().join("target"), None)?;
+    let b = build_into(&root().join("target"), &root())?;
     steps.push(Step { kernel: "-".into(), name: "build (eBPF + static)".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
     let t = Instant::now();
     let ks = select_kernels(kernel)?;
@@ -351,7 +348,7 @@ fn complete_table(r: &serde_json::Value) -> bool {
 
 fn bench(short: bool, kernel: Option<&str>) -> Result<Vec<(String, serde_json::Value)>> {
     setup::ensure_tools(false)?;
-    let b = build_into(&root().join("target"), None)?;
+    let b = build_into(&root().join("target"), &root())?;
     let ks = select_kernels(kernel)?;
     let mut reports = Vec::new();
     for k in &ks {
@@ -425,7 +422,8 @@ fn benchmarks_md(reports: &[(String, serde_json::Value)]) -> String {
 /// One deliberate breakage of the eBPF program, and the scenarios that must catch it.
 struct Mutant {
     name: &'static str,
-    /// File below guard-ebpf/src.
+    /// File to patch, relative to the workspace root (the eBPF program, or
+    /// the agent for what only the agent does).
     file: &'static str,
     from: &'static str,
     to: &'static str,
@@ -435,56 +433,56 @@ struct Mutant {
 const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "always-allow",
-        file: "decide.rs",
-        from: "if decision == DECISION_AUDITED { 0 } else { -EACCES }\n}\n\n/// Fail closed",
-        to: "let _ = decision; 0\n}\n\n/// Fail closed",
+        file: "guard-ebpf/src/decide.rs",
+        from: "if decision == DECISION_AUDITED { 0 } else { -EACCES }\n}\n\n#[inline(always)]\nfn cgroup_matches",
+        to: "let _ = decision; 0\n}\n\n#[inline(always)]\nfn cgroup_matches",
         caught_by: &["2-login-user-denied", "4-root-outside-unit-denied", "7-new-file-in-protected-dir"],
     },
     Mutant {
         name: "ignore-cgroup",
-        file: "decide.rs",
+        file: "guard-ebpf/src/decide.rs",
         from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
         to: "    if (cgroup_ok || true) && uid_ok {\n        count(CNT_ALLOWED);",
         caught_by: &["3-same-uid-other-cgroup-denied"],
     },
     Mutant {
         name: "ignore-uid",
-        file: "decide.rs",
+        file: "guard-ebpf/src/decide.rs",
         from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
         to: "    if cgroup_ok && (uid_ok || true) {\n        count(CNT_ALLOWED);",
         caught_by: &["5-unit-cgroup-wrong-uid-denied"],
     },
     Mutant {
         name: "no-inheritance",
-        file: "main.rs",
+        file: "guard-ebpf/src/main.rs",
         from: "        if dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
         to: "        if true || dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
         caught_by: &["7-new-file-in-protected-dir"],
     },
     Mutant {
         name: "no-records",
-        file: "report.rs",
+        file: "guard-ebpf/src/report.rs",
         from: "    entry.submit(0);\n    count(CNT_EVENTS_SENT);",
         to: "    entry.discard(0);\n    count(CNT_EVENTS_SENT);",
         caught_by: &["2-login-user-denied", "8-unrelated-unaffected-and-audit-recorded"],
     },
     Mutant {
         name: "no-fd-receive-check",
-        file: "main.rs",
+        file: "guard-ebpf/src/main.rs",
         from: "unsafe { judge_file(ctx.arg(0), HOOK_FILE_RECEIVE) }",
         to: "0",
         caught_by: &["11-fd-passing-denied"],
     },
     Mutant {
         name: "no-ptrace-check",
-        file: "main.rs",
+        file: "guard-ebpf/src/main.rs",
         from: "decide(core::ptr::null_mut(), policy_id, &Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) })",
         to: "{ let _ = (policy_id, target_tgid); 0 }",
         caught_by: &["12-memory-read-of-unit-denied"],
     },
     Mutant {
         name: "no-unlink-check",
-        file: "main.rs",
+        file: "guard-ebpf/src/main.rs",
         from: "        let victim: *mut inode = load_ptr(dentry, off!(dentry_d_inode));\n        judge_inode(victim, &subject)\n    }\n}\n\n/// `path_truncate",
         to: "        let _ = (dentry, subject); 0\n    }\n}\n\n/// `path_truncate",
         caught_by: &["10-alteration-by-outsider-denied"],
@@ -492,42 +490,70 @@ const MUTANTS: &[Mutant] = &[
     // Self-protection and eviction (issue 7).
     Mutant {
         name: "guard-objects-reachable",
-        file: "self_protect.rs",
+        file: "guard-ebpf/src/self_protect.rs",
         from: "    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {\n        return 0;",
         to: "    if true || unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {\n        return 0;",
         caught_by: &["19-root-cannot-touch-guard"],
     },
     Mutant {
         name: "foreign-lsm-loads-allowed",
-        file: "self_protect.rs",
+        file: "guard-ebpf/src/self_protect.rs",
         from: "    if !dangerous {\n        return 0;",
         to: "    if true || !dangerous {\n        return 0;",
         caught_by: &["19-root-cannot-touch-guard"],
     },
     Mutant {
         name: "pins-and-binary-unprotected",
-        file: "self_protect.rs",
+        file: "guard-ebpf/src/self_protect.rs",
         from: "    only_guard(inode, subject)\n}\n\n/// guard opened its pin directory",
         to: "    let _ = (inode, subject); 0\n}\n\n/// guard opened its pin directory",
         caught_by: &["18-agent-killed-enforcement-stays-and-is-adopted", "19-root-cannot-touch-guard"],
     },
     Mutant {
         name: "pin-mount-unmountable",
-        file: "self_protect.rs",
+        file: "guard-ebpf/src/self_protect.rs",
         from: "    let pin = state.pin_mnt;\n    if pin == 0 {",
         to: "    let pin = state.pin_mnt;\n    if true || pin == 0 {",
         caught_by: &["19-root-cannot-touch-guard"],
     },
     Mutant {
         name: "agent-ptraceable",
-        file: "self_protect.rs",
-        from: "    if trust_of(child) != TRUST_GUARD {\n        return None;",
-        to: "    if true || trust_of(child) != TRUST_GUARD {\n        return None;",
+        file: "guard-ebpf/src/self_protect.rs",
+        from: "    if trust == 0 || (trust != TRUST_GUARD && !attach) {\n        return None;",
+        to: "    if true || trust == 0 || (trust != TRUST_GUARD && !attach) {\n        return None;",
         caught_by: &["19-root-cannot-touch-guard"],
     },
     Mutant {
+        name: "traced-exec-of-trusted-binary",
+        file: "guard-ebpf/src/self_protect.rs",
+        from: "    let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;\n    if !traced {",
+        to: "    let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;\n    if true || !traced {",
+        caught_by: &["19-root-cannot-touch-guard"],
+    },
+    Mutant {
+        name: "links-not-pinned",
+        file: "guard/src/kernel/pins.rs",
+        from: "            link.pin(link_pin(&dir, name)).map_err(|e| anyhow!(e)).with_context(|| format!(\"pinning the link of {name}\"))?;",
+        to: "            drop(link);",
+        caught_by: &["18-agent-killed-enforcement-stays-and-is-adopted"],
+    },
+    Mutant {
+        name: "cgroup-procs-open-to-all",
+        file: "guard-ebpf/src/cgroup.rs",
+        from: "    if subject.access & ACCESS_WRITE == 0 || may_join(policy_id) {",
+        to: "    if true || subject.access & ACCESS_WRITE == 0 || may_join(policy_id) {",
+        caught_by: &["22-root-cannot-become-the-unit"],
+    },
+    Mutant {
+        name: "planted-child-is-an-insider",
+        file: "guard-ebpf/src/decide.rs",
+        from: "    let cgroup_ok = cgroup_matches(policy) && !cgroup::current_tainted();",
+        to: "    let cgroup_ok = cgroup_matches(policy);",
+        caught_by: &["22-root-cannot-become-the-unit"],
+    },
+    Mutant {
         name: "rules-lost-on-eviction",
-        file: "evict.rs",
+        file: "guard-ebpf/src/evict.rs",
         from: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;",
         to: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;\n    };\n    if true {\n        let _ = kept;\n        return false;",
         caught_by: &["20-rules-outlive-inode-eviction"],
@@ -556,7 +582,6 @@ fn mutant_scenarios(chosen: &[&Mutant]) -> String {
 fn mutants(kernel: &str, names: &[String]) -> Result<()> {
     setup::ensure_tools(false)?;
     let k = select_kernels(Some(kernel))?.remove(0);
-    let src_dir = root().join("guard-ebpf/src");
     if let Some(unknown) = names.iter().find(|n| !MUTANTS.iter().any(|m| m.name == n.as_str())) {
         bail!("no mutant named {unknown}; choose from {:?}", MUTANTS.iter().map(|m| m.name).collect::<Vec<_>>());
     }
@@ -564,25 +589,22 @@ fn mutants(kernel: &str, names: &[String]) -> Result<()> {
     let only = mutant_scenarios(&chosen);
     let mut summary = Vec::new();
     for m in chosen {
-        let original = std::fs::read_to_string(src_dir.join(m.file))?;
+        let original = std::fs::read_to_string(root().join(m.file))?;
         if original.matches(m.from).count() != 1 {
-            bail!("mutant {}: its pattern no longer matches guard-ebpf/src/{} exactly once; update MUTANTS", m.name, m.file);
+            bail!("mutant {}: its pattern no longer matches {} exactly once; update MUTANTS", m.name, m.file);
         }
-        step(&format!("mutant {}: building a broken eBPF object", m.name));
-        // A private copy of the workspace's eBPF sources, patched.
+        step(&format!("mutant {}: building a broken guard ({})", m.name, m.file));
+        // A private copy of the workspace's sources, patched.
         let work = vm_dir().join("mutants").join(m.name);
         let _ = std::fs::remove_dir_all(&work);
-        copy_tree(&root().join("guard-common"), &work.join("guard-common"))?;
-        copy_tree(&root().join("guard-ebpf"), &work.join("guard-ebpf"))?;
-        std::fs::copy(root().join("Cargo.lock"), work.join("Cargo.lock"))?;
-        std::fs::write(
-            work.join("Cargo.toml"),
-            std::fs::read_to_string(root().join("Cargo.toml"))?
-                .replace("members = [\"guard-common\", \"guard-ebpf\", \"guard\", \"xtask\", \"vm-tests\"]", "members = [\"guard-common\", \"guard-ebpf\"]")
-                .replace("default-members = [\"guard-common\", \"guard\", \"xtask\", \"vm-tests\"]", "default-members = [\"guard-common\"]"),
-        )?;
-        std::fs::write(work.join("guard-ebpf/src").join(m.file), original.replacen(m.from, m.to, 1))?;
-        let b = build_into(&root().join("target/mutant-build"), Some(&work))?;
+        for dir in ["guard-common", "guard-ebpf", "guard", "vm-tests", "xtask", "schema", ".cargo"] {
+            copy_tree(&root().join(dir), &work.join(dir))?;
+        }
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            std::fs::copy(root().join(file), work.join(file))?;
+        }
+        std::fs::write(work.join(m.file), original.replacen(m.from, m.to, 1))?;
+        let b = build_into(&root().join("target/mutant-build"), &work)?;
         let out = run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?;
         let failed: Vec<&str> = m
             .caught_by
@@ -623,6 +645,15 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_mutant_pattern_matches_exactly_once() {
+        for m in MUTANTS {
+            let text = std::fs::read_to_string(root().join(m.file)).unwrap();
+            assert_eq!(text.matches(m.from).count(), 1, "mutant {} no longer matches {}", m.name, m.file);
+            assert!(!m.caught_by.is_empty(), "mutant {} names no scenario that must catch it", m.name);
+        }
+    }
 
     #[test]
     fn bench_report_strips_only_kernel_lines() {

@@ -230,6 +230,8 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         kernfs_node_name: f("kernfs_node", "name")?,
         dentry_d_name: f("dentry", "d_name")?,
         qstr_name: f("qstr", "name")?,
+        task_ptrace: f("task_struct", "ptrace")?,
+        linux_binprm_file: f("linux_binprm", "file")?,
         magic: LAYOUT_MAGIC,
     })
 }

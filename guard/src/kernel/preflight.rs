@@ -108,7 +108,8 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
 
 /// Each hook guard attaches to, its parameter count (without the LSM's
 /// return value) as guard reads it, and the promise it keeps.
-pub const HOOKS: [(&str, usize, &str); 15] = [
+pub const HOOKS: [(&str, usize, &str); 16] = [
+    ("bprm_check_security", 1, "a traced process cannot run guard's or systemd's binary and so take their trust"),
     ("file_open", 1, "a protected file opens only for its unit and allowed UIDs"),
     ("file_receive", 1, "a protected file's fd cannot be passed out of its unit (SCM_RIGHTS, pidfd_getfd)"),
     ("d_instantiate", 2, "new files inherit protection; rules come back after inode eviction; units' cgroups are recognised as they appear"),
