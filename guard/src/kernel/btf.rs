@@ -226,7 +226,8 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         bpf_prog_aux: f("bpf_prog", "aux")?,
         bpf_prog_aux_id: f("bpf_prog_aux", "id")?,
         inode_i_private: f("inode", "i_private")?,
-        kernfs_node_parent: f("kernfs_node", "parent")?,
+        // Renamed `__parent` (same pointer, RCU-annotated) in later kernels.
+        kernfs_node_parent: f("kernfs_node", "parent").or_else(|_| f("kernfs_node", "__parent"))?,
         kernfs_node_name: f("kernfs_node", "name")?,
         dentry_d_name: f("dentry", "d_name")?,
         qstr_name: f("qstr", "name")?,
