@@ -184,9 +184,19 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     };
     let ours = k.instance.clone().context("no instance")?;
     // The new instance enforces; only now do older ones go (no gap).
+    let mut replaced = Vec::new();
     for old in existing.iter().filter(|d| **d != ours) {
+        let was = pins::read_state(old).map(|st| format!("policy {:016x} object {:016x}", st.policy_hash, st.object_hash)).unwrap_or_default();
         match pins::retire(old) {
-            Ok(()) => log::info!("retired the older instance {}", old.display()),
+            Ok(()) => {
+                log::info!("retired the older instance {}", old.display());
+                replaced.push(format!(
+                    "{} ({was}) replaced by {} (policy {policy_hash:016x} object {object_hash:016x}, policies from {})",
+                    old.display(),
+                    ours.display(),
+                    args.policy_dir.display()
+                ));
+            }
             Err(e) => log::warn!(
                 "could not retire the older instance {} ({e:#}); it keeps enforcing beside this one \
                  (both must allow, so this is stricter, never weaker). Remove it with the guard \
@@ -255,6 +265,9 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     }
 
     hub.publish_admin(&Admin::new("agent-started", &ours, &how));
+    for r in &replaced {
+        hub.publish_admin(&Admin::new("replaced", &ours, r));
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
