@@ -165,8 +165,16 @@ async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
     let policy_hash = enforce::policy_hash(&set, &trust.fingerprint());
     let object_hash = kernel::object_hash(&layout);
     let existing = pins::instances(&args.pin_root);
+    // Adopt only a complete instance of this very object and policy set
+    // (an arm interrupted between pins leaves one with links missing).
+    let all_hooks: Vec<String> = {
+        let mut v: Vec<String> = guard_common::ENFORCING_PROGRAMS.iter().map(|(n, _)| n.to_string()).collect();
+        v.sort();
+        v
+    };
     let adoptable = existing.iter().find(|d| {
         pins::read_state(d).is_ok_and(|st| st.policy_hash == policy_hash && st.object_hash == object_hash)
+            && pins::link_names(d) == all_hooks
     });
     let mut enforcer = Enforcer::new(&set, &args.cgroup_root);
     let (mut k, how) = match adoptable {
