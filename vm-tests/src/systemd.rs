@@ -204,6 +204,8 @@ pub fn demo_main() -> i32 {
     let say = |s: &str| println!("{s}");
     match scenario(&say) {
         Ok(_) => {
+            let out = Command::new("/usr/bin/guard").arg("status").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            println!("STATUS   guard status (read from the kernel's pinned maps):\n{out}");
             println!("==== demo complete: the credential was readable only by its unit ====\n");
             0
         }
