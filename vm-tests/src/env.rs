@@ -70,6 +70,25 @@ pub fn mount_ext4() {
     run("mount", &["-t", "ext4", "-o", "loop", "/tmp/ext4.img", EXT4_DIR]);
 }
 
+/// Turns the kernel's BPF run-time statistics on for as long as the fd
+/// lives (`BPF_ENABLE_STATS`). Every agent turns them on too (`--metrics`);
+/// holding one more reference for the whole suite keeps the static key
+/// behind them from flipping when an agent stops or starts. Flipping it
+/// patches kernel text (int3 + cross-CPU sync), and QEMU's multi-threaded
+/// TCG does not reliably emulate that while the other CPU runs through the
+/// patched code: one 6.12 run oopsed on the int3 in `__bpf_prog_enter`
+/// during scenario 23. Real CPUs do not have that problem; this keeps the
+/// emulator out of the results.
+pub fn hold_bpf_stats() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let attr = [0u32; 4]; // enable_stats.type = BPF_STATS_RUN_TIME (0)
+    // SAFETY: bpf(BPF_ENABLE_STATS) with a zeroed attr; the fd is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 32, attr.as_ptr(), std::mem::size_of_val(&attr)) };
+    assert!(fd >= 0, "BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd we own.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
 /// Writes back and drops the page, dentry and inode caches.
 pub fn drop_caches() {
     // SAFETY: plain syscall.
