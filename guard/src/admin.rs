@@ -4,7 +4,7 @@
 
 use std::{
     fmt::Write as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::ExitCode,
 };
 
@@ -220,9 +220,4 @@ fn signal_agent(pid_file: &Path) {
         // SAFETY: plain kill(2) of a pid we just checked.
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
-}
-
-#[allow(dead_code)]
-pub fn default_root() -> PathBuf {
-    PathBuf::from(pins::PIN_ROOT)
 }

@@ -538,6 +538,13 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["18-agent-killed-enforcement-stays-and-is-adopted"],
     },
     Mutant {
+        name: "retire-before-arm",
+        file: "guard/src/run.rs",
+        from: "            let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;",
+        to: "            for old in &existing {\n                let _ = pins::retire(old);\n            }\n            let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;",
+        caught_by: &["23-upgrade-replaces-instance-with-no-gap"],
+    },
+    Mutant {
         name: "cgroup-procs-open-to-all",
         file: "guard-ebpf/src/cgroup.rs",
         from: "    if subject.access & ACCESS_WRITE == 0 || may_join(policy_id) {",
