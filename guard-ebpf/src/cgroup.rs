@@ -29,7 +29,7 @@ use guard_common::*;
 
 use crate::{
     decide::{in_unit, EACCES},
-    layout::{current_task, is_dir, off, read_u64},
+    layout::{current_task, is_dir, off, read_u64, sb_magic},
     maps::{count, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, TAINTED, UNIT_CGROUPS, UNIT_NAMES},
     report::{report, Rate, Subject},
     self_protect::current_trust,
@@ -39,12 +39,6 @@ use crate::{
 #[inline(always)]
 pub fn current_tainted() -> bool {
     unsafe { TAINTED.get(current_task() as u64) }.is_some()
-}
-
-#[inline(always)]
-unsafe fn sb_magic(i: *const u8) -> u64 {
-    let sb = unsafe { read_u64(i, off!(inode_i_sb)) } as *const u8;
-    if sb.is_null() { 0 } else { unsafe { read_u64(sb, off!(super_block_s_magic)) } }
 }
 
 /// The kernfs node of a cgroupfs inode (`inode->i_private`).

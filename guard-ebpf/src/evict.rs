@@ -17,7 +17,7 @@ use aya_ebpf::bindings::inode;
 use guard_common::*;
 
 use crate::{
-    layout::{file_key, off, read_u32, read_u64},
+    layout::{file_key, off, read_u32, sb_magic},
     maps::{count, policy_stats, EVICTED, INODE_RULES, TRUSTED},
     self_protect::trust_key,
 };
@@ -36,8 +36,7 @@ pub unsafe fn on_free(inode: *mut inode) {
     }
     let p = inode as *const u8;
     let nlink = unsafe { read_u32(p, off!(inode_i_nlink)) };
-    let sb = unsafe { read_u64(p, off!(inode_i_sb)) } as *const u8;
-    let magic = if sb.is_null() { 0 } else { unsafe { read_u64(sb, off!(super_block_s_magic)) } };
+    let magic = unsafe { sb_magic(p) };
     if nlink == 0 || magic == TMPFS_MAGIC || magic == RAMFS_MAGIC {
         if rule.flags & RULE_F_SELF_EXEC != 0 {
             // A trusted executable is gone: its inode number must not pass trust on.

@@ -96,6 +96,15 @@ pub unsafe fn read_u16(base: *const u8, offset: usize) -> u16 {
     unsafe { bpf_probe_read_kernel(base.add(offset) as *const u16).unwrap_or(0) }
 }
 
+/// `inode->i_sb->s_magic` (0 if unreadable): which filesystem the inode is on.
+#[inline(always)]
+pub unsafe fn sb_magic(inode: *const u8) -> u64 {
+    unsafe {
+        let sb = read_u64(inode, off!(inode_i_sb)) as *const u8;
+        if sb.is_null() { 0 } else { read_u64(sb, off!(super_block_s_magic)) }
+    }
+}
+
 /// The identity of an inode that survives eviction: (sb dev, generation, ino).
 #[inline(always)]
 pub unsafe fn file_key(inode: *const u8) -> FileKey {

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use guard_common::*;
 
 use crate::{
-    layout::{current_euid, current_task, exe_key, off, read_u32, read_u64},
+    layout::{current_euid, current_task, exe_key, file_key, off},
     maps::{count, EVENTS, RATE},
 };
 
@@ -110,15 +110,9 @@ pub fn report(inode: *mut inode, policy_id: u32, rate: Rate, decision: u32, subj
         (*ev).detail = subject.detail;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
 
-        let ino_p = inode as *const u8;
-        if ino_p.is_null() {
-            (*ev).ino = 0;
-            (*ev).dev = 0;
-        } else {
-            (*ev).ino = read_u64(ino_p, off!(inode_i_ino));
-            let sb = read_u64(ino_p, off!(inode_i_sb)) as *const u8;
-            (*ev).dev = if sb.is_null() { 0 } else { read_u32(sb, off!(super_block_s_dev)) };
-        }
+        let file = if inode.is_null() { FileKey::default() } else { file_key(inode as *const u8) };
+        (*ev).ino = file.ino;
+        (*ev).dev = file.dev;
 
         // The executable's identity: current->mm->exe_file->f_inode.
         let exe = exe_key(current_task()).unwrap_or_default();

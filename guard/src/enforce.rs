@@ -13,8 +13,7 @@
 
 use std::{
     collections::HashMap,
-    fs::OpenOptions,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -230,13 +229,7 @@ impl Enforcer {
         let mut stack = vec![(root.to_path_buf(), true)];
         let mut count = 0;
         while let Some((path, follow)) = stack.pop() {
-            // O_PATH: gives the inode without opening the file, so it never
-            // passes through file_open (ours included, on a re-tag).
-            let mut flags = libc::O_PATH | libc::O_CLOEXEC;
-            if !follow {
-                flags |= libc::O_NOFOLLOW;
-            }
-            let fd = match OpenOptions::new().read(true).custom_flags(flags).open(&path) {
+            let fd = match crate::kernel::open_o_path(&path, if follow { 0 } else { libc::O_NOFOLLOW }) {
                 Ok(fd) => fd,
                 // Raced with a deletion: nothing left to protect.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -114,16 +114,20 @@ pub fn main(args: RunArgs) -> ExitCode {
         eprintln!("guard: this kernel cannot run guard; nothing was loaded");
         return ExitCode::from(exit::KERNEL_UNSUPPORTED);
     }
-    if let Err(missing) = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    // Parsed once: for the hooks here, for the struct layout in `serve`.
+    let btf = match kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
         .map_err(|e| vec![e.to_string()])
-        .and_then(|btf| preflight::check_hooks(&btf).map_err(|m| m.iter().map(|x| x.to_string()).collect()))
+        .and_then(|btf| preflight::check_hooks(&btf).map(|()| btf).map_err(|m| m.iter().map(|x| x.to_string()).collect()))
     {
-        for m in &missing {
-            eprintln!("error: {m}");
+        Ok(btf) => btf,
+        Err(missing) => {
+            for m in &missing {
+                eprintln!("error: {m}");
+            }
+            eprintln!("guard: this kernel cannot run guard; nothing was loaded");
+            return ExitCode::from(exit::KERNEL_UNSUPPORTED);
         }
-        eprintln!("guard: this kernel cannot run guard; nothing was loaded");
-        return ExitCode::from(exit::KERNEL_UNSUPPORTED);
-    }
+    };
     if !args.ringbuf_bytes.is_power_of_two() || args.ringbuf_bytes < 4096 {
         eprintln!("error: --ringbuf-bytes {}: must be a power of two, at least 4096", args.ringbuf_bytes);
         return ExitCode::FAILURE;
@@ -134,7 +138,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(serve(args, set)) {
+    match rt.block_on(serve(args, set, btf)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -143,9 +147,8 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: RunArgs, set: policy::PolicySet) -> Result<()> {
+async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> Result<()> {
     let t0 = Instant::now();
-    let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
     let layout = kernel::btf::kernel_layout(&btf).context("this kernel's structs lack a field guard reads")?;
     pins::ensure_bpffs()?;
     for gap in preflight::hardening_gaps() {
@@ -322,7 +325,7 @@ fn handover_if_replaced(kernel: &Arc<Mutex<Kernel>>, current: &Exe, hub: &Hub, i
     let mut k = kernel.lock().unwrap();
     let res = k.maps.trusted.insert(now.key, guard_common::TRUST_GUARD, 0).map_err(anyhow::Error::from).and_then(|()| {
         let fd = now.open_path()?;
-        k.tag_inode(&fd, guard_common::InodeRule { policy_id: guard_common::SELF_POLICY_ID, flags: guard_common::RULE_F_SELF | guard_common::RULE_F_SELF_EXEC })
+        k.tag_inode(&fd, pins::self_rule(guard_common::RULE_F_SELF_EXEC))
     });
     let detail = match res {
         Ok(_) => format!("{} was replaced (now dev {}:{} ino {}); trust handed over to it", now.path.display(), now.key.dev >> 20, now.key.dev & 0xfffff, now.key.ino),

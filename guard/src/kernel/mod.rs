@@ -36,6 +36,14 @@ use guard_common::*;
 /// The eBPF object, built by `guard/build.rs` from `guard-ebpf`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-ebpf"));
 
+/// An `O_PATH` fd of `path` (plus `extra` open flags such as `O_NOFOLLOW`):
+/// the inode without opening the file, so it never passes through
+/// `file_open` (guard's own included). What the agent tags is addressed so.
+pub fn open_o_path(path: &Path, extra: i32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC | extra).open(path)
+}
+
 /// `BPF_NOEXIST`: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
 
@@ -260,7 +268,7 @@ impl Kernel {
     /// `UNIT_CGROUPS`, every `cgroup.procs`/`cgroup.threads` with
     /// `RULE_F_CGROUP_PROCS`. New ones the kernel marks itself.
     pub fn mark_unit_cgroup(&mut self, dir: &Path, policy_id: u32) -> Result<()> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::MetadataExt;
         let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         let mut stack = vec![(dir.to_path_buf(), 0usize)];
         while let Some((d, depth)) = stack.pop() {
@@ -272,7 +280,7 @@ impl Kernel {
             self.maps.unit_cgroups.insert(meta.ino(), policy_id, 0).context("writing UNIT_CGROUPS")?;
             for name in ["cgroup.procs", "cgroup.threads"] {
                 let f = d.join(name);
-                let fd = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC).open(&f) {
+                let fd = match open_o_path(&f, 0) {
                     Err(e) if gone(&e) => continue,
                     r => r.with_context(|| format!("opening {} (O_PATH)", f.display()))?,
                 };

@@ -14,10 +14,9 @@
 
 use std::{
     ffi::CString,
-    fs::OpenOptions,
     os::{
         fd::{AsFd, AsRawFd, OwnedFd},
-        unix::{ffi::OsStrExt, fs::OpenOptionsExt},
+        unix::ffi::OsStrExt,
     },
     path::{Path, PathBuf},
 };
@@ -91,12 +90,8 @@ pub fn ensure_bpffs() -> Result<()> {
     Ok(())
 }
 
-fn open_path(p: &Path, dir: bool) -> Result<std::fs::File> {
-    let mut flags = libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-    if dir {
-        flags |= libc::O_DIRECTORY;
-    }
-    OpenOptions::new().read(true).custom_flags(flags).open(p).with_context(|| format!("opening {}", p.display()))
+fn open_dir(p: &Path) -> Result<std::fs::File> {
+    super::open_o_path(p, libc::O_NOFOLLOW | libc::O_DIRECTORY).with_context(|| format!("opening {} (O_PATH)", p.display()))
 }
 
 /// `bpf(BPF_OBJ_PIN)` of an fd at `path`.
@@ -117,7 +112,8 @@ fn pin_fd(fd: &impl AsFd, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn self_rule(flags: u32) -> InodeRule {
+/// The rule of one of guard's own inodes (pins, their directories, trusted binaries).
+pub fn self_rule(flags: u32) -> InodeRule {
     InodeRule { policy_id: SELF_POLICY_ID, flags: RULE_F_SELF | flags }
 }
 
@@ -170,11 +166,11 @@ impl Kernel {
         if !root.exists() {
             std::fs::create_dir(root).with_context(|| format!("creating {}", root.display()))?;
         }
-        self.tag_inode(&open_path(root, true)?, self_rule(RULE_F_DIR | RULE_F_INHERIT))?;
+        self.tag_inode(&open_dir(root)?, self_rule(RULE_F_DIR | RULE_F_INHERIT))?;
         let id = format!("{:016x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64);
         let dir = root.join(id);
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        self.tag_inode(&open_path(&dir, true)?, self_rule(RULE_F_DIR | RULE_F_INHERIT | RULE_F_ANCHOR))?;
+        self.tag_inode(&open_dir(&dir)?, self_rule(RULE_F_DIR | RULE_F_INHERIT | RULE_F_ANCHOR))?;
         std::fs::create_dir(dir.join("maps"))?;
         std::fs::create_dir(dir.join("links"))?;
         // Opening it (not O_PATH) lets the program record the mount it is on.

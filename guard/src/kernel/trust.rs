@@ -8,8 +8,7 @@
 //! `fmod_ret` programs, never to touch guard's own objects.
 
 use std::{
-    fs::OpenOptions,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -52,11 +51,7 @@ impl Exe {
     /// An `O_PATH` fd of the file, for tagging it.
     pub fn open_path(&self) -> Result<std::fs::File> {
         let p = if self.path.as_os_str().is_empty() { Path::new("/proc/self/exe") } else { &self.path };
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(p)
-            .with_context(|| format!("opening {} (O_PATH)", p.display()))
+        super::open_o_path(p, 0).with_context(|| format!("opening {} (O_PATH)", p.display()))
     }
 }
 
