@@ -13,11 +13,17 @@
 
 /// `BPF_MAP_TYPE_INODE_STORAGE`: `InodeRule` attached to each protected inode.
 pub const MAP_INODE_RULES: &str = "INODE_RULES";
+/// `BPF_MAP_TYPE_ARRAY` of one `u32`: the policy generation in force (0:
+/// none yet). A reload writes generation N+1 into the other bank (policy
+/// ids, rule slots), then switches this one value: every decision reads it
+/// once, so it is judged wholly by the old set or wholly by the new one.
+pub const MAP_ACTIVE: &str = "ACTIVE";
 /// `BPF_MAP_TYPE_ARRAY` of `PolicyEntry`, indexed by policy id.
 pub const MAP_POLICIES: &str = "POLICIES";
 /// `BPF_MAP_TYPE_HASH`: `UidKey` -> `u32` (1): which UIDs a policy allows.
 pub const MAP_ALLOWED_UIDS: &str = "ALLOWED_UIDS";
-/// `BPF_MAP_TYPE_HASH`: unit cgroup id -> policy id (ptrace protection).
+/// `BPF_MAP_TYPE_HASH`: a protected unit's cgroup id (and its subcgroups')
+/// -> `UnitPolicy`.
 pub const MAP_UNIT_CGROUPS: &str = "UNIT_CGROUPS";
 /// `BPF_MAP_TYPE_RINGBUF` of `Event`.
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -39,7 +45,7 @@ pub const MAP_SELF: &str = "SELF";
 /// `BPF_MAP_TYPE_PERCPU_ARRAY` of `PolicyStats`, indexed by policy id.
 pub const MAP_POLICY_STATS: &str = "POLICY_STATS";
 /// `BPF_MAP_TYPE_HASH`: `UnitName` (a protected unit's cgroup directory
-/// name) -> policy id.
+/// name) -> `UnitPolicy`.
 pub const MAP_UNIT_NAMES: &str = "UNIT_NAMES";
 /// `BPF_MAP_TYPE_HASH`: cgroup id of a slice that holds protected units ->
 /// that slice's depth below the root.
@@ -48,6 +54,20 @@ pub const MAP_CGROUP_PARENTS: &str = "CGROUP_PARENTS";
 /// `clone3(CLONE_INTO_CGROUP)` from a process that is not systemd (and its
 /// descendants) -> 1. Such a task is an outsider to every unit.
 pub const MAP_TAINTED: &str = "TAINTED";
+/// `BPF_MAP_TYPE_HASH`: address of a `task_struct` that is systemd itself
+/// or a process systemd forked for a unit that has not yet run anything but
+/// systemd's own executables -> 1. Together with the executable's identity
+/// (`TRUST_SYSTEMD`) and UID 0 this is "systemd's setup" of a unit: the
+/// only opener of `RULE_F_SETUP_ONLY` files.
+pub const MAP_LINEAGE: &str = "LINEAGE";
+/// `BPF_MAP_TYPE_HASH`: `ExeBinding` -> 1: the executables a policy with
+/// `POLICY_F_EXE_BOUND` lets open its files.
+pub const MAP_EXE_BINDINGS: &str = "EXE_BINDINGS";
+/// `BPF_MAP_TYPE_LRU_HASH`: a protected unit's cgroup id -> the UID systemd
+/// switched that activation to (`task_fix_setuid`): "the unit's own user"
+/// (`POLICY_F_UNIT_USER`). Written by the kernel; by the agent only for a
+/// unit that was already running when guard started.
+pub const MAP_UNIT_OWNERS: &str = "UNIT_OWNERS";
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -66,15 +86,17 @@ pub const PROG_INODE_MKDIR: &str = "guard_inode_mkdir";
 pub const PROG_TASK_ALLOC: &str = "guard_task_alloc";
 pub const PROG_TASK_FREE: &str = "guard_task_free";
 pub const PROG_BPRM_CHECK: &str = "guard_bprm_check_security";
+pub const PROG_TASK_FIX_SETUID: &str = "guard_task_fix_setuid";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 16] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 17] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
+    (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
     (PROG_BPF_MAP, "bpf_map"),
     (PROG_BPF_PROG, "bpf_prog"),
     (PROG_SB_UMOUNT, "sb_umount"),
@@ -96,8 +118,11 @@ pub const GLOBAL_LAYOUT: &str = "LAYOUT";
 
 // ------------------------------------------------------------------ sizes
 
-/// Policies are indexed 0..MAX_POLICIES in `POLICIES`.
+/// Policies are indexed 0..MAX_POLICIES in `POLICIES`: two banks of
+/// `POLICIES_PER_BANK`, bank `gen & 1` holding generation `gen`'s set.
 pub const MAX_POLICIES: u32 = 1024;
+/// Most policies in one set.
+pub const POLICIES_PER_BANK: u32 = MAX_POLICIES / 2;
 /// Upper bound on (policy, uid) pairs across all policies.
 pub const MAX_ALLOWED_UIDS: u32 = 16 * 1024;
 /// Bytes of path carried in an event (NUL-terminated, truncated beyond).
@@ -122,17 +147,123 @@ pub const SELF_POLICY_ID: u32 = u32::MAX;
 pub const MAX_UNIT_CGROUPS: u32 = 16 * 1024;
 /// Tasks marked as planted into a cgroup by a non-systemd process.
 pub const MAX_TAINTED: u32 = 64 * 1024;
+/// Tasks of systemd's lineage alive at once (PID 1's children until they
+/// run a unit's program).
+pub const MAX_LINEAGE: u32 = 64 * 1024;
+/// (policy, executable) pairs over all policies.
+pub const MAX_EXE_BINDINGS: u32 = 4096;
+/// Activations whose UID is remembered at once (`UNIT_OWNERS`; LRU).
+pub const MAX_UNIT_OWNERS: u32 = 16 * 1024;
 
 // --------------------------------------------------- inode storage value
 
-/// The rule stored on a protected inode.
+/// The rule stored on a protected inode: one slot per bank, so that a new
+/// policy set can be written beside the one in force and replace it in one
+/// step (see `MAP_ACTIVE`).
+///
+/// Slot `b` belongs to generation `gen[b]` (whose bank, `gen & 1`, is `b`):
+/// it counts only while that generation is the active one. 0 is an empty
+/// slot; `GEN_ANY` counts in every generation (guard's own objects).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InodeRule {
-    /// Index into `POLICIES`.
-    pub policy_id: u32,
+    pub gen: [u32; 2],
+    /// Index into `POLICIES` (within the slot's bank).
+    pub policy_id: [u32; 2],
     /// `RULE_F_*` bits.
-    pub flags: u32,
+    pub flags: [u32; 2],
+}
+
+/// A slot valid in every generation.
+pub const GEN_ANY: u32 = u32::MAX;
+
+#[inline(always)]
+unsafe fn vread(p: &u32) -> u32 {
+    // SAFETY: `p` is a valid reference.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+/// The bank of a generation.
+#[inline(always)]
+pub const fn bank(gen: u32) -> usize {
+    (gen & 1) as usize
+}
+
+impl InodeRule {
+    /// The same rule in every generation (guard's own objects).
+    pub const fn any(policy_id: u32, flags: u32) -> Self {
+        Self { gen: [GEN_ANY; 2], policy_id: [policy_id; 2], flags: [flags; 2] }
+    }
+
+    /// The rule of a unit's file in every generation the unit is known in.
+    #[inline(always)]
+    pub fn for_unit(unit: &UnitPolicy, flags: u32) -> Self {
+        Self { gen: unit.gen, policy_id: unit.policy_id, flags: [flags; 2] }
+    }
+
+    /// (policy id, flags) in generation `gen`, if the inode is protected then.
+    ///
+    /// Written with constant indices and volatile reads on purpose: for
+    /// `x[gen & 1]` LLVM computes the field's address as `base | (b << 2)`,
+    /// and the BPF verifier refuses bitwise arithmetic on pointers.
+    #[inline(always)]
+    pub fn slot(&self, gen: u32) -> Option<(u32, u32)> {
+        let valid = |g: u32| g != 0 && (g == gen || g == GEN_ANY);
+        // SAFETY: reads of fields of a valid reference.
+        unsafe {
+            if valid(vread(&self.gen[0])) {
+                return Some((vread(&self.policy_id[0]), vread(&self.flags[0])));
+            }
+            if valid(vread(&self.gen[1])) {
+                return Some((vread(&self.policy_id[1]), vread(&self.flags[1])));
+            }
+        }
+        None
+    }
+
+    /// Sets generation `gen`'s slot.
+    #[inline(always)]
+    pub fn set(&mut self, gen: u32, policy_id: u32, flags: u32) {
+        let b = bank(gen);
+        self.gen[b] = gen;
+        self.policy_id[b] = policy_id;
+        self.flags[b] = flags;
+    }
+
+    /// The flags of every slot that is in use, OR'ed.
+    #[inline(always)]
+    pub fn any_flags(&self) -> u32 {
+        (if self.gen[0] != 0 { self.flags[0] } else { 0 }) | (if self.gen[1] != 0 { self.flags[1] } else { 0 })
+    }
+}
+
+/// Value of `UNIT_NAMES` and `UNIT_CGROUPS`: the unit's policy id in each
+/// generation it has a policy in (0 in `gen`: none in that bank).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnitPolicy {
+    pub gen: [u32; 2],
+    pub policy_id: [u32; 2],
+}
+
+impl UnitPolicy {
+    /// See `InodeRule::slot` for why it reads this way.
+    #[inline(always)]
+    pub fn id(&self, gen: u32) -> Option<u32> {
+        if gen == 0 {
+            return None;
+        }
+        // SAFETY: reads of fields of a valid reference.
+        unsafe {
+            if vread(&self.gen[0]) == gen {
+                return Some(vread(&self.policy_id[0]));
+            }
+            if vread(&self.gen[1]) == gen {
+                return Some(vread(&self.policy_id[1]));
+            }
+        }
+        None
+    }
 }
 
 /// Inodes created in (or renamed into) this directory inherit the rule.
@@ -158,6 +289,15 @@ pub const RULE_F_ANCHOR: u32 = 1 << 4;
 /// `cgroup.threads`: opening it for writing (joining the cgroup) is for
 /// systemd and for the unit itself, nobody else.
 pub const RULE_F_CGROUP_PROCS: u32 = 1 << 5;
+/// Only systemd's setup of the policy's unit (or of any unit, with
+/// `POLICY_F_ANY_UNIT`) may open it: an encrypted credential's `.cred`
+/// source, the host key `/var/lib/systemd/credential.secret`. Not the
+/// service itself, not root elsewhere.
+pub const RULE_F_SETUP_ONLY: u32 = 1 << 6;
+/// A credential file systemd's setup created for a protected unit, tagged
+/// by the kernel the instant it was created (`.#cred*` made by systemd in
+/// the unit's cgroup). Judged like any protected file.
+pub const RULE_F_CREDENTIAL: u32 = 1 << 7;
 
 // --------------------------------------------------------- policy table
 
@@ -185,6 +325,9 @@ pub struct PolicyEntry {
     /// The unit's name, NUL-padded (truncated beyond `UNIT_NAME_LEN`), so
     /// that `guard status` can name what the kernel enforces with no agent.
     pub unit: [u8; UNIT_NAME_LEN],
+    /// `POLICY_F_*`.
+    pub flags: u32,
+    pub _pad: u32,
 }
 
 impl Default for PolicyEntry {
@@ -197,8 +340,29 @@ impl Default for PolicyEntry {
             rate_burst: 0,
             agent_tagged: 0,
             unit: [0; UNIT_NAME_LEN],
+            flags: 0,
+            _pad: 0,
         }
     }
+}
+
+/// The unit's own user (`allow_users = ["@unit"]`): whatever UID systemd
+/// picked for this activation (`DynamicUser=`) or `User=` names.
+pub const POLICY_F_UNIT_USER: u32 = 1 << 0;
+/// Openers must also run one of the policy's executables (`EXE_BINDINGS`).
+pub const POLICY_F_EXE_BOUND: u32 = 1 << 1;
+/// `unit = "*"`: the policy's `RULE_F_SETUP_ONLY` files are for systemd's
+/// setup of every unit (the credential host key).
+pub const POLICY_F_ANY_UNIT: u32 = 1 << 2;
+
+/// Key of `EXE_BINDINGS`: a policy and an executable's identity (generation
+/// left out, as for `TRUSTED`; the agent re-binds when the path changes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExeBinding {
+    pub policy_id: u32,
+    pub dev: u32,
+    pub ino: u64,
 }
 
 pub const MODE_UNUSED: u32 = 0;
@@ -258,6 +422,9 @@ pub const TRUST_BPF_TOOL: u32 = 2;
 /// systemd (PID 1's executable, `systemd-executor`; `--cgroup-writer`): may
 /// put processes into protected units' cgroups and create them.
 pub const TRUST_CGROUP_WRITER: u32 = 3;
+/// systemd itself (PID 1's executable, `systemd-executor`): a cgroup writer,
+/// and, in its own lineage, as UID 0, in a unit's cgroup, that unit's setup.
+pub const TRUST_SYSTEMD: u32 = 4;
 
 /// Key of `UNIT_NAMES`: a cgroup directory name, NUL-padded.
 #[repr(C)]
@@ -319,7 +486,9 @@ pub struct PolicyStats {
     /// Attempts to join the unit's cgroup refused (cgroup.procs, mkdir,
     /// or a task planted with `CLONE_INTO_CGROUP` judged as an outsider).
     pub join_refused: u64,
-    pub _pad: u64,
+    /// Credential files systemd's setup created for the unit, tagged by the
+    /// kernel as they were created (`RULE_F_CREDENTIAL`).
+    pub credentials: u64,
 }
 
 // -------------------------------------------------------------- counters
@@ -543,8 +712,10 @@ pub const FMODE_WRITE: u32 = 0x2;
 // ------------------------------------------------------ layout assertions
 
 const _: () = {
-    assert!(core::mem::size_of::<InodeRule>() == 8);
-    assert!(core::mem::size_of::<PolicyEntry>() == 32 + UNIT_NAME_LEN);
+    assert!(core::mem::size_of::<InodeRule>() == 24);
+    assert!(core::mem::size_of::<UnitPolicy>() == 16);
+    assert!(core::mem::size_of::<PolicyEntry>() == 40 + UNIT_NAME_LEN);
+    assert!(core::mem::size_of::<ExeBinding>() == 16);
     assert!(core::mem::size_of::<FileKey>() == 16);
     assert!(core::mem::size_of::<ObjKey>() == 8);
     assert!(core::mem::size_of::<SelfState>() == 24);
@@ -574,4 +745,6 @@ mod pod {
     unsafe impl aya::Pod for super::SelfState {}
     unsafe impl aya::Pod for super::PolicyStats {}
     unsafe impl aya::Pod for super::UnitName {}
+    unsafe impl aya::Pod for super::ExeBinding {}
+    unsafe impl aya::Pod for super::UnitPolicy {}
 }

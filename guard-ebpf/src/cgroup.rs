@@ -15,7 +15,8 @@
 //!   `UNIT_CGROUPS` and the policy's `cgroup_id`. Its subcgroups follow.
 //! - `cgroup.procs` and `cgroup.threads` in those cgroups carry
 //!   `RULE_F_CGROUP_PROCS`: opening one for writing is for systemd (by
-//!   executable identity, `TRUST_CGROUP_WRITER`) and for the unit itself.
+//!   executable identity, `TRUST_SYSTEMD` or `TRUST_CGROUP_WRITER`) and for
+//!   the unit itself.
 //! - `mkdir` of a protected unit's name under its slice, or of anything
 //!   inside a unit's cgroup, and `rename` onto such a name, likewise.
 //! - A task created with `CLONE_INTO_CGROUP` by anyone else is tainted,
@@ -28,7 +29,7 @@ use aya_ebpf::{bindings::inode, helpers::bpf_probe_read_kernel_str_bytes};
 use guard_common::*;
 
 use crate::{
-    decide::{in_unit, EACCES},
+    decide::{in_unit, unit_policy, EACCES},
     layout::{current_task, is_dir, off, read_u64, sb_magic},
     maps::{count, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, TAINTED, UNIT_CGROUPS, UNIT_NAMES},
     report::{report, Rate, Subject},
@@ -89,45 +90,59 @@ pub unsafe fn on_instantiate(child: *mut inode) {
     let in_unit_policy = unsafe { UNIT_CGROUPS.get(parent_id) }.copied();
     if unsafe { is_dir(child) } {
         let id = unsafe { kn_id(kn) };
-        if let Some(policy_id) = in_unit_policy {
-            let _ = UNIT_CGROUPS.insert(id, policy_id, 0);
+        if let Some(unit) = in_unit_policy {
+            let _ = UNIT_CGROUPS.insert(id, unit, 0);
             return;
         }
         let Some(level) = (unsafe { CGROUP_PARENTS.get(parent_id) }).copied() else { return };
         let name = unsafe { name_at(name_p) };
-        let Some(policy_id) = (unsafe { UNIT_NAMES.get(name) }).copied() else { return };
-        if UNIT_CGROUPS.insert(id, policy_id, 0).is_err() {
+        let Some(unit) = (unsafe { UNIT_NAMES.get(name) }).copied() else { return };
+        if UNIT_CGROUPS.insert(id, unit, 0).is_err() {
             count(CNT_INTERNAL_ERRORS);
             aya_log_ebpf::error!(&(), "a protected unit's new cgroup (id {}) could not be recorded", id);
         }
-        // The new cgroup counts from its first instant.
-        if let Some(p) = POLICIES.get_ptr_mut(policy_id) {
-            unsafe {
-                (*p).cgroup_id = id;
-                (*p).cgroup_level = level + 1;
+        // The new cgroup counts from its first instant, in every policy
+        // generation the unit has (a reload may be switching sets).
+        // Constant indices only (see `InodeRule::slot`).
+        for (gen, policy_id) in [(unit.gen[0], unit.policy_id[0]), (unit.gen[1], unit.policy_id[1])] {
+            if gen == 0 {
+                continue;
+            }
+            if let Some(p) = POLICIES.get_ptr_mut(policy_id) {
+                unsafe {
+                    (*p).cgroup_id = id;
+                    (*p).cgroup_level = level + 1;
+                }
             }
         }
         return;
     }
-    let Some(policy_id) = in_unit_policy else { return };
+    let Some(unit) = in_unit_policy else { return };
     if !is_procs_file(&unsafe { name_at(name_p) }) {
         return;
     }
-    let mut rule = InodeRule { policy_id, flags: RULE_F_CGROUP_PROCS };
+    let mut rule = InodeRule::for_unit(&unit, RULE_F_CGROUP_PROCS);
     let slot = unsafe { INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule)) };
     if slot.is_null() {
         count(CNT_INTERNAL_ERRORS);
-        aya_log_ebpf::error!(&(), "could not protect a unit's cgroup.procs (policy {})", policy_id);
+        aya_log_ebpf::error!(&(), "could not protect a unit's cgroup.procs");
         return;
     }
     unsafe { *slot = rule };
+}
+
+/// systemd, or another executable the admin trusted to place processes.
+#[inline(always)]
+fn is_cgroup_writer() -> bool {
+    let t = current_trust();
+    t == TRUST_SYSTEMD || t == TRUST_CGROUP_WRITER
 }
 
 /// Whether the current task may put processes into (or create cgroups in)
 /// the cgroup of `policy_id`: systemd, or the unit itself.
 #[inline(always)]
 fn may_join(policy_id: u32) -> bool {
-    current_trust() == TRUST_CGROUP_WRITER || (!current_tainted() && in_unit(policy_id))
+    is_cgroup_writer() || (!current_tainted() && in_unit(policy_id))
 }
 
 #[inline(always)]
@@ -163,7 +178,7 @@ pub unsafe fn on_mkdir(dir: *mut inode, dentry: *const u8) -> i32 {
     }
     let id = unsafe { kn_id(kn) };
     let subject = Subject::new(HOOK_INODE_MKDIR, ACCESS_ALTER);
-    if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(id) }.copied() {
+    if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(id) }.and_then(unit_policy) {
         return if may_join(policy_id) { 0 } else { refuse_join(dir, policy_id, &subject) };
     }
     unsafe { creates_unit_name(dir, id, dentry, &subject) }
@@ -177,8 +192,8 @@ unsafe fn creates_unit_name(dir: *mut inode, dir_id: u64, dentry: *const u8, sub
         return 0;
     }
     let name_p = unsafe { read_u64(dentry, off!(dentry_d_name) + off!(qstr_name)) } as *const u8;
-    let Some(policy_id) = (unsafe { UNIT_NAMES.get(name_at(name_p)) }).copied() else { return 0 };
-    if current_trust() == TRUST_CGROUP_WRITER {
+    let Some(policy_id) = (unsafe { UNIT_NAMES.get(name_at(name_p)) }).and_then(unit_policy) else { return 0 };
+    if is_cgroup_writer() {
         return 0;
     }
     refuse_join(dir, policy_id, subject)
@@ -197,8 +212,8 @@ pub unsafe fn on_rename(old_dentry: *const u8, new_dir: *mut inode, new_dentry: 
     if !moved.is_null() {
         let kn = unsafe { kn_of(moved) };
         if !kn.is_null() {
-            if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(kn_id(kn)) }.copied() {
-                if current_trust() != TRUST_CGROUP_WRITER {
+            if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(kn_id(kn)) }.and_then(unit_policy) {
+                if !is_cgroup_writer() {
                     return refuse_join(moved as *mut inode, policy_id, &subject);
                 }
             }
@@ -217,7 +232,7 @@ pub unsafe fn on_rename(old_dentry: *const u8, new_dir: *mut inode, new_dentry: 
 #[inline(always)]
 pub unsafe fn on_task_alloc(task: u64, clone_flags: u64) -> i32 {
     let inherited = current_tainted();
-    if !inherited && (clone_flags & CLONE_INTO_CGROUP == 0 || current_trust() == TRUST_CGROUP_WRITER) {
+    if !inherited && (clone_flags & CLONE_INTO_CGROUP == 0 || is_cgroup_writer()) {
         return 0;
     }
     if TAINTED.insert(task, 1, 0).is_err() {

@@ -1,6 +1,13 @@
 //! The decision for a protected inode: allow if and only if the opener is in
-//! the policy's unit cgroup (or below it) and its real UID, and its
-//! effective UID when different, are allowed.
+//! the policy's unit cgroup (or below it), its real UID, and its effective
+//! UID when different, are allowed (listed, or the unit's own user), and,
+//! for a policy bound to executables, it runs one of them.
+//!
+//! systemd's setup of the unit (see `systemd.rs`) may open the unit's files
+//! too (it writes the credentials, chowns the state directory), and it
+//! alone may open `RULE_F_SETUP_ONLY` files (a `.cred` source; the host key,
+//! for every unit). PID 1 may remove credentials (`RULE_F_CREDENTIAL`) when
+//! the unit stops.
 //!
 //! Internal errors (an empty policy slot, a kernel layout the agent never
 //! filled in) DENY, in enforce and audit mode alike, and are counted in
@@ -15,16 +22,31 @@ use guard_common::*;
 use crate::{
     cgroup,
     layout::{current_euid, layout_ok},
-    maps::{count, policy_stats, ALLOWED_UIDS, INODE_RULES, POLICIES},
+    layout::{current_task, exe_key},
+    maps::{active_gen, count, policy_stats, ALLOWED_UIDS, EXE_BINDINGS, INODE_RULES, POLICIES, UNIT_OWNERS},
     report::{report, Rate, Subject},
-    self_protect,
+    self_protect, systemd,
 };
 
 pub const EACCES: i32 = 13;
 
 #[inline(always)]
-fn uid_allowed(policy_id: u32, uid: u32) -> bool {
+fn uid_allowed(policy: &PolicyEntry, policy_id: u32, uid: u32) -> bool {
     unsafe { ALLOWED_UIDS.get(UidKey { policy_id, uid }) }.is_some()
+        || (policy.flags & POLICY_F_UNIT_USER != 0
+            && unsafe { UNIT_OWNERS.get(policy.cgroup_id) }.is_some_and(|owner| *owner == uid))
+}
+
+/// For a policy bound to executables: the current task runs one of them.
+#[inline(always)]
+fn exe_allowed(policy: &PolicyEntry, policy_id: u32) -> bool {
+    if policy.flags & POLICY_F_EXE_BOUND == 0 {
+        return true;
+    }
+    match unsafe { exe_key(current_task()) } {
+        Some(k) => unsafe { EXE_BINDINGS.get(ExeBinding { policy_id, dev: k.dev, ino: k.ino }) }.is_some(),
+        None => false,
+    }
 }
 
 /// The decision for an access to `inode` by the current task, for hooks
@@ -35,14 +57,15 @@ pub unsafe fn judge_inode(inode: *mut inode, subject: &Subject) -> i32 {
     if rule.is_null() {
         return 0;
     }
-    unsafe { judge(inode, rule, subject) }
+    let Some((policy_id, flags)) = (unsafe { (*rule).slot(active_gen()) }) else { return 0 };
+    judge(inode, policy_id, flags, subject)
 }
 
-/// The decision for an access to protected `inode` (whose rule is `rule`).
-/// guard's own objects are judged by `self_protect`; everything else by its policy.
+/// The decision for an access to protected `inode`, whose rule in the
+/// generation in force is (`policy_id`, `flags`). guard's own objects are
+/// judged by `self_protect`; everything else by its policy.
 #[inline(always)]
-pub unsafe fn judge(inode: *mut inode, rule: *const InodeRule, subject: &Subject) -> i32 {
-    let (policy_id, flags) = unsafe { ((*rule).policy_id, (*rule).flags) };
+pub fn judge(inode: *mut inode, policy_id: u32, flags: u32, subject: &Subject) -> i32 {
     if flags & RULE_F_SELF != 0 {
         return self_protect::judge_self_object(inode, flags, subject);
     }
@@ -50,14 +73,14 @@ pub unsafe fn judge(inode: *mut inode, rule: *const InodeRule, subject: &Subject
         return cgroup::judge_procs_open(inode, policy_id, subject);
     }
     count(CNT_PROTECTED_HITS);
-    decide(inode, policy_id, subject)
+    decide(inode, policy_id, flags, subject)
 }
 
-/// Allowed if and only if the current task is in the policy's unit cgroup
-/// (or below it) and its real UID, and its effective UID when different,
-/// are allowed. Otherwise: counted, reported, and `-EACCES` in enforce mode.
+/// The decision on `policy_id`'s file `inode` (rule flags `flags`; a null
+/// inode and 0 for a process of the unit). Allowed as the module docs say;
+/// otherwise counted, reported, and `-EACCES` in enforce mode.
 #[inline(always)]
-pub fn decide(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
+pub fn decide(inode: *mut inode, policy_id: u32, flags: u32, subject: &Subject) -> i32 {
     let Some(policy) = POLICIES.get(policy_id) else {
         return internal_error(inode, policy_id, subject);
     };
@@ -70,10 +93,22 @@ pub fn decide(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
     };
     // A task planted with CLONE_INTO_CGROUP by anyone but systemd is an
     // outsider wherever it sits.
-    let cgroup_ok = cgroup_matches(policy) && !cgroup::current_tainted();
-    let uid_ok = uid_allowed(policy_id, uid) && (euid == uid || uid_allowed(policy_id, euid));
+    let cgroup_ok = policy.flags & POLICY_F_ANY_UNIT != 0 || (cgroup_matches(policy) && !cgroup::current_tainted());
+    let allowed = if flags & RULE_F_SETUP_ONLY != 0 {
+        cgroup_ok && systemd::current_is_setup()
+    } else {
+        let own = cgroup_ok
+            && uid_allowed(policy, policy_id, uid)
+            && (euid == uid || uid_allowed(policy, policy_id, euid))
+            && exe_allowed(policy, policy_id);
+        // systemd's setup works on the unit's files for it (writes its
+        // credentials, chowns its state directory); PID 1 removes a stopped
+        // unit's credentials.
+        own || (cgroup_ok && systemd::current_is_setup())
+            || (flags & RULE_F_CREDENTIAL != 0 && subject.access == ACCESS_ALTER && systemd::current_is_pid1_systemd())
+    };
     let stats = policy_stats(policy_id);
-    if cgroup_ok && uid_ok {
+    if allowed {
         count(CNT_ALLOWED);
         if let Some(s) = stats {
             s.allowed += 1;
@@ -93,6 +128,12 @@ pub fn decide(inode: *mut inode, policy_id: u32, subject: &Subject) -> i32 {
 fn cgroup_matches(policy: &PolicyEntry) -> bool {
     policy.cgroup_id != 0
         && unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) } == policy.cgroup_id
+}
+
+/// The policy of a unit in the generation in force.
+#[inline(always)]
+pub fn unit_policy(unit: &UnitPolicy) -> Option<u32> {
+    unit.id(active_gen())
 }
 
 /// Whether the current task is in the unit's cgroup (or below it).

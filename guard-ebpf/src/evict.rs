@@ -18,7 +18,7 @@ use guard_common::*;
 
 use crate::{
     layout::{file_key, off, read_u32, sb_magic},
-    maps::{count, policy_stats, EVICTED, INODE_RULES, TRUSTED},
+    maps::{active_gen, count, policy_stats, EVICTED, INODE_RULES, TRUSTED},
     self_protect::trust_key,
 };
 
@@ -30,7 +30,9 @@ pub unsafe fn on_free(inode: *mut inode) {
         return;
     }
     let rule = unsafe { *rule };
-    if rule.flags & RULE_F_CGROUP_PROCS != 0 {
+    let flags = rule.any_flags();
+    let stats = rule.slot(active_gen()).and_then(|(policy_id, _)| policy_stats(policy_id));
+    if flags & RULE_F_CGROUP_PROCS != 0 {
         // Re-derived from the parent cgroup whenever the inode comes back.
         return;
     }
@@ -38,11 +40,11 @@ pub unsafe fn on_free(inode: *mut inode) {
     let nlink = unsafe { read_u32(p, off!(inode_i_nlink)) };
     let magic = unsafe { sb_magic(p) };
     if nlink == 0 || magic == TMPFS_MAGIC || magic == RAMFS_MAGIC {
-        if rule.flags & RULE_F_SELF_EXEC != 0 {
+        if flags & RULE_F_SELF_EXEC != 0 {
             // A trusted executable is gone: its inode number must not pass trust on.
             let _ = TRUSTED.remove(trust_key(unsafe { file_key(p) }));
         }
-        if let Some(s) = policy_stats(rule.policy_id) {
+        if let Some(s) = stats {
             s.deleted += 1;
         }
         return;
@@ -54,7 +56,7 @@ pub unsafe fn on_free(inode: *mut inode) {
         aya_log_ebpf::error!(&(), "a protected inode was evicted and its rule could not be kept (ino {}); it is unprotected until the agent re-tags it", key.ino);
         return;
     }
-    if let Some(s) = policy_stats(rule.policy_id) {
+    if let Some(s) = stats {
         s.evicted += 1;
     }
 }
@@ -75,7 +77,7 @@ pub unsafe fn restore(child: *mut inode) -> bool {
     }
     unsafe { *slot = rule };
     let _ = EVICTED.remove(&key);
-    if let Some(s) = policy_stats(rule.policy_id) {
+    if let Some(s) = rule.slot(active_gen()).and_then(|(policy_id, _)| policy_stats(policy_id)) {
         s.restored += 1;
     }
     true

@@ -12,6 +12,8 @@
 //! - `self_protect`: guard's maps, programs, pins, binary and process;
 //! - `evict`: rules that outlive the inode cache;
 //! - `cgroup`: only systemd puts processes into a protected unit's cgroup;
+//! - `systemd`: systemd's setup of a unit, the unit's own user, and its
+//!   credentials from the instant they are created;
 //! - `maps`, `layout`: the maps and the kernel struct offsets.
 //!
 //! The hot path (`file_open` of a file no policy names) is one typed load of
@@ -27,14 +29,15 @@ mod layout;
 mod maps;
 mod report;
 mod self_protect;
+mod systemd;
 
 use aya_ebpf::{bindings::inode, macros::lsm, programs::LsmContext};
 use guard_common::*;
 
 use crate::{
-    decide::{decide, judge, judge_inode},
+    decide::{decide, judge, judge_inode, unit_policy},
     layout::{is_dir, load_ptr, off, read_u32, read_u64},
-    maps::{count, policy_stats, INODE_RULES, UNIT_CGROUPS},
+    maps::{active_gen, count, policy_stats, INODE_RULES, UNIT_CGROUPS},
     report::Subject,
 };
 
@@ -54,7 +57,8 @@ unsafe fn judge_file(file: *const u8, hook: u32) -> i32 {
         if rule.is_null() {
             return 0;
         }
-        let flags = (*rule).flags;
+        // Protected in the policy set in force? (A reload switches sets.)
+        let Some((policy_id, flags)) = (*rule).slot(active_gen()) else { return 0 };
         if flags & RULE_F_DIR != 0 {
             if flags & RULE_F_ANCHOR != 0 && hook == HOOK_FILE_OPEN {
                 self_protect::anchor(file);
@@ -71,7 +75,7 @@ unsafe fn judge_file(file: *const u8, hook: u32) -> i32 {
         }
         // d_path only where the kernel allows it (file_open).
         let path_from = if hook == HOOK_FILE_OPEN { file } else { core::ptr::null() };
-        judge(inode, rule, &Subject { file: path_from, ..Subject::new(hook, access) })
+        judge(inode, policy_id, flags, &Subject { file: path_from, ..Subject::new(hook, access) })
     }
 }
 
@@ -114,6 +118,9 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         if !INODE_RULES.get_ptr_mut(new_inode).is_null() || evict::restore(new_inode) {
             return 0;
         }
+        if systemd::on_instantiate(dentry, new_inode) {
+            return 0;
+        }
         let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
         inherit(parent, new_inode);
         cgroup::on_instantiate(new_inode);
@@ -138,26 +145,39 @@ unsafe fn inherit(dir_dentry: *const u8, child: *mut inode) {
     unsafe {
         let dir_inode: *mut inode = load_ptr(dir_dentry, off!(dentry_d_inode));
         let dir_rule = INODE_RULES.get_ptr_mut(dir_inode);
-        if dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {
+        if dir_rule.is_null() || (*dir_rule).any_flags() & RULE_F_INHERIT == 0 {
             return;
         }
-        // guard's own pin directory passes `RULE_F_SELF` on, so a pin is
-        // protected from the instant it exists.
-        let mut flags = (*dir_rule).flags & RULE_F_SELF;
-        if is_dir(child) {
-            flags |= RULE_F_INHERIT | RULE_F_DIR;
+        // Each generation's slot passes on what it protects. guard's own pin
+        // directory passes `RULE_F_SELF` on, so a pin is protected from the
+        // instant it exists; a setup-only directory (`/etc/credstore.encrypted`)
+        // passes `RULE_F_SETUP_ONLY` on.
+        let dir_flags = if is_dir(child) { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
+        let mut rule = InodeRule::default();
+        // Constant indices only (see `InodeRule::slot`).
+        macro_rules! pass_on {
+            ($b:literal) => {
+                if (*dir_rule).gen[$b] != 0 && (*dir_rule).flags[$b] & RULE_F_INHERIT != 0 {
+                    rule.gen[$b] = (*dir_rule).gen[$b];
+                    rule.policy_id[$b] = (*dir_rule).policy_id[$b];
+                    rule.flags[$b] = (*dir_rule).flags[$b] & (RULE_F_SELF | RULE_F_SETUP_ONLY) | dir_flags;
+                }
+            };
         }
-        let mut rule = InodeRule { policy_id: (*dir_rule).policy_id, flags };
+        pass_on!(0);
+        pass_on!(1);
         let slot = INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule));
         if slot.is_null() {
             // Out of memory for inode storage: the new inode is NOT protected.
-            aya_log_ebpf::warn!(&(), "could not protect a new inode under a protected directory (policy {})", rule.policy_id);
+            aya_log_ebpf::warn!(&(), "could not protect a new inode under a protected directory");
             return;
         }
         *slot = rule;
         count(CNT_INHERITED);
-        if let Some(s) = policy_stats(rule.policy_id) {
-            s.inherited += 1;
+        if let Some((policy_id, _)) = rule.slot(active_gen()) {
+            if let Some(s) = policy_stats(policy_id) {
+                s.inherited += 1;
+            }
         }
     }
 }
@@ -182,6 +202,10 @@ pub fn guard_inode_rename(ctx: LsmContext) -> i32 {
             return verdict;
         }
         let moved: *mut inode = load_ptr(old_dentry, off!(dentry_d_inode));
+        let verdict = systemd::on_rename(old_dentry, moved);
+        if verdict != 0 {
+            return verdict;
+        }
         let verdict = judge_inode(moved, &subject);
         if verdict != 0 {
             return verdict;
@@ -252,13 +276,32 @@ pub fn guard_task_alloc(ctx: LsmContext) -> i32 {
     if ret != 0 {
         return ret;
     }
-    unsafe { cgroup::on_task_alloc(ctx.arg(0), ctx.arg(1)) }
+    let task: u64 = ctx.arg(0);
+    let verdict = unsafe { cgroup::on_task_alloc(task, ctx.arg(1)) };
+    if verdict == 0 {
+        systemd::on_task_alloc(task);
+    }
+    verdict
 }
 
 /// `task_free(struct task_struct *task)`.
 #[lsm(hook = "task_free")]
 pub fn guard_task_free(ctx: LsmContext) -> i32 {
-    cgroup::on_task_free(ctx.arg(0));
+    let task: u64 = ctx.arg(0);
+    cgroup::on_task_free(task);
+    systemd::on_task_free(task);
+    0
+}
+
+/// `task_fix_setuid(struct cred *new, const struct cred *old, int flags)`:
+/// records the UID systemd gives a protected unit (never denies).
+#[lsm(hook = "task_fix_setuid")]
+pub fn guard_task_fix_setuid(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { systemd::on_setuid(ctx.arg(0)) };
     0
 }
 
@@ -298,10 +341,10 @@ pub fn guard_ptrace_access_check(ctx: LsmContext) -> i32 {
             return 0;
         }
         let target_cgroup = read_u64(kn, off!(kernfs_node_id));
-        let Some(policy_id) = UNIT_CGROUPS.get(target_cgroup).copied() else {
+        let Some(policy_id) = UNIT_CGROUPS.get(target_cgroup).and_then(unit_policy) else {
             return 0;
         };
-        decide(core::ptr::null_mut(), policy_id, &Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) })
+        decide(core::ptr::null_mut(), policy_id, 0, &Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) })
     }
 }
 
@@ -314,7 +357,16 @@ pub fn guard_bprm_check_security(ctx: LsmContext) -> i32 {
     if ret != 0 {
         return ret;
     }
-    unsafe { self_protect::on_exec(ctx.arg(0)) }
+    let bprm: *const u8 = ctx.arg(0);
+    unsafe {
+        let file = read_u64(bprm, off!(linux_binprm_file)) as *const u8;
+        let exe = if file.is_null() { core::ptr::null() } else { read_u64(file, off!(file_f_inode)) as *const u8 };
+        if exe.is_null() {
+            return 0;
+        }
+        systemd::on_exec(exe);
+        self_protect::on_exec(exe)
+    }
 }
 
 /// `bpf(int cmd, union bpf_attr *attr, unsigned int size)` (6.1 to 6.12).

@@ -18,18 +18,32 @@ pub static POLICIES: Array<PolicyEntry, { MAX_POLICIES as usize }> = Array::new(
 #[btf_map]
 pub static ALLOWED_UIDS: HashMap<UidKey, u32, { MAX_ALLOWED_UIDS as usize }> = HashMap::new();
 
-/// cgroup id -> policy id: each protected unit's cgroup and its subcgroups.
+/// The policy generation in force (see `MAP_ACTIVE`).
 #[btf_map]
-pub static UNIT_CGROUPS: HashMap<u64, u32, { MAX_UNIT_CGROUPS as usize }> = HashMap::new();
+pub static ACTIVE: Array<u32, 1> = Array::new();
+
+/// cgroup id -> the unit's policies: each protected unit's cgroup and its subcgroups.
+#[btf_map]
+pub static UNIT_CGROUPS: HashMap<u64, UnitPolicy, { MAX_UNIT_CGROUPS as usize }> = HashMap::new();
 
 #[btf_map]
-pub static UNIT_NAMES: HashMap<UnitName, u32, { MAX_POLICIES as usize }> = HashMap::new();
+pub static UNIT_NAMES: HashMap<UnitName, UnitPolicy, { MAX_POLICIES as usize }> = HashMap::new();
 
 #[btf_map]
 pub static CGROUP_PARENTS: HashMap<u64, u32, { MAX_POLICIES as usize }> = HashMap::new();
 
 #[btf_map]
 pub static TAINTED: HashMap<u64, u32, { MAX_TAINTED as usize }> = HashMap::new();
+
+/// systemd's lineage (see `systemd.rs`), by `task_struct` address.
+#[btf_map]
+pub static LINEAGE: HashMap<u64, u32, { MAX_LINEAGE as usize }> = HashMap::new();
+
+#[btf_map]
+pub static UNIT_OWNERS: LruHashMap<u64, u32, { MAX_UNIT_OWNERS as usize }> = LruHashMap::new();
+
+#[btf_map]
+pub static EXE_BINDINGS: HashMap<ExeBinding, u32, { MAX_EXE_BINDINGS as usize }> = HashMap::new();
 
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { DEFAULT_RINGBUF_BYTES as usize }> = RingBuf::new();
@@ -58,6 +72,13 @@ pub static SELF: Array<SelfState, 1> = Array::new();
 
 #[btf_map]
 pub static POLICY_STATS: PerCpuArray<PolicyStats, { MAX_POLICIES as usize }> = PerCpuArray::new();
+
+/// The policy generation in force (0 before the agent set one: nothing is
+/// protected by a policy then; guard's own objects always are).
+#[inline(always)]
+pub fn active_gen() -> u32 {
+    ACTIVE.get(0).copied().unwrap_or(0)
+}
 
 #[inline(always)]
 pub fn count(idx: u32) {

@@ -194,25 +194,17 @@ pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32, attach: bool) -> 
     Some(only_guard(core::ptr::null_mut(), &subject))
 }
 
-/// `bprm_check_security(bprm)`: a traced process may not run a trusted
-/// executable (the tracer would drive a trusted process).
+/// `bprm_check_security`, for executable inode `exe`: a traced process may
+/// not run a trusted executable (the tracer would drive a trusted process).
 #[inline(always)]
-pub unsafe fn on_exec(bprm: *const u8) -> i32 {
+pub unsafe fn on_exec(exe: *const u8) -> i32 {
     let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;
     if !traced {
         return 0;
     }
-    let file = unsafe { read_u64(bprm, off!(linux_binprm_file)) } as *const u8;
-    if file.is_null() {
-        return 0;
-    }
-    let inode = unsafe { read_u64(file, off!(file_f_inode)) } as *const u8;
-    if inode.is_null() {
-        return 0;
-    }
-    let key = trust_key(unsafe { crate::layout::file_key(inode) });
+    let key = trust_key(unsafe { crate::layout::file_key(exe) });
     if unsafe { TRUSTED.get(key) }.is_none() {
         return 0;
     }
-    only_guard(inode as *mut inode, &Subject::new(HOOK_BPRM_CHECK, ACCESS_ALTER))
+    only_guard(exe as *mut inode, &Subject::new(HOOK_BPRM_CHECK, ACCESS_ALTER))
 }

@@ -45,10 +45,15 @@ fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> 
         let s = k.policy_stats(id)?;
         let mut u = uids.remove(&id).unwrap_or_default();
         u.sort_unstable();
-        let protected = (p.agent_tagged + s.inherited).saturating_sub(s.deleted);
+        let protected = (p.agent_tagged + s.inherited + s.credentials).saturating_sub(s.deleted);
+        let owner = if p.flags & POLICY_F_UNIT_USER != 0 && p.cgroup_id != 0 { k.maps.unit_owners.get(&p.cgroup_id, 0).ok() } else { None };
         policies.push(json!({
             "policy_id": id,
             "unit": cstr_field(&p.unit),
+            "unit_user": p.flags & POLICY_F_UNIT_USER != 0,
+            "unit_uid_now": owner,
+            "executables_bound": p.flags & POLICY_F_EXE_BOUND != 0,
+            "credentials_tagged_by_kernel": s.credentials,
             "mode": if p.mode == MODE_AUDIT { "audit" } else { "enforce" },
             "cgroup_id": p.cgroup_id,
             "cgroup": if p.cgroup_id == 0 { None } else { units::path_of_id(cgroup_root, p.cgroup_id) },
@@ -70,7 +75,12 @@ fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> 
         trusted.push(json!({
             "dev": format!("{}:{}", key.dev >> 20, key.dev & 0xfffff),
             "ino": key.ino,
-            "as": if kind == TRUST_GUARD { "guard" } else { "bpf-tool" },
+            "as": match kind {
+                TRUST_GUARD => "guard",
+                TRUST_BPF_TOOL => "bpf-tool",
+                TRUST_SYSTEMD => "systemd",
+                _ => "cgroup-writer",
+            },
         }));
     }
     let mut objects: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
@@ -91,6 +101,7 @@ fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> 
         "hooks": pins::link_names(dir),
         "object_hash": format!("{:016x}", st.object_hash),
         "policy_hash": format!("{:016x}", st.policy_hash),
+        "policy_generation": k.active_gen(),
         "pin_mount_anchored": st.pin_mnt != 0,
         "trusted_executables": trusted,
         "objects": objects,
@@ -138,7 +149,13 @@ fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
     );
     for i in instances {
         let hooks = i["hooks"].as_array().map_or(0, |h| h.len());
-        let _ = writeln!(s, "instance {} ({hooks} hooks attached, pin mount anchored: {})", i["instance"].as_str().unwrap_or(""), i["pin_mount_anchored"]);
+        let _ = writeln!(
+            s,
+            "instance {} ({hooks} hooks attached, pin mount anchored: {}; policy generation {})",
+            i["instance"].as_str().unwrap_or(""),
+            i["pin_mount_anchored"],
+            i["policy_generation"]
+        );
         let c = &i["counters"];
         let _ = writeln!(
             s,
@@ -156,7 +173,11 @@ fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
                 } else {
                     "not running: closed to all".to_string()
                 },
-                p["allowed_uids"],
+                match (p["unit_user"] == true, p["unit_uid_now"].as_u64()) {
+                    (true, Some(u)) => format!("{} + @unit (uid {u} now)", p["allowed_uids"]),
+                    (true, None) => format!("{} + @unit", p["allowed_uids"]),
+                    _ => p["allowed_uids"].to_string(),
+                },
                 p["protected_inodes"],
                 p["evicted_now"],
                 p["allowed"],
@@ -220,4 +241,46 @@ fn signal_agent(pid_file: &Path) {
         // SAFETY: plain kill(2) of a pid we just checked.
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
+}
+
+/// `guard reload`: asks the running agent (SIGHUP) to read its policy
+/// directory again and switch to it in one step, then reports what the
+/// agent did. Exit 0: the new set is in force; 2: the set has an error and
+/// the old one stays in force; 1: no agent, no answer, or another failure.
+pub fn reload(pid_file: &Path, timeout: std::time::Duration) -> ExitCode {
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        eprintln!("error: no running agent: cannot read a pid from {}. Start it with `guard run` (or `systemctl start guard`)", pid_file.display());
+        return ExitCode::FAILURE;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "guard" {
+        eprintln!("error: pid {pid} from {} is not a running guard agent (stale pid file?)", pid_file.display());
+        return ExitCode::FAILURE;
+    }
+    let read = || -> Option<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(crate::run::RELOAD_RESULT).ok()?).ok()?;
+        (v["pid"].as_i64() == Some(i64::from(pid))).then_some(v)
+    };
+    let before = read().and_then(|v| v["seq"].as_u64()).unwrap_or(0);
+    // SAFETY: plain kill(2) of the pid we just checked.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        eprintln!("error: signalling the agent (pid {pid}): {}", std::io::Error::last_os_error());
+        return ExitCode::FAILURE;
+    }
+    let t = std::time::Instant::now();
+    while t.elapsed() < timeout {
+        if let Some(v) = read().filter(|v| v["seq"].as_u64().unwrap_or(0) > before) {
+            let message = v["message"].as_str().unwrap_or("");
+            if v["ok"].as_bool() == Some(true) {
+                println!("guard: reloaded: {message}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{message}");
+            eprintln!("guard: reload failed");
+            return ExitCode::from(v["exit_code"].as_u64().and_then(|c| u8::try_from(c).ok()).filter(|c| *c != 0).unwrap_or(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    eprintln!("error: the agent (pid {pid}) did not report a reload within {} s; see its log", timeout.as_secs());
+    ExitCode::FAILURE
 }

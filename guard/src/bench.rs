@@ -224,13 +224,17 @@ fn run(args: &BenchArgs) -> Result<Report> {
             mode: Mode::Enforce,
             allow_uids: vec![0],
             allow_users: vec!["0".into()],
+            unit_user: false,
             protect: paths.clone(),
+            setup_only: Vec::new(),
+            executables: Vec::new(),
             rate_per_sec: 1_000_000,
             rate_burst: 1_000_000,
         };
         let set = PolicySet { policies: vec![policy], warnings: vec![] };
-        let mut enforcer = Enforcer::new(&set, &args.cgroup_root);
+        let mut enforcer = Enforcer::new(&set, &args.cgroup_root, 1);
         enforcer.install(&mut k)?;
+        enforcer.activate(&mut k)?;
         eprintln!("bench: guard-{n}: {} files tagged in {} ms", enforcer.tagged_total(), t.elapsed().as_millis());
         kernels.push(k);
         variants.push(Variant {

@@ -30,6 +30,11 @@ use crate::{
 /// should fail loudly, not spend minutes).
 pub const MAX_TAGGED: usize = 2_000_000;
 
+/// Where systemd puts a unit's credentials.
+pub fn credentials_dir(unit: &str) -> PathBuf {
+    Path::new("/run/credentials").join(unit)
+}
+
 /// A unit name as `PolicyEntry::unit` holds it (NUL-padded, truncated).
 pub fn unit_bytes(unit: &str) -> [u8; UNIT_NAME_LEN] {
     let mut out = [0u8; UNIT_NAME_LEN];
@@ -70,11 +75,20 @@ pub struct PolicyState {
     /// Inodes this instance's agents newly tagged (kept in the kernel's
     /// `PolicyEntry::agent_tagged`, so a restarted agent continues the count).
     pub tagged: usize,
+    /// Each of `executables` with the identity bound in `EXE_BINDINGS`
+    /// (`None`: the file does not exist now).
+    pub bound: HashMap<PathBuf, Option<FileKey>>,
 }
 
 pub struct Enforcer {
+    /// The policy generation this set is (see `MAP_ACTIVE`): its policies'
+    /// ids are in bank `gen & 1`, and every rule it writes is in that slot.
+    pub gen: u32,
     pub policies: Vec<Policy>,
     pub state: Vec<PolicyState>,
+    /// The previous generation's policies, to name records that were
+    /// decided under it and read after a reload.
+    retired: Vec<Policy>,
     cgroup_root: PathBuf,
     /// What the agent tagged, for naming files in events.
     files: HashMap<FileId, (u32, PathBuf)>,
@@ -86,21 +100,83 @@ pub enum Change {
     Started { unit: String, cgroup: String, id: u64, tagged: usize },
     Stopped { unit: String },
     Tagged { unit: String, path: PathBuf, count: usize },
+    /// An executable of the policy was replaced; the new file is bound.
+    Rebound { unit: String, path: PathBuf },
 }
 
 impl Enforcer {
-    pub fn new(set: &PolicySet, cgroup_root: &Path) -> Self {
+    /// The set as generation `gen` (policy `i` gets id `bank * POLICIES_PER_BANK + i`).
+    pub fn new(set: &PolicySet, cgroup_root: &Path, gen: u32) -> Self {
+        let base = bank(gen) as u32 * POLICIES_PER_BANK;
+        let policies = set.policies.iter().enumerate().map(|(i, p)| Policy { id: base + i as u32, ..p.clone() }).collect();
         Self {
-            policies: set.policies.clone(),
+            gen,
+            policies,
             state: vec![PolicyState::default(); set.policies.len()],
+            retired: Vec::new(),
             cgroup_root: cgroup_root.to_path_buf(),
             files: HashMap::new(),
         }
     }
 
+    /// Makes this generation the one in force: a single write of `ACTIVE`.
+    pub fn activate(&self, kernel: &mut Kernel) -> Result<()> {
+        kernel.maps.active.set(0, self.gen, 0).context("switching the policy generation (ACTIVE)")
+    }
+
+    /// Writes `set` as the next generation beside this one, which stays in
+    /// force. On error, what was written is removed again and this one is
+    /// untouched: the caller still has a working enforcer.
+    pub fn prepare_next(&self, set: &PolicySet, kernel: &mut Kernel) -> Result<Enforcer> {
+        let mut next = Enforcer::new(set, &self.cgroup_root, self.gen + 1);
+        next.retired = self.policies.clone();
+        // Leftovers of generation gen-1 (same bank) are cleared after every
+        // switch; clear again in case an earlier switch was interrupted.
+        next.clear(kernel);
+        if let Err(e) = next.install(kernel) {
+            next.clear(kernel);
+            return Err(e);
+        }
+        Ok(next)
+    }
+
+    /// Removes this generation's entries from the kernel's maps: its
+    /// policies, UIDs and bindings, and its slot in unit names and cgroups.
+    /// Rule slots on inodes stay: they name this generation, which is never
+    /// active again, so they no longer count. Call only when this generation
+    /// is not in force and no decision can still be reading it.
+    pub fn clear(&self, kernel: &mut Kernel) {
+        let lo = bank(self.gen) as u32 * POLICIES_PER_BANK;
+        let mine = |id: u32| (lo..lo + POLICIES_PER_BANK).contains(&id);
+        for id in lo..lo + POLICIES_PER_BANK {
+            if kernel.maps.policies.get(&id, 0).is_ok_and(|e| e.mode != MODE_UNUSED) {
+                let _ = kernel.maps.policies.set(id, PolicyEntry::default(), 0);
+            }
+        }
+        let uids: Vec<UidKey> = kernel.maps.uids.keys().flatten().filter(|k| mine(k.policy_id)).collect();
+        for k in uids {
+            let _ = kernel.maps.uids.remove(&k);
+        }
+        let bindings: Vec<ExeBinding> = kernel.maps.exe_bindings.keys().flatten().filter(|k| mine(k.policy_id)).collect();
+        for k in bindings {
+            let _ = kernel.maps.exe_bindings.remove(&k);
+        }
+        let b = bank(self.gen);
+        let names: Vec<UnitName> = kernel.maps.unit_names.iter().flatten().filter(|(_, v)| v.gen[b] != 0).map(|(k, _)| k).collect();
+        for n in names {
+            let g = kernel.maps.unit_names.get(&n, 0).map(|v| v.gen[b]).unwrap_or(0);
+            let _ = kernel.set_unit_name(n, g, None);
+        }
+        let cgroups: Vec<u64> = kernel.maps.unit_cgroups.iter().flatten().filter(|(_, v)| v.gen[b] != 0).map(|(k, _)| k).collect();
+        for c in cgroups {
+            let g = kernel.maps.unit_cgroups.get(&c, 0).map(|v| v.gen[b]).unwrap_or(0);
+            let _ = kernel.set_unit_cgroup(c, g, None);
+        }
+    }
+
     pub fn install(&mut self, kernel: &mut Kernel) -> Result<()> {
-        if self.policies.len() > MAX_POLICIES as usize {
-            bail!("{} policies; at most {MAX_POLICIES} are supported", self.policies.len());
+        if self.policies.len() > POLICIES_PER_BANK as usize {
+            bail!("{} policies; at most {POLICIES_PER_BANK} are supported", self.policies.len());
         }
         for i in 0..self.policies.len() {
             let p = &self.policies[i];
@@ -110,6 +186,15 @@ impl Enforcer {
                     self.state[i].tagged = prev.agent_tagged as usize;
                 }
             }
+            if p.any_unit() {
+                // systemd's setup of every unit: no unit, no cgroup.
+                self.state[i].pending = p.setup_only.clone();
+                self.write_policy(kernel, i, None)?;
+                self.tag_pending(kernel, i)?;
+                continue;
+            }
+            self.bind_executables(kernel, i)?;
+            let p = &self.policies[i];
             for uid in &p.allow_uids {
                 kernel
                     .maps
@@ -118,10 +203,17 @@ impl Enforcer {
                     .with_context(|| format!("{}: writing allowed uid {uid}", p.source.display()))?;
             }
             let cgroup = units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref());
-            let protect = p.protect.clone();
+            let mut pending: Vec<PathBuf> = p.protect.iter().chain(&p.setup_only).cloned().collect();
+            // The unit's credentials, which the kernel protects as systemd
+            // writes them; tagged here too for a unit that was already
+            // running when this generation (or instance) began.
+            let creds = credentials_dir(&p.unit);
+            if !p.protect.iter().any(|x| creds.starts_with(x)) {
+                pending.push(creds);
+            }
             self.register_unit(kernel, i, cgroup.as_ref())?;
             self.write_policy(kernel, i, cgroup)?;
-            self.state[i].pending = protect;
+            self.state[i].pending = pending;
             self.tag_pending(kernel, i)?;
         }
         Ok(())
@@ -139,7 +231,7 @@ impl Enforcer {
         let rel = Path::new(&rel);
         let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let parent = rel.parent().unwrap_or(Path::new("/"));
-        kernel.maps.unit_names.insert(UnitName { name: unit_bytes(&name) }, p.id, 0).context("writing UNIT_NAMES")?;
+        kernel.set_unit_name(UnitName { name: unit_bytes(&name) }, self.gen, Some(p.id))?;
         let parent_dir = self.cgroup_root.join(parent.strip_prefix("/").unwrap_or(parent));
         match std::fs::metadata(&parent_dir) {
             Ok(meta) => {
@@ -156,8 +248,64 @@ impl Enforcer {
         Ok(())
     }
 
+    /// Binds policy `i`'s executables by their current identity. A path
+    /// whose file was replaced (a package upgrade renames a new binary over
+    /// it) is bound anew and the old identity unbound: processes still
+    /// running the old binary lose access (closed) until restarted, and a
+    /// reused inode number can never inherit the binding.
+    fn bind_executables(&mut self, kernel: &mut Kernel, i: usize) -> Result<Vec<PathBuf>> {
+        let p = &self.policies[i];
+        let mut rebound = Vec::new();
+        for path in &p.executables {
+            let now = crate::kernel::trust::Exe::of(path).ok().map(|e| e.key);
+            let before = self.state[i].bound.get(path).copied().flatten();
+            if self.state[i].bound.contains_key(path) && now == before {
+                continue;
+            }
+            let key = |k: FileKey| ExeBinding { policy_id: p.id, dev: k.dev, ino: k.ino };
+            if let Some(k) = now {
+                kernel.maps.exe_bindings.insert(key(k), 1, 0).with_context(|| format!("{}: binding {}", p.source.display(), path.display()))?;
+            }
+            if let Some(old) = before {
+                let _ = kernel.maps.exe_bindings.remove(&key(old));
+            }
+            if self.state[i].bound.insert(path.clone(), now).is_some() {
+                rebound.push(path.clone());
+            }
+        }
+        Ok(rebound)
+    }
+
+    /// "The unit's own user" of a unit that was already running when this
+    /// agent started (the kernel learns it at the unit's start, from then
+    /// on): the real UID of one of its non-root processes. Never overwrites
+    /// what the kernel recorded.
+    fn fill_owner(&self, kernel: &mut Kernel, i: usize) {
+        let (p, Some(c)) = (&self.policies[i], &self.state[i].cgroup) else { return };
+        if !p.unit_user || kernel.maps.unit_owners.get(&c.id, 0).is_ok() {
+            return;
+        }
+        let dir = self.cgroup_root.join(c.rel.trim_start_matches('/'));
+        if let Some(uid) = units::running_uid(&dir) {
+            const BPF_NOEXIST: u64 = 1;
+            if kernel.maps.unit_owners.insert(c.id, uid, BPF_NOEXIST).is_ok() {
+                log::info!("{}: already running as UID {uid} (\"@unit\")", p.unit);
+            }
+        }
+    }
+
     fn write_policy(&mut self, kernel: &mut Kernel, i: usize, cgroup: Option<UnitCgroup>) -> Result<()> {
         let p = &self.policies[i];
+        let mut flags = 0;
+        if p.unit_user {
+            flags |= POLICY_F_UNIT_USER;
+        }
+        if !p.executables.is_empty() {
+            flags |= POLICY_F_EXE_BOUND;
+        }
+        if p.any_unit() {
+            flags |= POLICY_F_ANY_UNIT;
+        }
         let entry = PolicyEntry {
             cgroup_id: cgroup.as_ref().map_or(0, |c| c.id),
             cgroup_level: cgroup.as_ref().map_or(0, |c| c.level),
@@ -169,18 +317,32 @@ impl Enforcer {
             rate_burst: p.rate_burst.max(1),
             agent_tagged: self.state[i].tagged as u64,
             unit: unit_bytes(&p.unit),
+            flags,
+            _pad: 0,
         };
         if let Some(old) = &self.state[i].cgroup {
-            let _ = kernel.maps.unit_cgroups.remove(&old.id);
+            let _ = kernel.set_unit_cgroup(old.id, self.gen, None);
         }
         if let Some(c) = &cgroup {
-            kernel.maps.unit_cgroups.insert(c.id, p.id, 0).context("writing unit cgroup")?;
             let dir = self.cgroup_root.join(c.rel.trim_start_matches('/'));
-            kernel.mark_unit_cgroup(&dir, p.id).with_context(|| format!("protecting {}'s cgroup", p.unit))?;
+            kernel.mark_unit_cgroup(&dir, self.gen, p.id).with_context(|| format!("protecting {}'s cgroup", p.unit))?;
         }
         kernel.maps.policies.set(p.id, entry, 0).with_context(|| format!("writing policy {}", p.name))?;
         self.state[i].cgroup = cgroup;
+        self.fill_owner(kernel, i);
         Ok(())
+    }
+
+    /// The `RULE_F_*` a protected path of policy `i` is tagged with.
+    fn base_flags(&self, i: usize, root: &Path) -> u32 {
+        let p = &self.policies[i];
+        if p.setup_only.iter().any(|x| x == root) {
+            RULE_F_SETUP_ONLY
+        } else if !p.any_unit() && root == credentials_dir(&p.unit) {
+            RULE_F_CREDENTIAL
+        } else {
+            0
+        }
     }
 
     /// Tags every pending path of policy `i` that exists now. A path that
@@ -209,13 +371,10 @@ impl Enforcer {
                 }
             }
         }
-        if !done.is_empty() {
-            let id = self.policies[i].id;
-            if let Ok(mut entry) = kernel.maps.policies.get(&id, 0) {
-                entry.agent_tagged = self.state[i].tagged as u64;
-                kernel.maps.policies.set(id, entry, 0).context("updating the tag count")?;
-            }
-        }
+        // `PolicyEntry::agent_tagged` is brought up to date with the next
+        // whole-entry write (install, or a cgroup the kernel did not see):
+        // a read-modify-write here could undo the kernel's own update of
+        // the entry (a restarting unit's new cgroup id) in between.
         match first_err {
             Some(e) => Err(e),
             None => Ok(done),
@@ -226,6 +385,7 @@ impl Enforcer {
     /// everything below it, without following symlinks inside.
     fn tag_tree(&mut self, kernel: &mut Kernel, i: usize, root: &Path) -> Result<usize> {
         let policy_id = self.policies[i].id;
+        let base = self.base_flags(i, root);
         let mut stack = vec![(root.to_path_buf(), true)];
         let mut count = 0;
         while let Some((path, follow)) = stack.pop() {
@@ -239,17 +399,18 @@ impl Enforcer {
             if meta.file_type().is_symlink() {
                 continue; // a link inside a protected dir: its target is not ours to claim
             }
-            // List a directory before tagging it: once tagged, the agent's own
-            // opendir() is an outsider's open and is denied.
+            // Tag a directory before listing it: what is created in it from
+            // then on inherits this generation's slot; what was there before
+            // is listed. (Opening a protected directory is not judged.)
+            let flags = base | if meta.is_dir() { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
+            let new = kernel
+                .tag_slot(&fd, self.gen, policy_id, flags)
+                .with_context(|| format!("tagging {}", path.display()))?;
             if meta.is_dir() {
                 for entry in std::fs::read_dir(&path).with_context(|| format!("listing {}", path.display()))? {
                     stack.push((entry?.path(), false));
                 }
             }
-            let flags = if meta.is_dir() { RULE_F_INHERIT | RULE_F_DIR } else { 0 };
-            let new = kernel
-                .tag_inode(&fd, InodeRule { policy_id, flags })
-                .with_context(|| format!("tagging {}", path.display()))?;
             if new {
                 self.state[i].tagged += 1;
             }
@@ -276,10 +437,26 @@ impl Enforcer {
         for i in 0..self.policies.len() {
             let p = &self.policies[i];
             let unit = p.unit.clone();
-            let now = units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref());
+            match self.bind_executables(kernel, i) {
+                Ok(rebound) => out.extend(rebound.into_iter().map(|path| Ok(Change::Rebound { unit: unit.clone(), path }))),
+                Err(e) => out.push(Err(e)),
+            }
+            let p = &self.policies[i];
+            let now = if p.any_unit() { None } else { units::resolve(&self.cgroup_root, &p.unit, p.cgroup.as_deref()) };
             let changed = now.as_ref().map(|c| c.id) != self.state[i].cgroup.as_ref().map(|c| c.id);
             if changed {
-                if let Err(e) = self.register_unit(kernel, i, now.as_ref()).and_then(|()| self.write_policy(kernel, i, now.clone())) {
+                // Usually the kernel recognised the new cgroup already, at
+                // its mkdir: then the entry is left alone (a whole-entry
+                // write could race with the kernel's own update of it).
+                let kernel_has = now.as_ref().is_some_and(|c| kernel.maps.policies.get(&p.id, 0).is_ok_and(|e| e.cgroup_id == c.id));
+                let res = if kernel_has {
+                    self.state[i].cgroup = now.clone();
+                    self.fill_owner(kernel, i);
+                    Ok(())
+                } else {
+                    self.register_unit(kernel, i, now.as_ref()).and_then(|()| self.write_policy(kernel, i, now.clone()))
+                };
+                if let Err(e) = res {
                     out.push(Err(e));
                     continue;
                 }
@@ -338,7 +515,7 @@ impl Enforcer {
     }
 
     pub fn policy(&self, id: u32) -> Option<&Policy> {
-        self.policies.iter().find(|p| p.id == id)
+        self.policies.iter().chain(&self.retired).find(|p| p.id == id)
     }
 
     /// The cgroup directories to watch for unit (re)starts.

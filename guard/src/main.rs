@@ -57,6 +57,16 @@ enum Command {
         #[arg(long, default_value = run::DEFAULT_PID_FILE)]
         pid_file: PathBuf,
     },
+    /// Make the running agent read its policy directory again and switch to
+    /// it atomically (as SIGHUP does). Exit 0: in force; 2: the set has an
+    /// error (every one is printed) and the old set stays in force.
+    Reload {
+        #[arg(long, default_value = run::DEFAULT_PID_FILE)]
+        pid_file: PathBuf,
+        /// How long to wait for the agent's answer, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Tail the denial feed of a running agent (JSON lines).
     Events {
         /// Keep following (the only mode; accepted for clarity).
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::Status { json, pin_root, cgroup_root } => admin::status(&pin_root, &cgroup_root, json),
         Command::Unload { pin_root, pid_file } => admin::unload(&pin_root, &pid_file),
+        Command::Reload { pid_file, timeout } => admin::reload(&pid_file, std::time::Duration::from_secs(timeout)),
     }
 }
 

@@ -35,8 +35,10 @@ use crate::{
     policy,
 };
 
-/// Where `guard run` writes its pid (for `guard unload`).
+/// Where `guard run` writes its pid (for `guard unload` and `guard reload`).
 pub const DEFAULT_PID_FILE: &str = "/run/guard/guard.pid";
+/// Where the agent writes the outcome of each reload (JSON), for `guard reload`.
+pub const RELOAD_RESULT: &str = "/run/guard/reload-result";
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -179,18 +181,22 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         pins::read_state(d).is_ok_and(|st| st.policy_hash == policy_hash && st.object_hash == object_hash)
             && pins::link_names(d) == all_hooks
     });
-    let mut enforcer = Enforcer::new(&set, &args.cgroup_root);
-    let (mut k, how) = match adoptable {
+    let (mut k, enforcer, how) = match adoptable {
         Some(dir) => {
             let mut k = Kernel::adopt(dir)?;
+            // The generation in force goes on: same ids, same slots.
+            let mut enforcer = Enforcer::new(&set, &args.cgroup_root, k.active_gen().max(1));
             enforcer.install(&mut k).context("bringing the adopted instance up to date")?;
-            (k, format!("adopted instance {} (no reload, no re-attach)", dir.display()))
+            enforcer.activate(&mut k)?;
+            (k, enforcer, format!("adopted instance {} (no reload, no re-attach)", dir.display()))
         }
         None => {
             let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;
+            let mut enforcer = Enforcer::new(&set, &args.cgroup_root, 1);
             enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
+            enforcer.activate(&mut k)?;
             let dir = k.arm(&args.pin_root, &trust, policy_hash, object_hash)?;
-            (k, format!("armed instance {}", dir.display()))
+            (k, enforcer, format!("armed instance {}", dir.display()))
         }
     };
     let ours = k.instance.clone().context("no instance")?;
@@ -281,11 +287,23 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM"),
-        _ = int.recv() => log::info!("SIGINT"),
-        r = reader => log::error!("feed reader stopped: {r:?}"),
-        r = watcher => log::error!("unit watcher stopped: {r:?}"),
+    let mut hup = signal(SignalKind::hangup())?;
+    let (mut reader, mut watcher) = (reader, watcher);
+    let mut reloads = 0u64;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                reloads += 1;
+                let ctx = ReloadCtx { args: &args, trust: &trust, kernel: &kernel, enforcer: &enforcer, hub: &hub, instance: &ours };
+                tokio::task::block_in_place(|| reload(&ctx, reloads));
+                continue;
+            }
+            _ = term.recv() => log::info!("SIGTERM"),
+            _ = int.recv() => log::info!("SIGINT"),
+            r = &mut reader => log::error!("feed reader stopped: {r:?}"),
+            r = &mut watcher => log::error!("unit watcher stopped: {r:?}"),
+        }
+        break;
     }
     // Let the feed drain what the kernel already wrote.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -309,6 +327,82 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
     }
     let _ = std::fs::remove_file(&args.pid_file);
     Ok(())
+}
+
+struct ReloadCtx<'a> {
+    args: &'a RunArgs,
+    trust: &'a Trust,
+    kernel: &'a Arc<Mutex<Kernel>>,
+    enforcer: &'a Arc<Mutex<Enforcer>>,
+    hub: &'a Hub,
+    instance: &'a Path,
+}
+
+/// SIGHUP: reads the policy directory again and, if every file is valid,
+/// switches to the new set in one step (see `Enforcer::prepare_next`): each
+/// decision is made wholly under the old set or wholly under the new one.
+/// A set with an error changes nothing. The outcome goes to the log, the
+/// feed (`reloaded` / `reload-failed`) and `RELOAD_RESULT`.
+fn reload(c: &ReloadCtx<'_>, seq: u64) {
+    let t = Instant::now();
+    let outcome: Result<(u32, String), (u8, String)> = match policy::load(&c.args.policy_dir, &c.args.passwd) {
+        Err(errors) => Err((exit::POLICY_INVALID, format!("{errors}\nguard: the policies in force are unchanged"))),
+        Ok(set) => {
+            let hash = enforce::policy_hash(&set, &c.trust.fingerprint());
+            let mut enf = c.enforcer.lock().unwrap();
+            let mut k = c.kernel.lock().unwrap();
+            match enf.prepare_next(&set, &mut k) {
+                Err(e) => Err((1, format!("{e:#}\nguard: the policies in force are unchanged"))),
+                Ok(next) => match next.activate(&mut k) {
+                    Err(e) => {
+                        next.clear(&mut k);
+                        Err((1, format!("{e:#}\nguard: the policies in force are unchanged")))
+                    }
+                    Ok(()) => {
+                        // The old generation is out of force; once no decision
+                        // can still be reading it, it goes.
+                        kernel::wait_for_decisions();
+                        enf.clear(&mut k);
+                        if let Err(e) = pins::set_policy_hash(&mut k, hash) {
+                            log::warn!("recording the new policy fingerprint: {e:#}");
+                        }
+                        let gen = next.gen;
+                        *enf = next;
+                        Ok((gen, format!(
+                            "generation {gen} in force: {} policies from {} (policy {hash:016x}) in {} ms; {}",
+                            set.policies.len(),
+                            c.args.policy_dir.display(),
+                            t.elapsed().as_millis(),
+                            enf.summary()
+                        )))
+                    }
+                },
+            }
+        }
+    };
+    let (ok, code, generation, message) = match &outcome {
+        Ok((gen, m)) => (true, 0, *gen, m.clone()),
+        Err((code, m)) => (false, *code, c.enforcer.lock().unwrap().gen, m.clone()),
+    };
+    if ok {
+        log::info!("reload: {message}");
+        c.hub.publish_admin(&Admin::new("reloaded", c.instance, &message));
+    } else {
+        log::error!("reload failed: {message}");
+        c.hub.publish_admin(&Admin::new("reload-failed", c.instance, &message));
+    }
+    let result = serde_json::json!({
+        "pid": std::process::id(),
+        "seq": seq,
+        "ok": ok,
+        "exit_code": code,
+        "generation": generation,
+        "message": message,
+    });
+    let tmp = format!("{RELOAD_RESULT}.tmp");
+    if let Err(e) = std::fs::write(&tmp, format!("{result}\n")).and_then(|()| std::fs::rename(&tmp, RELOAD_RESULT)) {
+        log::warn!("writing {RELOAD_RESULT}: {e}");
+    }
 }
 
 /// A package upgrade renames a new binary over guard's. The running agent
@@ -360,6 +454,9 @@ async fn watch_units(kernel: Arc<Mutex<Kernel>>, enforcer: Arc<Mutex<Enforcer>>,
                         log::info!("{unit} started: cgroup {cgroup} (id {id}); {tagged} inodes tagged")
                     }
                     Ok(Change::Stopped { unit }) => log::info!("{unit} stopped: its files are closed to all"),
+                    Ok(Change::Rebound { unit, path }) => {
+                        log::warn!("{unit}: {} was replaced; the new file is bound, the old one no longer opens the unit's files", path.display())
+                    }
                     Ok(Change::Tagged { unit, path, count }) => {
                         log::info!("{unit}: {} appeared; {count} inodes tagged", path.display())
                     }

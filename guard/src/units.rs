@@ -40,6 +40,17 @@ pub fn resolve(cgroup_root: &Path, unit: &str, explicit: Option<&str>) -> Option
     Some(UnitCgroup { rel: format!("/{}", rel_path.display()), id: meta.ino(), level })
 }
 
+/// The real UID of the first non-root process in cgroup directory `dir`
+/// (read from `cgroup.procs` and `/proc/<pid>/status`), if there is one.
+pub fn running_uid(dir: &Path) -> Option<u32> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).find_map(|pid| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse::<u32>().ok()?;
+        (uid != 0).then_some(uid)
+    })
+}
+
 fn search(root: &Path, unit: &str) -> Option<PathBuf> {
     let mut queue = VecDeque::from([(root.to_path_buf(), 0usize)]);
     while let Some((dir, depth)) = queue.pop_front() {

@@ -7,6 +7,7 @@
 //! - `vm-tests demo`: the built-in demo, narrated (real systemd).
 //! - `vm-tests probe ...`: one access by a fresh process in a given cgroup
 //!   and UID (used by the suite; see probe.rs).
+//! - `vm-tests app FILE LOG`: a service's own program (executable binding).
 //!
 //! Output: one `SCENARIO <name>: PASS|FAIL ...` line per scenario and a
 //! closing `vm-tests: N passed, M failed` line; exit 0 only if none failed.
@@ -20,11 +21,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
         Some("probe") => probe::main(&args[2..]),
+        Some("app") => probe::app_main(&args[2..]),
         Some("suite") => suite::main(&args[2..]),
         Some("systemd") => systemd::test_main(),
         Some("demo") => systemd::demo_main(),
         _ => {
-            eprintln!("usage: vm-tests suite [--only NAME,...] | systemd | demo | probe [--cgroup C] [--uid U] OP ARGS...");
+            eprintln!("usage: vm-tests suite [--only NAME,...] | systemd | demo | app FILE LOG | probe [--cgroup C] [--uid U] OP ARGS...");
             2
         }
     };

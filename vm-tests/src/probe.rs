@@ -51,6 +51,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("send-fd") => op_send_fd(&rest[1], &rest[2]),
         Some("hold") => op_hold(&rest[1], rest.get(2).map(String::as_str)),
         Some("flood") => op_flood(&rest[1], rest[2].parse().unwrap_or(0)),
+        Some("hammer") => op_hammer(&rest[1], &rest[2]),
         Some("bpf-map-fd") => bpf::fd_by_id(bpf::MAP_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
         Some("bpf-prog-fd") => bpf::fd_by_id(bpf::PROG_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
         Some("bpf-link-fd") => bpf::fd_by_id(bpf::LINK_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
@@ -225,6 +226,58 @@ fn op_flood(path: &str, n: u64) -> std::io::Result<()> {
     }
     println!("FLOOD pid={} opens={n} failed={failed}", std::process::id());
     Ok(())
+}
+
+/// Opens `path` (and reads it) in a tight loop until the file `stop`
+/// exists, then reports how often each outcome happened:
+/// `HAMMER pid=.. opens=.. read=.. eacces=.. enoent=.. other=..`.
+/// `read` counts opens that succeeded and returned at least one byte.
+fn op_hammer(path: &str, stop: &str) -> std::io::Result<()> {
+    let c = cstr(path);
+    let (mut opens, mut read, mut eacces, mut enoent, mut other) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut buf = [0u8; 64];
+    println!("HAMMER-START pid={}", std::process::id());
+    let _ = std::io::stdout().flush();
+    loop {
+        for _ in 0..64 {
+            opens += 1;
+            // SAFETY: valid path and buffer; fd closed below.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EACCES) => eacces += 1,
+                    Some(libc::ENOENT) => enoent += 1,
+                    _ => other += 1,
+                }
+                continue;
+            }
+            // SAFETY: fd is open; buf is valid for its length.
+            if unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {
+                read += 1;
+            }
+            unsafe { libc::close(fd) };
+        }
+        if Path::new(stop).exists() {
+            break;
+        }
+    }
+    println!("HAMMER pid={} opens={opens} read={read} eacces={eacces} enoent={enoent} other={other}", std::process::id());
+    Ok(())
+}
+
+/// `vm-tests app <file> <log>`: a service's own program. Reads `file` and
+/// appends `app-ok` or `app-FAIL errno=<n>` to `log`.
+pub fn app_main(args: &[String]) -> i32 {
+    let (Some(file), Some(log)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: vm-tests app FILE LOG");
+        return 2;
+    };
+    let line = match std::fs::read(file) {
+        Ok(_) => "app-ok\n".to_string(),
+        Err(e) => format!("app-FAIL errno={}\n", e.raw_os_error().unwrap_or(-1)),
+    };
+    let res = std::fs::OpenOptions::new().create(true).append(true).open(log).and_then(|mut f| f.write_all(line.as_bytes()));
+    if res.is_err() { 1 } else { 0 }
 }
 
 fn op_umount(path: &str, lazy: bool) -> std::io::Result<()> {

@@ -1,8 +1,15 @@
-//! Scenarios against a real systemd (252, Debian bookworm) booted in the VM:
-//! `demo.service` gets a credential with `SetCredential=`/`LoadCredential=`,
-//! systemd mounts it under /run/credentials/demo.service, and `guard.service`
-//! protects it. `vm-tests demo` narrates the same steps that `vm-tests
-//! systemd` asserts.
+//! Scenarios against a real systemd booted in the VM (Debian bookworm's 252
+//! on 6.1, trixie's 257 on 6.12): `demo.service` gets a credential with
+//! `SetCredential=`, systemd mounts it under /run/credentials/demo.service,
+//! and `guard.service` protects it. `vm-tests demo` narrates the same steps
+//! that `vm-tests systemd` asserts.
+//!
+//! Then the seed setups (`seed_scenarios`), each its own SCENARIO line:
+//! `myapp.service` (DynamicUser=, PrivateMounts=, LoadCredentialEncrypted=,
+//! StateDirectory=), `twin-a`/`twin-b` (one static User=), `bound.service`
+//! (a shell starting the service binary; executable binding),
+//! `plain.service` (no policy; an encrypted credential), and 20 restarts of
+//! myapp while root opens its credential in a tight loop.
 //!
 //! Units (written by `cargo xtask` into the image, see xtask/src/guest.rs):
 //! - guard.service: `guard run --policy-dir /etc/guard/policies ...`, ready
@@ -137,7 +144,10 @@ fn scenario(say: &dyn Fn(&str)) -> Result<Vec<String>, String> {
     let cg2 = unit_cgroup()?;
     let new_id = cgroup_id(&cg2);
     let rearmed = wait_for("guard to re-arm after the restart", Duration::from_secs(10), || {
-        inode(CRED) != old_ino && probe(HOST, ROOT, "open", &[CRED]).denied() && probe(&cg2, SVC, "read", &[CRED]).ok()
+        // (The file is the new start's: a restart stops the unit, and with it
+        // its credentials, before it returns. Its dev:ino may repeat: tmpfs
+        // numbers inodes per superblock, and anonymous devs are reused.)
+        probe(HOST, ROOT, "open", &[CRED]).denied() && probe(&cg2, SVC, "read", &[CRED]).ok()
     })?;
     if new_id == old_id {
         return Err("the restarted unit kept its cgroup id".into());
@@ -168,36 +178,269 @@ fn scenario(say: &dyn Fn(&str)) -> Result<Vec<String>, String> {
     Ok(passed)
 }
 
-fn inode(p: &str) -> u64 {
+/// A file's "dev:ino", for the narration.
+fn inode(p: &str) -> String {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(p).map(|m| m.ino()).unwrap_or(0)
+    std::fs::metadata(p).map(|m| format!("{}:{}", m.dev(), m.ino())).unwrap_or_default()
 }
 
 /// `vm-tests systemd`: the assertions, one SCENARIO line each.
 pub fn test_main() -> i32 {
+    // How long the guest took to get here (kernel + systemd boot to this
+    // unit), for the record.
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let systemd = Command::new("systemctl").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
+    println!("SYSTEMD-BOOT: test unit started {} s after the kernel booted; {systemd}", uptime.split_whitespace().next().unwrap_or("?"));
     mkcg(SESSION);
-    mkcg("/system.slice/guard-test.service");
+    mkcg(OUTSIDE);
+    mkcg(OTHER_UNIT);
+    let (mut passed, mut failed) = (0, 0);
     match scenario(&|_| {}) {
-        Ok(passed) => {
-            for p in &passed {
+        Ok(names) => {
+            for p in &names {
                 println!("SCENARIO systemd-{p}: PASS");
             }
-            println!("vm-tests: {} passed, 0 failed", passed.len());
-            0
+            passed += names.len();
         }
         Err(e) => {
             println!("SCENARIO systemd: FAIL {e}");
-            println!("--- guard log ---\n{}", std::fs::read_to_string(GUARD_LOG).unwrap_or_default());
-            println!("vm-tests: 0 passed, 1 failed");
-            1
+            failed += 1;
         }
     }
+    type Seed = (&'static str, fn() -> Result<String, String>);
+    let seeds: [Seed; 6] = [
+        ("seed-dynamicuser-encrypted-state", seed_myapp),
+        ("seed-same-static-user-units-isolated", seed_twins),
+        ("seed-exe-binding-shell-refused", seed_bound),
+        ("seed-creds-decrypt-with-confined-host-key", seed_host_key),
+        ("seed-restart-race-20", seed_restart_race),
+        ("reload-50-under-load-one-bad-set", reload_under_load),
+    ];
+    for (name, f) in seeds {
+        let t = Instant::now();
+        match f() {
+            Ok(detail) => {
+                println!("SCENARIO systemd-{name}: PASS ({:.1} s) {detail}", t.elapsed().as_secs_f64());
+                passed += 1;
+            }
+            Err(e) => {
+                println!("SCENARIO systemd-{name}: FAIL {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        println!("--- guard log ---\n{}", std::fs::read_to_string(GUARD_LOG).unwrap_or_default());
+    }
+    println!("vm-tests: {passed} passed, {failed} failed");
+    i32::from(failed > 0)
+}
+
+// ------------------------------------------------------------ seed setups
+
+/// Root's shell outside every protected unit.
+const OUTSIDE: &str = "/system.slice/guard-test.service";
+/// Another unit, for "the same UID from another unit".
+const OTHER_UNIT: &str = "/system.slice/other.service";
+const MYAPP_CRED: &str = "/run/credentials/myapp.service/api_key";
+const MYAPP_STATE: &str = "/var/lib/private/myapp/secret";
+const MYAPP_SOURCE: &str = "/etc/credstore.encrypted/api_key.cred";
+const MYAPP_LOG: &str = "/run/myapp-log/start.log";
+const HOST_KEY: &str = "/var/lib/systemd/credential.secret";
+const DYNAMIC_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
+
+fn active(unit: &str) -> Result<(), String> {
+    wait_for(&format!("{unit} to run"), Duration::from_secs(60), || systemctl(&["is-active", unit]).is_ok()).map(|_| ())
+}
+
+fn cgroup_of(unit: &str) -> Result<String, String> {
+    systemctl(&["show", "-P", "ControlGroup", unit])
+}
+
+/// The real UID of the unit's main process.
+fn uid_of(unit: &str) -> Result<u32, String> {
+    let pid = systemctl(&["show", "-P", "MainPID", unit])?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("{unit} main pid {pid}: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| format!("{unit}: no Uid in /proc/{pid}/status"))
+}
+
+/// Waits until `file` holds at least `lines` lines; returns them.
+fn log_lines(file: &str, lines: usize) -> Result<Vec<String>, String> {
+    let mut got = Vec::new();
+    wait_for(&format!("{lines} lines in {file}"), Duration::from_secs(30), || {
+        got = std::fs::read_to_string(file).unwrap_or_default().lines().map(String::from).collect();
+        got.len() >= lines
+    })
+    .map_err(|e| format!("{e}; it holds {got:?}"))?;
+    Ok(got)
+}
+
+/// `who` opening `file` is refused by guard: EACCES and exactly one record.
+fn refused(who: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
+    refused_by(SELF_BIN, who, cgroup, uid, file)
+}
+
+const SELF_BIN: &str = "/usr/bin/vm-tests";
+
+fn refused_by(bin: &str, who: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
+    let p = probe_bin(bin, cgroup, uid, "open", &[file]);
+    if p.errno != Some(libc::EACCES) {
+        return Err(format!("{who} (uid {uid} in {cgroup}) opening {file}: {} (expected EACCES)", p.describe()));
+    }
+    let recs = records_for(p.pid);
+    if recs.len() != 1 || recs[0]["file"]["path"] != file {
+        return Err(format!("{who} opening {file}: expected 1 record naming it, got {recs:?}"));
+    }
+    Ok(())
+}
+
+fn allowed(who: &str, bin: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
+    let p = probe_bin(bin, cgroup, uid, "read", &[file]);
+    if !p.ok() {
+        return Err(format!("{who} (uid {uid} in {cgroup}) reading {file}: {} (expected to read it)", p.describe()));
+    }
+    Ok(())
+}
+
+/// 1. DynamicUser=, PrivateMounts=, LoadCredentialEncrypted=, StateDirectory=.
+fn seed_myapp() -> Result<String, String> {
+    active("myapp.service")?;
+    let lines = log_lines(MYAPP_LOG, 2)?;
+    if lines[..2] != ["cred-ok", "state-ok"] {
+        return Err(format!("myapp.service's own reads at start: {lines:?} (expected cred-ok, state-ok)"));
+    }
+    let uid = uid_of("myapp.service")?;
+    if !DYNAMIC_UIDS.contains(&uid) {
+        return Err(format!("myapp.service runs as {uid}, not a DynamicUser= UID"));
+    }
+    let cg = cgroup_of("myapp.service")?;
+    allowed("myapp's own process", SELF_BIN, &cg, uid, MYAPP_CRED)?;
+    for file in [MYAPP_CRED, MYAPP_STATE, MYAPP_SOURCE, HOST_KEY] {
+        refused("root outside the unit", OUTSIDE, ROOT, file)?;
+    }
+    refused("root in a login session", SESSION, ROOT, MYAPP_CRED)?;
+    // A login user: file permissions already refuse alice (0400, ACL or
+    // owner for the unit's UID only): EACCES, whoever said it.
+    let p = probe(SESSION, ALICE, "open", &[MYAPP_CRED]);
+    if p.errno != Some(libc::EACCES) {
+        return Err(format!("alice opening {MYAPP_CRED}: {} (expected EACCES)", p.describe()));
+    }
+    refused("the unit's UID in another unit", OTHER_UNIT, uid, MYAPP_CRED)?;
+    refused("the unit's UID in a login session", SESSION, uid, MYAPP_CRED)?;
+    refused("myapp itself, for its .cred source (setup only)", &cg, uid, MYAPP_SOURCE)?;
+    Ok(format!("dynamic uid {uid}; own reads ok; 4 files refused to root outside, cred refused to a root login, uid {uid} elsewhere, .cred refused to the unit"))
+}
+
+/// 2. Two units with the same static User=: neither reads the other's.
+fn seed_twins() -> Result<String, String> {
+    const SVC2: u32 = 1003;
+    for t in ["twin-a", "twin-b"] {
+        active(&format!("{t}.service"))?;
+        let lines = log_lines(&format!("/run/{t}/start.log"), 1)?;
+        if lines[0] != "own-ok" {
+            return Err(format!("{t}.service reading its own credential and file at start: {lines:?}"));
+        }
+    }
+    let (a, b) = (cgroup_of("twin-a.service")?, cgroup_of("twin-b.service")?);
+    for (me, my_cg, other) in [("twin-a", &a, "twin-b"), ("twin-b", &b, "twin-a")] {
+        allowed(&format!("{me} (svc2)"), SELF_BIN, my_cg, SVC2, &format!("/etc/{me}/secret"))?;
+        allowed(&format!("{me} (svc2)"), SELF_BIN, my_cg, SVC2, &format!("/run/credentials/{me}.service/token"))?;
+        refused(&format!("{me} (svc2)"), my_cg, SVC2, &format!("/run/credentials/{other}.service/token"))?;
+        refused(&format!("{me} (svc2)"), my_cg, SVC2, &format!("/etc/{other}/secret"))?;
+    }
+    // A login user the file's permissions let through (0644): guard refuses.
+    refused("alice, a login user", SESSION, ALICE, "/etc/twin-a/secret")?;
+    Ok("each twin reads its own credential and file; 4 cross reads and a login user refused, 1 record each".into())
+}
+
+/// 3. ExecStart= is a shell that starts the service binary: only the binary reads.
+fn seed_bound() -> Result<String, String> {
+    active("bound.service")?;
+    let lines = log_lines("/run/bound/start.log", 2)?;
+    if lines[..2] != ["shell-denied", "app-ok"] {
+        return Err(format!("bound.service at start: {lines:?} (expected shell-denied, then app-ok)"));
+    }
+    let cg = cgroup_of("bound.service")?;
+    let cred = "/run/credentials/bound.service/token";
+    // The harness (systemd's stand-in) places a process in the unit, which
+    // then becomes the service binary, as systemd execs ExecStart=.
+    let p = probe(&cg, SVC, "exec", &["/usr/bin/bound-app", "probe", "read", cred]);
+    if !p.ok() {
+        return Err(format!("the service binary in the unit reading {cred}: {}", p.describe()));
+    }
+    refused("another program in the unit, as its user", &cg, SVC, cred)?;
+    Ok("the shell's own open refused at start, the bound binary read; another program in the unit refused".into())
+}
+
+/// 5. Decryption keeps working for every unit while the host key is confined.
+fn seed_host_key() -> Result<String, String> {
+    active("plain.service")?;
+    let _ = std::fs::remove_file("/run/plain/start.log");
+    systemctl(&["restart", "plain.service"])?;
+    let lines = log_lines("/run/plain/start.log", 1)?;
+    if lines[0] != "cred-ok" {
+        return Err(format!("plain.service (no policy) decrypting its credential: {lines:?}"));
+    }
+    refused("root outside", OUTSIDE, ROOT, HOST_KEY)?;
+    let out = Command::new("systemd-creds")
+        .args(["decrypt", "/etc/credstore.encrypted/plain.cred", "-"])
+        .output()
+        .map_err(|e| format!("running systemd-creds: {e}"))?;
+    if out.status.success() {
+        return Err("root ran `systemd-creds decrypt` outside any unit and it worked: the host key is not confined".into());
+    }
+    Ok(format!(
+        "plain.service (no policy) decrypted at restart; root's `systemd-creds decrypt` failed: {}",
+        String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("").trim()
+    ))
+}
+
+/// 4. 20 restarts while root opens the credential in a tight loop.
+fn seed_restart_race() -> Result<String, String> {
+    const RESTARTS: usize = 20;
+    active("myapp.service")?;
+    let stop = "/tmp/hammer.stop";
+    let _ = std::fs::remove_file(stop);
+    let before = log_lines(MYAPP_LOG, 2)?.len();
+    let hammer = background(OUTSIDE, ROOT, "hammer", &[MYAPP_CRED, stop]);
+    let t = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..RESTARTS {
+        let r = Instant::now();
+        systemctl(&["restart", "myapp.service"])?;
+        log_lines(MYAPP_LOG, before + 2 * (i + 1))?;
+        slowest = slowest.max(r.elapsed());
+    }
+    let took = t.elapsed();
+    std::fs::write(stop, b"").map_err(|e| format!("{stop}: {e}"))?;
+    let out = hammer.finish();
+    let line = out.raw.lines().find(|l| l.starts_with("HAMMER ")).unwrap_or("").to_string();
+    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
+    let (Some(opens), Some(read), Some(eacces), Some(enoent)) = (field("opens="), field("read="), field("eacces="), field("enoent=")) else {
+        return Err(format!("the outsider's loop reported nothing: {:?}", out.raw));
+    };
+    let lines = log_lines(MYAPP_LOG, before + 2 * RESTARTS)?;
+    let starts = &lines[before..];
+    let failed: Vec<&String> = starts.iter().filter(|l| !l.ends_with("-ok")).collect();
+    if read != 0 || !failed.is_empty() || eacces == 0 {
+        return Err(format!("{RESTARTS} restarts: outsider opens={opens} read={read} eacces={eacces} enoent={enoent}; unit start failures {failed:?}"));
+    }
+    Ok(format!(
+        "{RESTARTS} restarts in {:.1} s (slowest {} ms): outsider {opens} opens, 0 reads ({eacces} EACCES, {enoent} ENOENT between mounts); the unit read its credential and state at all {RESTARTS} starts",
+        took.as_secs_f64(),
+        slowest.as_millis()
+    ))
 }
 
 /// `vm-tests demo`: the same steps, told to a person.
 pub fn demo_main() -> i32 {
     mkcg(SESSION);
-    mkcg("/system.slice/guard-test.service");
+    mkcg(OUTSIDE);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let systemd = Command::new("systemctl").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
     println!("\n==== guard demo: kernel {}, {} ====", kernel.trim(), systemd);
@@ -214,4 +457,97 @@ pub fn demo_main() -> i32 {
             1
         }
     }
+}
+
+/// Admin records with `action` in the agent's feed.
+fn admin_records(action: &str) -> usize {
+    std::fs::read_to_string(EVENTS)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "admin" && v["action"] == action)
+        .count()
+}
+
+fn hammer_counts(out: &Probe) -> Result<(u64, u64, u64), String> {
+    let line = out.raw.lines().find(|l| l.starts_with("HAMMER ")).unwrap_or("").to_string();
+    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
+    match (field("opens="), field("read="), field("eacces=")) {
+        (Some(o), Some(r), Some(e)) => Ok((o, r, e)),
+        _ => Err(format!("a hammer reported nothing: {:?}", out.raw)),
+    }
+}
+
+/// Test 6 of issue 8: 50 reloads (`guard reload`: SIGHUP and the agent's
+/// answer), one of them of a set with an error, while the unit and an
+/// outsider open the unit's credential in tight loops: the unit is never
+/// refused, the outsider never reads, the bad set changes nothing and is
+/// reported.
+fn reload_under_load() -> Result<String, String> {
+    const RELOADS: usize = 50;
+    const BAD_AT: usize = 25;
+    const EXTRA: &str = "/etc/guard/policies/zz-reload.toml";
+    active("demo.service")?;
+    let cg = unit_cgroup()?;
+    let (ok_before, failed_before) = (admin_records("reloaded"), admin_records("reload-failed"));
+    let stop = "/tmp/reload.stop";
+    let _ = std::fs::remove_file(stop);
+    let owner = background(&cg, SVC, "hammer", &[CRED, stop]);
+    let outsider = background(OUTSIDE, ROOT, "hammer", &[CRED, stop]);
+    let t = Instant::now();
+    let (mut slowest, mut bad_report) = (Duration::ZERO, String::new());
+    for i in 0..RELOADS {
+        // Each set differs from the last: a policy comes and goes, with
+        // another alert rate each time.
+        let text = if i == BAD_AT {
+            "unit = \"reload-test.service\"\nmode = \"enforcing\"\nallow_users = [0]\nprotect = [\"/etc/reload-test\"]\n".to_string()
+        } else if i % 2 == 0 {
+            format!("unit = \"reload-test.service\"\nmode = \"audit\"\nallow_users = [0]\nprotect = [\"/etc/reload-test\"]\n[alerts]\nrate_per_sec = {}\n", 100 + i)
+        } else {
+            String::new()
+        };
+        if text.is_empty() {
+            let _ = std::fs::remove_file(EXTRA);
+        } else {
+            std::fs::write(EXTRA, text).map_err(|e| format!("{EXTRA}: {e}"))?;
+        }
+        let r = Instant::now();
+        let out = Command::new("/usr/bin/guard").arg("reload").output().map_err(|e| format!("guard reload: {e}"))?;
+        slowest = slowest.max(r.elapsed());
+        let code = out.status.code();
+        if i == BAD_AT {
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            if code != Some(2) || !err.contains("zz-reload.toml:2:8: mode") {
+                return Err(format!("reload of a bad set: exit {code:?}, stderr {err:?} (expected exit 2 naming zz-reload.toml:2:8 mode)"));
+            }
+            bad_report = err.lines().next().unwrap_or("").to_string();
+        } else if code != Some(0) {
+            return Err(format!("reload {i}: exit {code:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    let took = t.elapsed();
+    let _ = std::fs::remove_file(EXTRA);
+    std::fs::write(stop, b"").map_err(|e| format!("{stop}: {e}"))?;
+    let (o_opens, o_read, o_eacces) = hammer_counts(&owner.finish())?;
+    let (x_opens, x_read, x_eacces) = hammer_counts(&outsider.finish())?;
+    if o_eacces != 0 || o_read != o_opens || o_opens == 0 {
+        return Err(format!("the unit during reloads: opens={o_opens} read={o_read} eacces={o_eacces} (expected every open to read)"));
+    }
+    if x_read != 0 || x_eacces != x_opens || x_opens == 0 {
+        return Err(format!("root outside during reloads: opens={x_opens} read={x_read} eacces={x_eacces} (expected every open refused)"));
+    }
+    let (ok, failed) = (admin_records("reloaded") - ok_before, admin_records("reload-failed") - failed_before);
+    if ok != RELOADS - 1 || failed != 1 {
+        return Err(format!("feed: {ok} `reloaded` and {failed} `reload-failed` records (expected {} and 1)", RELOADS - 1));
+    }
+    // The bad set left the set before it in force, and the last one is in force now.
+    if !probe(OUTSIDE, ROOT, "open", &[CRED]).denied() || !probe(&cg, SVC, "read", &[CRED]).ok() {
+        return Err("after the reloads: root not denied or the unit refused".into());
+    }
+    Ok(format!(
+        "{RELOADS} reloads in {:.1} s (slowest {} ms); the unit {o_opens} opens, all read; root outside {x_opens} opens, all EACCES; \
+         bad set refused (exit 2: {bad_report}); feed: {ok} reloaded, {failed} reload-failed",
+        took.as_secs_f64(),
+        slowest.as_millis()
+    ))
 }

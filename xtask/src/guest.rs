@@ -2,9 +2,11 @@
 //!
 //! - `busybox_image`: busybox, guard and vm-tests; `/init` runs one command.
 //!   Reaches the command in ~5 s. Used by the scenario suite and the bench.
-//! - `systemd_image`: a debootstrapped bookworm (systemd 252) with guard.service
-//!   protecting demo.service's credential under the repo's `policies/`, and a
-//!   oneshot that runs `vm-tests <command>` and powers off.
+//! - `systemd_image`: a debootstrapped Debian (bookworm's systemd 252 for the
+//!   6.1 kernel, trixie's 257 for 6.12) with guard.service enforcing the
+//!   repo's `policies/` plus `vm-tests/policies/`, the units those protect
+//!   (the demo, and the seed setups of the systemd suite), and a oneshot that
+//!   runs `vm-tests <command>` and powers off.
 
 use std::path::Path;
 
@@ -38,6 +40,7 @@ pub fn busybox_image(bins: &Binaries<'_>, loop_ko: &Path, command: &str, out: &P
 const GUARD_UNIT: &str = "[Unit]
 Description=guard: kernel-enforced secret confinement (BPF LSM)
 Before=demo.service
+After=guard-seed.service
 
 [Service]
 ExecStartPre=/bin/rm -f /tmp/guard.ready
@@ -68,6 +71,101 @@ ExecStart=/bin/sh -c 'if cat \"$CREDENTIALS_DIRECTORY/api-token\" >/dev/null; th
 WantedBy=multi-user.target
 ";
 
+/// Encrypts the seed setups' credentials with the host key (made on first
+/// use), before guard confines it: `systemd-creds encrypt` needs the key.
+/// The `.cred` files (and their directory, 0000 from systemd 254's tmpfiles)
+/// are made world-readable (they are useless without the key) so that file
+/// permissions do not hide what guard does with them.
+const SEED_CREDS_UNIT: &str = "[Unit]
+Description=encrypt the test credentials (systemd-creds, host key)
+Before=guard.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'mkdir -p /etc/credstore.encrypted && printf myapp-api-key-42 | systemd-creds encrypt --with-key=host --name=api_key - /etc/credstore.encrypted/api_key.cred && printf plain-secret-7 | systemd-creds encrypt --with-key=host --name=plain - /etc/credstore.encrypted/plain.cred && chmod 0755 /etc/credstore.encrypted && chmod 0644 /etc/credstore.encrypted/*.cred'
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// The seed setup of issue 8: DynamicUser=, PrivateMounts=, an encrypted
+/// credential, a secret under StateDirectory=. Reads both first thing and
+/// appends the outcome of every start to /run/myapp-log/start.log.
+const MYAPP_UNIT: &str = "[Unit]
+Description=seed setup: DynamicUser, PrivateMounts, LoadCredentialEncrypted, StateDirectory
+Wants=guard.service
+After=guard.service guard-seed.service
+# The suite restarts it 20 times in a row.
+StartLimitIntervalSec=0
+
+[Service]
+DynamicUser=yes
+PrivateMounts=yes
+LoadCredentialEncrypted=api_key:/etc/credstore.encrypted/api_key.cred
+StateDirectory=myapp
+RuntimeDirectory=myapp-log
+RuntimeDirectoryPreserve=yes
+ExecStart=/bin/sh -c '{ if cat \"$CREDENTIALS_DIRECTORY/api_key\" >/dev/null; then echo cred-ok; else echo cred-FAIL; fi; if cat /var/lib/myapp/secret >/dev/null; then echo state-ok; else echo state-FAIL; fi; } >> /run/myapp-log/start.log 2>&1; exec sleep infinity'
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// Two units with the same static User=svc2, each with its own secrets.
+fn twin_unit(name: &str) -> String {
+    format!(
+        "[Unit]
+Description=seed setup: static User= shared with another unit ({name})
+Wants=guard.service
+After=guard.service
+
+[Service]
+User=svc2
+RuntimeDirectory={name}
+SetCredential=token:{name}-secret
+ExecStart=/bin/sh -c '{{ if cat \"$CREDENTIALS_DIRECTORY/token\" /etc/{name}/secret >/dev/null; then echo own-ok; else echo own-FAIL; fi; }} > /run/{name}/start.log 2>&1; exec sleep infinity'
+
+[Install]
+WantedBy=multi-user.target
+"
+    )
+}
+
+/// A unit whose ExecStart= is a shell that starts the service's binary.
+/// The shell tries its credential itself first: its own open, in a
+/// subshell (`(exec 3< file)`: a failed redirection of a special builtin
+/// ends a POSIX shell, which must not take the unit down).
+const BOUND_UNIT: &str = "[Unit]
+Description=seed setup: a shell starting the service binary (executable binding)
+Wants=guard.service
+After=guard.service
+
+[Service]
+User=svc
+RuntimeDirectory=bound
+SetCredential=token:bound-secret
+ExecStart=/bin/sh -c 'if (exec 3< \"$CREDENTIALS_DIRECTORY/token\") 2>/dev/null; then echo shell-READ; else echo shell-denied; fi > /run/bound/start.log 2>&1; /usr/bin/bound-app app \"$CREDENTIALS_DIRECTORY/token\" /run/bound/start.log; exec sleep infinity'
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// A unit guard has no policy for, with an encrypted credential: systemd
+/// must still decrypt it while guard confines the host key.
+const PLAIN_UNIT: &str = "[Unit]
+Description=an unprotected unit with an encrypted credential
+After=guard.service guard-seed.service
+
+[Service]
+LoadCredentialEncrypted=plain:/etc/credstore.encrypted/plain.cred
+RuntimeDirectory=plain
+ExecStart=/bin/sh -c 'if cat \"$CREDENTIALS_DIRECTORY/plain\" >/dev/null; then echo cred-ok; else echo cred-FAIL; fi > /run/plain/start.log 2>&1; exec sleep infinity'
+
+[Install]
+WantedBy=multi-user.target
+";
+
 fn test_unit(command: &str) -> String {
     format!(
         "[Unit]
@@ -85,7 +183,9 @@ WantedBy=multi-user.target
 }
 
 /// `command` is `systemd` (assertions) or `demo` (narration).
-pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, command: &str, out: &Path) -> Result<()> {
+/// `policies` are the repo's shipped ones; `test_policies` those only the
+/// systemd suite uses (`vm-tests/policies`).
+pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_policies: &Path, command: &str, out: &Path) -> Result<()> {
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd"))?;
     let group = std::fs::read_to_string(rootfs.join("etc/group"))?;
     systemd_initramfs(
@@ -95,24 +195,47 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, comman
             ir.file_from_host("/usr/bin/vm-tests", bins.vm_tests, 0o755)?;
             // Root's own program (not the harness): see the systemd suite.
             ir.file_from_host("/usr/bin/intruder", bins.vm_tests, 0o755)?;
+            // bound.service's own binary (a copy with an inode of its own).
+            ir.file_from_host("/usr/bin/bound-app", bins.vm_tests, 0o755)?;
             ir.remove("/etc/passwd");
             ir.remove("/etc/group");
             ir.file_bytes(
                 "/etc/passwd",
-                format!("{passwd}alice:x:1000:1000:login user:/tmp:/bin/sh\nsvc:x:1002:1002:demo service:/nonexistent:/usr/sbin/nologin\n").into_bytes(),
+                format!(
+                    "{passwd}alice:x:1000:1000:login user:/tmp:/bin/sh\nsvc:x:1002:1002:demo service:/nonexistent:/usr/sbin/nologin\n\
+                     svc2:x:1003:1003:twin services:/nonexistent:/usr/sbin/nologin\n"
+                )
+                .into_bytes(),
                 0o644,
             );
-            ir.file_bytes("/etc/group", format!("{group}alice:x:1000:\nsvc:x:1002:\n").into_bytes(), 0o644);
+            ir.file_bytes("/etc/group", format!("{group}alice:x:1000:\nsvc:x:1002:\nsvc2:x:1003:\n").into_bytes(), 0o644);
+            // Secrets of the seed setups: myapp's state (systemd chowns it to
+            // the dynamic UID at start), each twin's own file.
+            ir.dir("/var/lib/private", 0o700);
+            ir.dir("/var/lib/private/myapp", 0o700);
+            ir.file_bytes("/var/lib/private/myapp/secret", b"myapp-state-secret".to_vec(), 0o600);
+            for twin in ["twin-a", "twin-b"] {
+                ir.dir(&format!("/etc/{twin}"), 0o755);
+                ir.file_bytes(&format!("/etc/{twin}/secret"), format!("{twin}-file-secret").into_bytes(), 0o644);
+            }
             ir.dir("/etc/guard", 0o755);
             ir.dir("/etc/guard/policies", 0o755);
-            for entry in std::fs::read_dir(policies)? {
-                let p = entry?.path();
-                if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                    ir.file_from_host(&format!("/etc/guard/policies/{name}"), &p, 0o644)?;
+            for dir in [policies, test_policies] {
+                for entry in std::fs::read_dir(dir)? {
+                    let p = entry?.path();
+                    if let Some(name) = p.file_name().and_then(|n| n.to_str()).filter(|n| n.ends_with(".toml")) {
+                        ir.file_from_host(&format!("/etc/guard/policies/{name}"), &p, 0o644)?;
+                    }
                 }
             }
             install_unit(ir, "guard.service", GUARD_UNIT, "multi-user.target");
             install_unit(ir, "demo.service", DEMO_UNIT, "multi-user.target");
+            install_unit(ir, "guard-seed.service", SEED_CREDS_UNIT, "multi-user.target");
+            install_unit(ir, "myapp.service", MYAPP_UNIT, "multi-user.target");
+            install_unit(ir, "twin-a.service", &twin_unit("twin-a"), "multi-user.target");
+            install_unit(ir, "twin-b.service", &twin_unit("twin-b"), "multi-user.target");
+            install_unit(ir, "bound.service", BOUND_UNIT, "multi-user.target");
+            install_unit(ir, "plain.service", PLAIN_UNIT, "multi-user.target");
             install_unit(ir, "guard-test.service", &test_unit(command), "multi-user.target");
             Ok(())
         },

@@ -54,7 +54,8 @@ enum Task {
         /// Skip the host unit tests.
         #[arg(long)]
         skip_host: bool,
-        /// Only these suite scenarios (comma-separated), e.g. 2-login-user-denied.
+        /// Only these suite scenarios (comma-separated), e.g. 2-login-user-denied;
+        /// or `systemd`: only the systemd suite.
         #[arg(long)]
         only: Option<String>,
     },
@@ -157,11 +158,17 @@ fn run_busybox(k: &Kernel, b: &Built, tag: &str, command: &str, timeout: Duratio
 }
 
 fn run_systemd(k: &Kernel, b: &Built, command: &str, timeout: Duration) -> Result<vm::VmOutcome> {
-    step("preparing the systemd (debootstrap bookworm) root filesystem (cached in target/vm)");
-    let rootfs = rootfs::ensure_systemd_rootfs(&vm_dir())?;
-    let img = vm_dir().join(format!("systemd-{command}.cpio"));
-    guest::systemd_image(&rootfs, &bins(b), &root().join("policies"), command, &img)?;
-    let log = vm_dir().join(format!("systemd-{command}-{}.log", k.name));
+    run_systemd_tagged(k, b, command, command, timeout)
+}
+
+/// `tag` names the image and the console log (`systemd-<tag>-<kernel>`).
+fn run_systemd_tagged(k: &Kernel, b: &Built, command: &str, tag: &str, timeout: Duration) -> Result<vm::VmOutcome> {
+    let suite = rootfs::suite_for(&k.name);
+    step(&format!("preparing the systemd (debootstrap {suite}) root filesystem (cached in target/vm)"));
+    let rootfs = rootfs::ensure_systemd_rootfs(&vm_dir(), suite)?;
+    let img = vm_dir().join(format!("systemd-{tag}-{}.cpio", k.name));
+    guest::systemd_image(&rootfs, &bins(b), &root().join("policies"), &root().join("vm-tests/policies"), command, &img)?;
+    let log = vm_dir().join(format!("systemd-{tag}-{}.log", k.name));
     step(&format!("booting {} with systemd for `{command}`; console log {}", k.name, log.display()));
     vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
 }
@@ -237,7 +244,9 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     steps.push(Step { kernel: "-".into(), name: "build (eBPF + static)".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
     let t = Instant::now();
     let ks = select_kernels(kernel)?;
-    let _ = rootfs::ensure_systemd_rootfs(&vm_dir())?;
+    for k in &ks {
+        let _ = rootfs::ensure_systemd_rootfs(&vm_dir(), rootfs::suite_for(&k.name))?;
+    }
     steps.push(Step { kernel: "-".into(), name: "kernels + systemd rootfs".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
 
     let suite_cmd = match only {
@@ -252,7 +261,13 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
             ("bench --short", Box::new(|| run_busybox(k, &b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
         ];
         for (name, run) in vm_steps {
-            if only.is_some() && name != "scenario suite" {
+            // `--only systemd`: the systemd suite alone; other names pick suite scenarios.
+            let wanted = match only {
+                None => true,
+                Some("systemd") => name == "systemd suite",
+                Some(_) => name == "scenario suite",
+            };
+            if !wanted {
                 continue;
             }
             let t = Instant::now();
@@ -441,22 +456,22 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "ignore-cgroup",
         file: "guard-ebpf/src/decide.rs",
-        from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
-        to: "    if (cgroup_ok || true) && uid_ok {\n        count(CNT_ALLOWED);",
+        from: "        let own = cgroup_ok\n",
+        to: "        let own = (cgroup_ok || true)\n",
         caught_by: &["3-same-uid-other-cgroup-denied"],
     },
     Mutant {
         name: "ignore-uid",
         file: "guard-ebpf/src/decide.rs",
-        from: "    if cgroup_ok && uid_ok {\n        count(CNT_ALLOWED);",
-        to: "    if cgroup_ok && (uid_ok || true) {\n        count(CNT_ALLOWED);",
+        from: "            && uid_allowed(policy, policy_id, uid)\n            && (euid == uid || uid_allowed(policy, policy_id, euid))\n",
+        to: "            && (true || uid_allowed(policy, policy_id, uid))\n            && (true || euid == uid || uid_allowed(policy, policy_id, euid))\n",
         caught_by: &["5-unit-cgroup-wrong-uid-denied"],
     },
     Mutant {
         name: "no-inheritance",
         file: "guard-ebpf/src/main.rs",
-        from: "        if dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
-        to: "        if true || dir_rule.is_null() || (*dir_rule).flags & RULE_F_INHERIT == 0 {",
+        from: "        if dir_rule.is_null() || (*dir_rule).any_flags() & RULE_F_INHERIT == 0 {",
+        to: "        if true || dir_rule.is_null() || (*dir_rule).any_flags() & RULE_F_INHERIT == 0 {",
         caught_by: &["7-new-file-in-protected-dir"],
     },
     Mutant {
@@ -476,7 +491,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "no-ptrace-check",
         file: "guard-ebpf/src/main.rs",
-        from: "decide(core::ptr::null_mut(), policy_id, &Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) })",
+        from: "decide(core::ptr::null_mut(), policy_id, 0, &Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) })",
         to: "{ let _ = (policy_id, target_tgid); 0 }",
         caught_by: &["12-memory-read-of-unit-denied"],
     },
@@ -554,8 +569,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "planted-child-is-an-insider",
         file: "guard-ebpf/src/decide.rs",
-        from: "    let cgroup_ok = cgroup_matches(policy) && !cgroup::current_tainted();",
-        to: "    let cgroup_ok = cgroup_matches(policy);",
+        from: "(cgroup_matches(policy) && !cgroup::current_tainted())",
+        to: "cgroup_matches(policy)",
         caught_by: &["22-root-cannot-become-the-unit"],
     },
     Mutant {
@@ -564,6 +579,42 @@ const MUTANTS: &[Mutant] = &[
         from: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;",
         to: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;\n    };\n    if true {\n        let _ = kept;\n        return false;",
         caught_by: &["20-rules-outlive-inode-eviction"],
+    },
+    // Issue 8: systemd's lifecycle (caught by the systemd suite).
+    Mutant {
+        name: "credentials-tagged-late",
+        file: "guard-ebpf/src/systemd.rs",
+        from: "    if !unsafe { is_cred_temp(dentry) } {\n        return false;",
+        to: "    if true || !unsafe { is_cred_temp(dentry) } {\n        return false;",
+        caught_by: &["systemd-seed-restart-race-20"],
+    },
+    Mutant {
+        name: "unit-user-ignored",
+        file: "guard-ebpf/src/decide.rs",
+        from: "        || (policy.flags & POLICY_F_UNIT_USER != 0\n",
+        to: "        || (policy.flags & POLICY_F_UNIT_USER != 0 && false\n",
+        caught_by: &["systemd-seed-dynamicuser-encrypted-state"],
+    },
+    Mutant {
+        name: "exe-binding-ignored",
+        file: "guard-ebpf/src/decide.rs",
+        from: "    if policy.flags & POLICY_F_EXE_BOUND == 0 {",
+        to: "    if true || policy.flags & POLICY_F_EXE_BOUND == 0 {",
+        caught_by: &["systemd-seed-exe-binding-shell-refused"],
+    },
+    Mutant {
+        name: "setup-only-open-to-the-unit",
+        file: "guard-ebpf/src/decide.rs",
+        from: "        cgroup_ok && systemd::current_is_setup()\n    } else {",
+        to: "        cgroup_ok\n    } else {",
+        caught_by: &["systemd-seed-dynamicuser-encrypted-state", "systemd-seed-creds-decrypt-with-confined-host-key"],
+    },
+    Mutant {
+        name: "reload-clears-before-switch",
+        file: "guard/src/run.rs",
+        from: "                Ok(next) => match next.activate(&mut k) {",
+        to: "                Ok(next) => match { enf.clear(&mut k); next.activate(&mut k) } {",
+        caught_by: &["systemd-reload-50-under-load-one-bad-set"],
     },
 ];
 
@@ -612,7 +663,12 @@ fn mutants(kernel: &str, names: &[String]) -> Result<()> {
         }
         std::fs::write(work.join(m.file), original.replacen(m.from, m.to, 1))?;
         let b = build_into(&root().join("target/mutant-build"), &work)?;
-        let out = run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?;
+        // Mutants of what only real systemd exercises run the systemd suite.
+        let out = if m.caught_by.iter().all(|c| c.starts_with("systemd-")) {
+            run_systemd_tagged(&k, &b, "systemd", &format!("mutant-{}", m.name), Duration::from_secs(900))?
+        } else {
+            run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?
+        };
         let failed: Vec<&str> = m
             .caught_by
             .iter()

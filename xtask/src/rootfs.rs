@@ -1,4 +1,4 @@
-//! A Debian bookworm root filesystem with a real systemd, for tests that need
+//! A Debian root filesystem with a real systemd, for tests that need
 //! systemd (units, `/run/credentials/<unit>/`, ...). It is packed whole into
 //! the initramfs (the cloud kernels build virtio-blk as a module, so the
 //! initramfs *is* the root filesystem) and booted with the kernel command
@@ -27,7 +27,12 @@ use crate::kernels::host_debian_mirror;
 pub const SYSTEMD_APPEND: &str = "rdinit=/lib/systemd/systemd systemd.unit=multi-user.target";
 /// Memory the systemd image needs (the ~260 MB initramfs lives in RAM twice while unpacking).
 pub const SYSTEMD_MEM_MB: u32 = 2048;
-const SUITE: &str = "bookworm";
+/// The Debian release whose systemd each test kernel is paired with: each
+/// kernel generation boots its own distribution's systemd (systemd's
+/// credential code differs between them: filesystem, ACLs, executor).
+pub fn suite_for(kernel: &str) -> &'static str {
+    if kernel.starts_with("trixie") { "trixie" } else { "bookworm" }
+}
 const INCLUDE: &str = "systemd,systemd-sysv,dbus,udev,acl";
 const MARKER: &str = ".complete";
 
@@ -44,12 +49,12 @@ pub const MASKED_UNITS: &[&str] = &[
     "systemd-journald-audit.socket",
 ];
 
-/// `<cache_root>/rootfs-bookworm-systemd`, debootstrapped once (minbase +
+/// `<cache_root>/rootfs-<suite>-systemd`, debootstrapped once (minbase +
 /// systemd, systemd-sysv, dbus, udev, acl) from the host's configured
 /// Debian mirror; rebuilt if its `.complete` marker is missing. Needs root.
-pub fn ensure_systemd_rootfs(cache_root: &Path) -> Result<PathBuf> {
+pub fn ensure_systemd_rootfs(cache_root: &Path, suite: &str) -> Result<PathBuf> {
     fs::create_dir_all(cache_root)?;
-    let dir = cache_root.canonicalize()?.join("rootfs-bookworm-systemd");
+    let dir = cache_root.canonicalize()?.join(format!("rootfs-{suite}-systemd"));
     if dir.join(MARKER).is_file() {
         eprintln!("rootfs: cached {}", dir.display());
     } else {
@@ -63,12 +68,12 @@ pub fn ensure_systemd_rootfs(cache_root: &Path) -> Result<PathBuf> {
             Command::new("debootstrap")
                 .arg("--variant=minbase")
                 .arg(format!("--include={INCLUDE}"))
-                .arg(SUITE)
+                .arg(suite)
                 .arg(&dir)
                 .arg(&mirror),
         )
         .with_context(|| format!("debootstrap into {} failed", dir.display()))?;
-        eprintln!("rootfs: debootstrap took {:.1?}", started.elapsed());
+        eprintln!("rootfs: debootstrap {suite} took {:.1?}", started.elapsed());
         // Downloaded .debs are not needed in the image.
         if let Ok(rd) = fs::read_dir(dir.join("var/cache/apt/archives")) {
             for e in rd.flatten() {

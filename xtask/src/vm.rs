@@ -32,6 +32,17 @@ pub const BASE_APPEND: &str =
 /// and `thread=single`. Without CX16 the kernel uses its software fallback:
 /// 0 failures in 9 boots, no measurable slowdown. Override with `GUARD_VM_CPU`.
 pub const QEMU_CPU: &str = "max,-cx16";
+/// QEMU accelerator. TCG, since KVM hangs on these hosts; single-threaded
+/// (both vCPUs on one host thread, interleaved). Multi-threaded TCG does not
+/// reliably emulate x86 cross-modifying code: when the kernel live-patches
+/// text with `text_poke_bp` (int3 first, then an IPI to sync the other CPU)
+/// while the other vCPU runs through that code, the other vCPU can execute
+/// a stale translation holding the int3 after the patch is done, and the
+/// guest dies with `Oops: int3`. That happened when a static key flipped
+/// (`__bpf_prog_enter`) and, in one CI run in 30, on `bpf_lsm_file_open`'s
+/// trampoline call being re-pointed while scenario 23 swapped instances
+/// under load. Real CPUs do not do this. Override with `GUARD_VM_ACCEL`.
+pub const QEMU_ACCEL: &str = "tcg,thread=single";
 /// Console substrings that mean the guest kernel is broken.
 pub const PANIC_MARKERS: &[&str] = &[
     "Kernel panic",
@@ -215,9 +226,10 @@ pub fn run_vm_with_mem(
         .to_string();
     let mut cmd = Command::new("qemu-system-x86_64");
     let cpu = std::env::var("GUARD_VM_CPU").unwrap_or_else(|_| QEMU_CPU.to_string());
+    let accel = std::env::var("GUARD_VM_ACCEL").unwrap_or_else(|_| QEMU_ACCEL.to_string());
     cmd.args([
         "-accel",
-        "tcg",
+        &accel,
         "-cpu",
         &cpu,
         "-m",

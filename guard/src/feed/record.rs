@@ -40,7 +40,8 @@ pub struct Admin {
     pub schema: &'static str,
     pub kind: &'static str,
     pub time: String,
-    /// `agent-started`, `agent-stopped`, `unloaded`, `handover`.
+    /// `agent-started`, `agent-stopped`, `unloaded`, `handover`, `replaced`,
+    /// `reloaded`, `reload-failed`.
     pub action: &'static str,
     /// The pin directory of the instance concerned.
     pub instance: String,

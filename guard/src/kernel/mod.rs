@@ -52,21 +52,28 @@ pub struct Maps {
     pub rules: InodeStorage<MapData, InodeRule>,
     pub policies: Array<MapData, PolicyEntry>,
     pub uids: HashMap<MapData, UidKey, u32>,
-    pub unit_cgroups: HashMap<MapData, u64, u32>,
+    pub unit_cgroups: HashMap<MapData, u64, UnitPolicy>,
     pub counters: PerCpuArray<MapData, u64>,
     pub trusted: HashMap<MapData, FileKey, u32>,
     pub objects: HashMap<MapData, ObjKey, u32>,
     pub self_state: Array<MapData, SelfState>,
     pub stats: PerCpuArray<MapData, PolicyStats>,
     pub evicted: HashMap<MapData, FileKey, InodeRule>,
-    pub unit_names: HashMap<MapData, UnitName, u32>,
+    pub unit_names: HashMap<MapData, UnitName, UnitPolicy>,
     pub cgroup_parents: HashMap<MapData, u64, u32>,
+    pub exe_bindings: HashMap<MapData, ExeBinding, u32>,
+    pub unit_owners: HashMap<MapData, u64, u32>,
+    pub active: Array<MapData, u32>,
 }
 
 /// The maps guard pins, by name (the ring buffer too: a restarted agent
 /// reads what the kernel wrote while no agent ran).
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 18] = [
+    MAP_ACTIVE,
     MAP_UNIT_NAMES,
+    MAP_UNIT_OWNERS,
+    MAP_LINEAGE,
+    MAP_EXE_BINDINGS,
     MAP_CGROUP_PARENTS,
     MAP_TAINTED,
     MAP_INODE_RULES,
@@ -232,6 +239,7 @@ impl Kernel {
             s.allowed += c.allowed;
             s.denied += c.denied;
             s.join_refused += c.join_refused;
+            s.credentials += c.credentials;
         }
         Ok(s)
     }
@@ -249,6 +257,46 @@ impl Kernel {
 
     /// Tags one inode, addressed by an fd of it. Returns whether it was newly
     /// tagged (false: it already carried a rule, now replaced by `rule`).
+    /// Sets generation `gen`'s slot of the inode's rule (the other slot,
+    /// the set in force or being prepared, is kept). `true` if the inode
+    /// was not protected in `gen` before.
+    pub fn tag_slot(&mut self, fd: &impl AsFd, gen: u32, policy_id: u32, flags: u32) -> Result<bool> {
+        let raw = fd.as_fd();
+        let mut rule = self.maps.rules.get(&raw, 0).unwrap_or_default();
+        let new = rule.slot(gen).is_none();
+        rule.set(gen, policy_id, flags);
+        self.maps.rules.insert(&raw, rule, 0).map_err(|e| anyhow!(e))?;
+        Ok(new)
+    }
+
+    /// The policy generation in force (0: none set yet).
+    pub fn active_gen(&self) -> u32 {
+        self.maps.active.get(&0, 0).unwrap_or(0)
+    }
+
+    /// Sets (or, with `None`, clears) generation `gen`'s policy of the unit
+    /// whose cgroup has id `cgroup_id`; an entry left with no policy goes.
+    pub fn set_unit_cgroup(&mut self, cgroup_id: u64, gen: u32, policy_id: Option<u32>) -> Result<()> {
+        let mut v = self.maps.unit_cgroups.get(&cgroup_id, 0).unwrap_or_default();
+        set_unit_slot(&mut v, gen, policy_id);
+        if v.gen == [0, 0] {
+            let _ = self.maps.unit_cgroups.remove(&cgroup_id);
+            return Ok(());
+        }
+        self.maps.unit_cgroups.insert(cgroup_id, v, 0).context("writing UNIT_CGROUPS")
+    }
+
+    /// As `set_unit_cgroup`, for a unit's cgroup directory name.
+    pub fn set_unit_name(&mut self, name: UnitName, gen: u32, policy_id: Option<u32>) -> Result<()> {
+        let mut v = self.maps.unit_names.get(&name, 0).unwrap_or_default();
+        set_unit_slot(&mut v, gen, policy_id);
+        if v.gen == [0, 0] {
+            let _ = self.maps.unit_names.remove(&name);
+            return Ok(());
+        }
+        self.maps.unit_names.insert(name, v, 0).context("writing UNIT_NAMES")
+    }
+
     pub fn tag_inode(&mut self, fd: &impl AsFd, rule: InodeRule) -> Result<bool> {
         let raw = fd.as_fd();
         match self.maps.rules.insert(&raw, rule, BPF_NOEXIST) {
@@ -267,7 +315,7 @@ impl Kernel {
     /// cgroup that existed before guard) appear: every subcgroup in
     /// `UNIT_CGROUPS`, every `cgroup.procs`/`cgroup.threads` with
     /// `RULE_F_CGROUP_PROCS`. New ones the kernel marks itself.
-    pub fn mark_unit_cgroup(&mut self, dir: &Path, policy_id: u32) -> Result<()> {
+    pub fn mark_unit_cgroup(&mut self, dir: &Path, gen: u32, policy_id: u32) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         let mut stack = vec![(dir.to_path_buf(), 0usize)];
@@ -277,15 +325,14 @@ impl Kernel {
                 Err(e) if gone(&e) => continue,
                 r => r.with_context(|| format!("stat {}", d.display()))?,
             };
-            self.maps.unit_cgroups.insert(meta.ino(), policy_id, 0).context("writing UNIT_CGROUPS")?;
+            self.set_unit_cgroup(meta.ino(), gen, Some(policy_id))?;
             for name in ["cgroup.procs", "cgroup.threads"] {
                 let f = d.join(name);
                 let fd = match open_o_path(&f, 0) {
                     Err(e) if gone(&e) => continue,
                     r => r.with_context(|| format!("opening {} (O_PATH)", f.display()))?,
                 };
-                let raw = fd.as_fd();
-                self.maps.rules.insert(&raw, InodeRule { policy_id, flags: RULE_F_CGROUP_PROCS }, 0).map_err(|e| anyhow!(e))?;
+                self.tag_slot(&fd, gen, policy_id, RULE_F_CGROUP_PROCS)?;
             }
             if depth < 16 {
                 let Ok(rd) = std::fs::read_dir(&d) else { continue };
@@ -315,6 +362,9 @@ impl Maps {
             evicted: HashMap::try_from(take(MAP_EVICTED)?)?,
             unit_names: HashMap::try_from(take(MAP_UNIT_NAMES)?)?,
             cgroup_parents: HashMap::try_from(take(MAP_CGROUP_PARENTS)?)?,
+            exe_bindings: HashMap::try_from(take(MAP_EXE_BINDINGS)?)?,
+            unit_owners: HashMap::try_from(take(MAP_UNIT_OWNERS)?)?,
+            active: Array::try_from(take(MAP_ACTIVE)?)?,
         })
     }
 }
@@ -322,6 +372,36 @@ impl Maps {
 impl Drop for Kernel {
     fn drop(&mut self) {
         self.detach_all();
+    }
+}
+
+/// Returns once no BPF program can still be running a decision that began
+/// before the call: `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for an RCU
+/// grace period, and BPF LSM programs run inside RCU read-side sections.
+/// If the kernel refuses it, waits a generous second instead.
+pub fn wait_for_decisions() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: plain syscall with no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0 as libc::c_long, 0 as libc::c_long) };
+    if r != 0 {
+        log::warn!("membarrier(GLOBAL) failed ({}); waiting 1 s for decisions in flight", std::io::Error::last_os_error());
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn set_unit_slot(v: &mut UnitPolicy, gen: u32, policy_id: Option<u32>) {
+    let b = bank(gen);
+    match policy_id {
+        Some(id) => {
+            v.gen[b] = gen;
+            v.policy_id[b] = id;
+        }
+        None => {
+            if v.gen[b] == gen {
+                v.gen[b] = 0;
+                v.policy_id[b] = 0;
+            }
+        }
     }
 }
 

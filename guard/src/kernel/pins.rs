@@ -113,8 +113,17 @@ fn pin_fd(fd: &impl AsFd, path: &Path) -> Result<()> {
 }
 
 /// The rule of one of guard's own inodes (pins, their directories, trusted binaries).
+/// Records the fingerprint of the policy set the instance now enforces (so
+/// that a restarted agent with the same files adopts it).
+pub fn set_policy_hash(k: &mut Kernel, policy_hash: u64) -> Result<()> {
+    let mut st = k.maps.self_state.get(&0, 0)?;
+    st.policy_hash = policy_hash;
+    k.maps.self_state.set(0, st, 0)?;
+    Ok(())
+}
+
 pub fn self_rule(flags: u32) -> InodeRule {
-    InodeRule { policy_id: SELF_POLICY_ID, flags: RULE_F_SELF | flags }
+    InodeRule::any(SELF_POLICY_ID, RULE_F_SELF | flags)
 }
 
 impl Kernel {
@@ -145,11 +154,14 @@ impl Kernel {
         for t in &trust.tools {
             self.maps.trusted.insert(t.key, TRUST_BPF_TOOL, 0)?;
         }
+        for w in &trust.systemd {
+            self.maps.trusted.insert(w.key, TRUST_SYSTEMD, 0)?;
+        }
         for w in &trust.cgroup_writers {
             self.maps.trusted.insert(w.key, TRUST_CGROUP_WRITER, 0)?;
         }
         self.maps.self_state.set(0, SelfState { pin_mnt: 0, policy_hash, object_hash }, 0)?;
-        for exe in std::iter::once(&trust.guard).chain(&trust.tools).chain(&trust.cgroup_writers) {
+        for exe in std::iter::once(&trust.guard).chain(&trust.tools).chain(&trust.systemd).chain(&trust.cgroup_writers) {
             let fd = exe.open_path()?;
             self.tag_inode(&fd, self_rule(RULE_F_SELF_EXEC))
                 .with_context(|| format!("write-protecting {}", exe.path.display()))?;

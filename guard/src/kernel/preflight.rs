@@ -108,11 +108,12 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
 
 /// Each hook guard attaches to, its parameter count (without the LSM's
 /// return value) as guard reads it, and the promise it keeps.
-pub const HOOKS: [(&str, usize, &str); 16] = [
-    ("bprm_check_security", 1, "a traced process cannot run guard's or systemd's binary and so take their trust"),
+pub const HOOKS: [(&str, usize, &str); 17] = [
+    ("bprm_check_security", 1, "a traced process cannot run guard's or systemd's binary and so take their trust; a unit's own program is never systemd's setup"),
+    ("task_fix_setuid", 3, "\"the unit's own user\" (@unit, DynamicUser=) is the UID systemd switched the unit to"),
     ("file_open", 1, "a protected file opens only for its unit and allowed UIDs"),
     ("file_receive", 1, "a protected file's fd cannot be passed out of its unit (SCM_RIGHTS, pidfd_getfd)"),
-    ("d_instantiate", 2, "new files inherit protection; rules come back after inode eviction; units' cgroups are recognised as they appear"),
+    ("d_instantiate", 2, "new files inherit protection; rules come back after inode eviction; units' cgroups are recognised as they appear; a unit's credentials are protected as systemd creates them"),
     ("inode_rename", 4, "protected files cannot be renamed or replaced by outsiders; guard's pins cannot be moved"),
     ("inode_unlink", 2, "protected files and guard's pins cannot be deleted by outsiders"),
     ("path_truncate", 1, "protected files and guard's binary cannot be truncated by outsiders"),

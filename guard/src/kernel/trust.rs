@@ -92,7 +92,11 @@ pub const EXECUTOR_PATHS: [&str; 2] = ["/usr/lib/systemd/systemd-executor", "/li
 pub struct Trust {
     pub guard: Exe,
     pub tools: Vec<Exe>,
-    /// May put processes into protected units' cgroups (systemd).
+    /// systemd as it runs here: PID 1's executable and `systemd-executor`
+    /// (`TRUST_SYSTEMD`: a cgroup writer, and the setup of units).
+    pub systemd: Vec<Exe>,
+    /// Other executables that may put processes into protected units'
+    /// cgroups (`--cgroup-writer`).
     pub cgroup_writers: Vec<Exe>,
 }
 
@@ -105,31 +109,35 @@ impl Trust {
             .iter()
             .map(|p| Exe::of(p).with_context(|| format!("--allow-bpf-exe {}", p.display())))
             .collect::<Result<Vec<_>>>()?;
-        let mut cgroup_writers: Vec<Exe> = Vec::new();
-        let mut add = |e: Exe| {
-            if !cgroup_writers.iter().any(|w| w.key == e.key) {
-                cgroup_writers.push(e);
+        let add = |list: &mut Vec<Exe>, e: Exe| {
+            if !list.iter().any(|w| w.key == e.key) {
+                list.push(e);
             }
         };
+        let mut systemd_exes: Vec<Exe> = Vec::new();
         if systemd {
-            add(pid1_exe()?);
+            add(&mut systemd_exes, pid1_exe()?);
             for p in EXECUTOR_PATHS {
                 if let Ok(e) = Exe::of(Path::new(p)) {
-                    add(e);
+                    add(&mut systemd_exes, e);
                 }
             }
         }
+        let mut cgroup_writers: Vec<Exe> = Vec::new();
         for p in writer_paths {
-            add(Exe::of(p).with_context(|| format!("--cgroup-writer {}", p.display()))?);
+            let e = Exe::of(p).with_context(|| format!("--cgroup-writer {}", p.display()))?;
+            if !systemd_exes.iter().any(|s| s.key == e.key) {
+                add(&mut cgroup_writers, e);
+            }
         }
-        Ok(Self { guard, tools, cgroup_writers })
+        Ok(Self { guard, tools, systemd: systemd_exes, cgroup_writers })
     }
 
     /// Bytes that change whenever what is trusted changes (part of the
     /// policy fingerprint: a different trust set means a new instance).
     pub fn fingerprint(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for e in std::iter::once(&self.guard).chain(&self.tools).chain(&self.cgroup_writers) {
+        for e in std::iter::once(&self.guard).chain(&self.tools).chain(&self.systemd).chain(&self.cgroup_writers) {
             out.extend_from_slice(&e.key.dev.to_le_bytes());
             out.extend_from_slice(&e.key.ino.to_le_bytes());
         }

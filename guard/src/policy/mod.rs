@@ -32,7 +32,7 @@ use types::{Document, RawPolicy};
 use validate::{Users, Validated};
 
 /// Most policies one directory may hold (the size of the kernel-side tables).
-pub const MAX_POLICIES: usize = 1024;
+pub const MAX_POLICIES: usize = guard_common::POLICIES_PER_BANK as usize;
 /// Default `alerts.rate_per_sec`.
 pub const DEFAULT_RATE_PER_SEC: u32 = 200;
 /// Default `alerts.burst`.
@@ -79,11 +79,24 @@ pub struct Policy {
     pub mode: Mode,
     /// Resolved UIDs, in file order.
     pub allow_uids: Vec<u32>,
-    /// `allow_users` as written ("myapp" or "0"), parallel to `allow_uids`.
+    /// `allow_users` as written ("myapp", "0" or "@unit").
     pub allow_users: Vec<String>,
+    /// `"@unit"` is allowed: the UID systemd runs the unit as.
+    pub unit_user: bool,
     pub protect: Vec<PathBuf>,
+    /// Files only systemd's setup of the unit (of every unit for `unit = "*"`) may open.
+    pub setup_only: Vec<PathBuf>,
+    /// If not empty, openers must also run one of these (by file identity).
+    pub executables: Vec<PathBuf>,
     pub rate_per_sec: u32,
     pub rate_burst: u32,
+}
+
+impl Policy {
+    /// `unit = "*"`: systemd's setup of every unit (the credential host key).
+    pub fn any_unit(&self) -> bool {
+        self.unit == validate::ANY_UNIT
+    }
 }
 
 /// Every policy of a directory, with the warnings found while loading.
@@ -94,16 +107,16 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    /// Number of protected paths over all policies.
+    /// Number of protected paths (`protect` and `setup_only`) over all policies.
     pub fn path_count(&self) -> usize {
-        self.policies.iter().map(|p| p.protect.len()).sum()
+        self.policies.iter().map(|p| p.protect.len() + p.setup_only.len()).sum()
     }
 
     /// Protected paths that do not exist (yet), checked now.
     pub fn absent_paths(&self) -> Vec<&Path> {
         self.policies
             .iter()
-            .flat_map(|p| &p.protect)
+            .flat_map(|p| p.protect.iter().chain(&p.setup_only))
             .filter(|p| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
             .map(PathBuf::as_path)
             .collect()

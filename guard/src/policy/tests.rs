@@ -218,7 +218,7 @@ fn shipped_policies_load() {
     let names: Vec<&str> = set.policies.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         names,
-        ["audit-rollout", "demo", "tls-key"],
+        ["audit-rollout", "credential-host-key", "demo", "myapp", "tls-key"],
         "sorted by file name"
     );
     for (i, p) in set.policies.iter().enumerate() {
@@ -245,7 +245,12 @@ fn shipped_policies_load() {
     assert_eq!(audit.cgroup, None);
     assert_eq!((audit.rate_per_sec, audit.rate_burst), (500, 2000));
 
-    let demo = &set.policies[1];
+    let key = &set.policies[1];
+    assert!(key.any_unit());
+    assert_eq!(key.setup_only, [PathBuf::from("/var/lib/systemd/credential.secret")]);
+    assert!(key.protect.is_empty() && key.allow_uids.is_empty());
+
+    let demo = &set.policies[2];
     assert_eq!(demo.unit, "demo.service");
     assert_eq!(demo.mode, Mode::Enforce);
     assert_eq!(demo.allow_uids, [1002]);
@@ -260,7 +265,14 @@ fn shipped_policies_load() {
         (DEFAULT_RATE_PER_SEC, DEFAULT_RATE_BURST)
     );
 
-    let tls = &set.policies[2];
+    let myapp = &set.policies[3];
+    assert_eq!(myapp.unit, "myapp.service");
+    assert!(myapp.unit_user);
+    assert!(myapp.allow_uids.is_empty());
+    assert_eq!(myapp.protect, [PathBuf::from("/var/lib/private/myapp")]);
+    assert_eq!(myapp.setup_only, [PathBuf::from("/etc/credstore.encrypted/api_key.cred")]);
+
+    let tls = &set.policies[4];
     assert_eq!(tls.unit, "nginx.service");
     assert_eq!(tls.mode, Mode::Enforce);
     assert_eq!(tls.allow_users, ["www-data", "root"]);
@@ -269,7 +281,7 @@ fn shipped_policies_load() {
     assert_eq!(tls.cgroup.as_deref(), Some("/system.slice/nginx.service"));
     assert_eq!((tls.rate_per_sec, tls.rate_burst), (200, 1000));
 
-    assert_eq!(set.path_count(), 3);
+    assert_eq!(set.path_count(), 6);
 }
 
 #[test]
@@ -429,7 +441,7 @@ fn a_single_file_must_be_toml() {
 }
 
 #[test]
-fn more_than_1024_policies_is_an_error() {
+fn more_than_512_policies_is_an_error() {
     let mut files = Vec::new();
     for i in 0..=MAX_POLICIES {
         let text = format!(
@@ -450,15 +462,15 @@ fn more_than_1024_policies_is_an_error() {
         (fixture.dir(), 0, "")
     );
     assert!(
-        d.message.contains("holds 1025 policy files; at most 1024"),
+        d.message.contains("holds 513 policy files; at most 512"),
         "{d}"
     );
 
-    // Exactly 1024 is fine.
-    fs::remove_file(fixture.dir().join("p1024.toml")).unwrap();
+    // Exactly 512 is fine.
+    fs::remove_file(fixture.dir().join("p0512.toml")).unwrap();
     assert_eq!(
-        fixture.load().expect("1024 policies load").policies.len(),
-        1024
+        fixture.load().expect("512 policies load").policies.len(),
+        512
     );
 }
 
@@ -516,7 +528,7 @@ fn unknown_field_is_an_error_listing_valid_fields() {
     );
     assert!(
         d.message
-            .contains("unit, mode, allow_users, protect, cgroup, alerts"),
+            .contains("unit, mode, allow_users, protect, executables, setup_only, cgroup, alerts"),
         "{d}"
     );
     assert!(fix_of(&d).contains("did you mean `allow_users`?"), "{d}");
@@ -1392,4 +1404,71 @@ fn passwd_lookup() {
     let file = tmp.write("passwd", "a:x:7:7::/:/bin/sh\n");
     assert_eq!(Passwd::read(&file).unwrap().uid("a"), Some(7));
     assert!(Passwd::read(&tmp.0.join("missing")).is_err());
+}
+
+// ------------------------------------- systemd seeds: @unit, exe, setup
+
+#[test]
+fn unit_user_is_allowed_by_name_at_and_mixes_with_uids() {
+    let set = load_ok(&[("p.toml", &good_with("allow_users", "allow_users = [\"@unit\", 0]"))]);
+    let p = &set.policies[0];
+    assert!(p.unit_user);
+    assert_eq!(p.allow_uids, vec![0]);
+    assert_eq!(p.allow_users, vec!["@unit".to_string(), "0".to_string()]);
+}
+
+#[test]
+fn unknown_special_user_is_an_error() {
+    let d = single("allow_users", "allow_users = [\"@self\"]", 3, "allow_users[0]", "the only special entry is \"@unit\"");
+    assert!(fix_of(&d).contains("@unit"), "{d}");
+}
+
+#[test]
+fn duplicate_unit_user_is_an_error() {
+    single("allow_users", "allow_users = [\"@unit\", \"@unit\"]", 3, "allow_users[1]", "duplicate");
+}
+
+#[test]
+fn dynamic_uid_warning_suggests_unit_user() {
+    let set = load_ok(&[("p.toml", &good_with("allow_users", "allow_users = [61190]"))]);
+    assert!(set.warnings.iter().any(|w| w.message.contains("@unit")), "{:?}", set.warnings);
+}
+
+#[test]
+fn executables_and_setup_only_load() {
+    let text = good_with("executables", "executables = [\"/bin/sh\"]") + "setup_only = [\"/etc/credstore.encrypted/api_key.cred\"]\n";
+    let set = load_ok(&[("p.toml", &text)]);
+    let p = &set.policies[0];
+    assert_eq!(p.executables, vec![PathBuf::from("/bin/sh")]);
+    assert_eq!(p.setup_only, vec![PathBuf::from("/etc/credstore.encrypted/api_key.cred")]);
+}
+
+#[test]
+fn executables_errors_name_the_entry() {
+    single("executables", "executables = []", 5, "executables", "is empty");
+    single("executables", "executables = [\"usr/bin/x\"]", 5, "executables[0]", "not absolute");
+    single("executables", "executables = [\"/tmp\"]", 5, "executables[0]", "not a regular file");
+    single("executables", "executables = [\"/bin/sh\", \"/bin/sh\"]", 5, "executables[1]", "duplicate");
+    single("executables", "executables = \"/bin/sh\"", 5, "executables", "expected an array");
+}
+
+#[test]
+fn setup_only_errors_name_the_entry() {
+    single("setup_only", "setup_only = []", 5, "setup_only", "is empty");
+    single("setup_only", "setup_only = [\"/proc/x\"]", 5, "setup_only[0]", "pseudo filesystem");
+}
+
+#[test]
+fn every_unit_policy_has_only_setup_only() {
+    let text = "unit = \"*\"\nmode = \"enforce\"\nsetup_only = [\"/var/lib/systemd/credential.secret\"]\n";
+    let set = load_ok(&[("host-key.toml", text)]);
+    let p = &set.policies[0];
+    assert!(p.any_unit());
+    assert!(p.allow_uids.is_empty() && p.protect.is_empty());
+    let bad = "unit = \"*\"\nmode = \"enforce\"\nallow_users = [0]\nsetup_only = [\"/k\"]\n";
+    let diags = load_err(&[("p.toml", bad)]);
+    only(&diags, "p.toml", 3, "allow_users", "only setup_only files");
+    let missing = "unit = \"*\"\nmode = \"enforce\"\n";
+    let diags = load_err(&[("p.toml", missing)]);
+    only(&diags, "p.toml", 1, "setup_only", "required field is missing");
 }

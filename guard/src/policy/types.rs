@@ -16,7 +16,7 @@ use toml::Spanned;
 use super::error::{closest, Diagnostic, Source};
 
 /// Fields of a policy file, in the order the schema lists them.
-pub const FIELDS: &[&str] = &["unit", "mode", "allow_users", "protect", "cgroup", "alerts"];
+pub const FIELDS: &[&str] = &["unit", "mode", "allow_users", "protect", "executables", "setup_only", "cgroup", "alerts"];
 /// Fields of the `[alerts]` table.
 pub const ALERT_FIELDS: &[&str] = &["rate_per_sec", "burst"];
 
@@ -30,6 +30,8 @@ pub struct RawPolicy {
     /// Entries keep their index in the file; a wrongly typed one is `None`.
     pub allow_users: Option<Spanned<Vec<Option<Spanned<RawUser>>>>>,
     pub protect: Option<Spanned<Vec<Option<Spanned<String>>>>>,
+    pub executables: Option<Spanned<Vec<Option<Spanned<String>>>>>,
+    pub setup_only: Option<Spanned<Vec<Option<Spanned<String>>>>>,
     pub cgroup: Option<Spanned<String>>,
     pub alerts: Option<Spanned<RawAlerts>>,
 }
@@ -120,29 +122,25 @@ impl RawPolicy {
                         Spanned::new(span, users)
                     })
                 }
-                "protect" => {
-                    raw.protect = array(src, "protect", value, diags).map(|items| {
-                        let paths = items
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, item)| string(src, &format!("protect[{i}]"), item, diags))
-                            .collect();
-                        Spanned::new(span, paths)
-                    })
-                }
+                "protect" => raw.protect = strings(src, "protect", value, diags),
+                "executables" => raw.executables = strings(src, "executables", value, diags),
+                "setup_only" => raw.setup_only = strings(src, "setup_only", value, diags),
                 "alerts" => raw.alerts = alerts(src, value, diags),
                 _ => diags.push(unknown_field(src, &key, "", FIELDS)),
             }
         }
+        // `unit = "*"` (systemd's setup of every unit) has no processes of
+        // its own to allow and only `setup_only` files.
+        let any_unit = raw.unit.as_ref().is_some_and(|u| u.get_ref() == "*");
         for (present, field, fix) in [
             (raw.unit.is_some(), "unit", "add the owning systemd unit, e.g. unit = \"myapp.service\""),
             (raw.mode.is_some(), "mode", "add mode = \"enforce\" (deny with EACCES) or mode = \"audit\" (allow and record)"),
             (
-                raw.allow_users.is_some(),
+                raw.allow_users.is_some() || any_unit,
                 "allow_users",
                 "add the users that may open the files, e.g. allow_users = [\"myapp\"] (names or numeric UIDs)",
             ),
-            (raw.protect.is_some(), "protect", "add the files or directories to confine, e.g. protect = [\"/etc/myapp/tls.key\"]"),
+            (raw.protect.is_some() || any_unit, "protect", "add the files or directories to confine, e.g. protect = [\"/etc/myapp/tls.key\"]"),
         ] {
             // A field that is present but has the wrong type was reported already.
             if !present && !seen.iter().any(|k| k == field) {
@@ -151,6 +149,24 @@ impl RawPolicy {
         }
         raw
     }
+}
+
+/// An array of strings (paths), each entry kept with its index.
+fn strings(
+    src: &Source,
+    field: &str,
+    value: Spanned<Node>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Spanned<Vec<Option<Spanned<String>>>>> {
+    let span = value.span();
+    array(src, field, value, diags).map(|items| {
+        let paths = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| string(src, &format!("{field}[{i}]"), item, diags))
+            .collect();
+        Spanned::new(span, paths)
+    })
 }
 
 fn unknown_field(src: &Source, key: &Spanned<String>, prefix: &str, valid: &[&str]) -> Diagnostic {
@@ -194,6 +210,10 @@ fn example(field: &str) -> &'static str {
         }
         ("protect", false) => "protect = [\"/etc/myapp/tls.key\"]",
         ("protect", true) => "an absolute path in quotes, e.g. \"/etc/myapp/tls.key\"",
+        ("executables", false) => "executables = [\"/usr/bin/myapp\"]",
+        ("executables", true) => "an absolute path in quotes, e.g. \"/usr/bin/myapp\"",
+        ("setup_only", false) => "setup_only = [\"/etc/credstore.encrypted/api_key.cred\"]",
+        ("setup_only", true) => "an absolute path in quotes, e.g. \"/etc/credstore.encrypted/api_key.cred\"",
         ("alerts", _) => "a table: a line [alerts] followed by rate_per_sec = 200 and burst = 1000",
         ("alerts.rate_per_sec", _) => "rate_per_sec = 200",
         ("alerts.burst", _) => "burst = 1000",

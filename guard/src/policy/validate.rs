@@ -34,6 +34,11 @@ const OTHER_UNIT_TYPES: &[&str] = &[
 ];
 /// Pseudo filesystems: what is below them is made up by the kernel.
 const PSEUDO_FS: &[(&str, &str)] = &[("/proc", "procfs"), ("/sys", "sysfs"), ("/dev", "devtmpfs")];
+/// `unit = "*"`: a policy for systemd's setup of every unit.
+pub const ANY_UNIT: &str = "*";
+/// `allow_users` entry for the UID systemd runs the unit as (any `User=`,
+/// `DynamicUser=`'s pick of the moment).
+pub const UNIT_USER: &str = "@unit";
 /// UIDs systemd hands to DynamicUser= units at run time.
 const DYNAMIC_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
 
@@ -63,7 +68,8 @@ pub(crate) fn validate(
 ) -> Validated {
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
 
-    let unit = raw.unit.filter(|unit| match check_unit(unit.get_ref()) {
+    let any_unit = raw.unit.as_ref().is_some_and(|u| u.get_ref() == ANY_UNIT);
+    let unit = raw.unit.filter(|unit| match if any_unit { Ok(()) } else { check_unit(unit.get_ref()) } {
         Ok(()) => true,
         Err((message, fix)) => {
             diags.push(src.error(&unit.span(), "unit", message, fix));
@@ -94,9 +100,43 @@ pub(crate) fn validate(
         .and_then(|list| check_users(list, users, src, diags));
 
     let protect: Vec<(usize, Spanned<PathBuf>)> = match &raw.protect {
-        Some(list) => check_protect(list, src, diags),
+        Some(list) => check_protect(list, "protect", src, diags),
         None => Vec::new(),
     };
+    let setup_only: Vec<(usize, Spanned<PathBuf>)> = match &raw.setup_only {
+        Some(list) => check_protect(list, "setup_only", src, diags),
+        None => Vec::new(),
+    };
+    let executables = match &raw.executables {
+        Some(list) => check_executables(list, src, diags),
+        None => Vec::new(),
+    };
+    if any_unit {
+        // Only systemd's setup of every unit: nothing else belongs here.
+        for (present, field, span) in [
+            (raw.allow_users.is_some(), "allow_users", raw.allow_users.as_ref().map(|x| x.span())),
+            (raw.protect.is_some(), "protect", raw.protect.as_ref().map(|x| x.span())),
+            (raw.executables.is_some(), "executables", raw.executables.as_ref().map(|x| x.span())),
+            (raw.cgroup.is_some(), "cgroup", raw.cgroup.as_ref().map(|x| x.span())),
+        ] {
+            if present {
+                diags.push(src.error(
+                    &span.unwrap_or(0..0),
+                    field,
+                    format!("a policy for every unit (unit = \"{ANY_UNIT}\") has only setup_only files, which systemd's setup of any unit may read and nothing else may"),
+                    format!("remove `{field}`, or name one unit (unit = \"myapp.service\") to confine files to its processes"),
+                ));
+            }
+        }
+        if raw.setup_only.is_none() {
+            diags.push(src.error(
+                &(0..0),
+                "setup_only",
+                format!("required field is missing: unit = \"{ANY_UNIT}\" confines files to systemd's credential setup"),
+                "add setup_only = [\"/var/lib/systemd/credential.secret\"] (the host key)",
+            ));
+        }
+    }
 
     let cgroup = raw
         .cgroup
@@ -125,9 +165,11 @@ pub(crate) fn validate(
     let (rate_per_sec, rate_burst) = check_alerts(raw.alerts.as_ref(), src, diags);
 
     let errors_now = diags.iter().filter(|d| d.is_error()).count();
-    let policy = match (&unit, mode, allowed, &raw.protect) {
-        (Some(unit), Some(mode), Some((allow_uids, allow_users)), Some(_))
-            if errors_now == errors_before =>
+    let allowed = if any_unit { Some((Vec::new(), Vec::new(), false)) } else { allowed };
+    let protect_present = raw.protect.is_some() || any_unit;
+    let policy = match (&unit, mode, allowed) {
+        (Some(unit), Some(mode), Some((allow_uids, allow_users, unit_user)))
+            if errors_now == errors_before && protect_present =>
         {
             Some(Policy {
                 id,
@@ -138,7 +180,10 @@ pub(crate) fn validate(
                 mode,
                 allow_uids,
                 allow_users,
+                unit_user,
                 protect: protect.iter().map(|(_, p)| p.get_ref().clone()).collect(),
+                setup_only: setup_only.iter().map(|(_, p)| p.get_ref().clone()).collect(),
+                executables,
                 rate_per_sec,
                 rate_burst,
             })
@@ -262,13 +307,14 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// Resolves `allow_users`; returns (uids, entries as written) if all are valid.
+/// Resolves `allow_users`; returns (uids, entries as written, whether
+/// `"@unit"` is among them) if all are valid.
 fn check_users(
     list: &Spanned<Vec<Option<Spanned<RawUser>>>>,
     users: &Users<'_>,
     src: &Source,
     diags: &mut Vec<Diagnostic>,
-) -> Option<(Vec<u32>, Vec<String>)> {
+) -> Option<(Vec<u32>, Vec<String>, bool)> {
     if list.get_ref().is_empty() {
         diags.push(src.error(
             &list.span(),
@@ -283,12 +329,34 @@ fn check_users(
     let mut written = Vec::new();
     // uid -> (index, as written), to report duplicates.
     let mut seen: HashMap<u32, (usize, String)> = HashMap::new();
+    let mut unit_user: Option<usize> = None;
     for (i, entry) in list.get_ref().iter().enumerate() {
         let Some(entry) = entry else {
             ok = false; // wrong type, reported while decoding
             continue;
         };
         let field = format!("allow_users[{i}]");
+        if let RawUser::Name(name) = entry.get_ref() {
+            if name == UNIT_USER {
+                if let Some(j) = unit_user {
+                    diags.push(src.error(&entry.span(), &field, format!("duplicate: \"{UNIT_USER}\" is already allowed by allow_users[{j}]"), "remove one of the two entries"));
+                    ok = false;
+                }
+                unit_user = Some(i);
+                written.push(name.clone());
+                continue;
+            }
+            if name.starts_with('@') {
+                diags.push(src.error(
+                    &entry.span(),
+                    &field,
+                    format!("\"{name}\" is not a user name, and the only special entry is \"{UNIT_USER}\" (the UID systemd runs the unit as, DynamicUser= included)"),
+                    format!("write \"{UNIT_USER}\", a user name without '@', or a numeric UID"),
+                ));
+                ok = false;
+                continue;
+            }
+        }
         let (uid, shown) = match entry.get_ref() {
             RawUser::Uid(n) => match u32::try_from(*n).ok().filter(|&u| i64::from(u) <= MAX_UID) {
                 Some(uid) => (uid, n.to_string()),
@@ -335,7 +403,7 @@ fn check_users(
                 &entry.span(),
                 &field,
                 format!(
-                    "UID {uid} is in the range systemd gives DynamicUser= units at run time ({}-{}); such a UID changes between runs",
+                    "UID {uid} is in the range systemd gives DynamicUser= units at run time ({}-{}); such a UID changes between runs: allow \"{UNIT_USER}\" instead",
                     DYNAMIC_UIDS.start(),
                     DYNAMIC_UIDS.end()
                 ),
@@ -348,7 +416,59 @@ fn check_users(
             RawUser::Uid(n) => n.to_string(),
         });
     }
-    ok.then_some((uids, written))
+    ok.then_some((uids, written, unit_user.is_some()))
+}
+
+/// Checks `executables`: absolute, normalised paths of regular files.
+/// Missing ones are a warning (the package may be installed later; until
+/// then nothing opens the policy's files, which is the safe side).
+fn check_executables(
+    list: &Spanned<Vec<Option<Spanned<String>>>>,
+    src: &Source,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    if list.get_ref().is_empty() {
+        diags.push(src.error(
+            &list.span(),
+            "executables",
+            "is empty: no program could open the protected files",
+            "list the service's own binaries, e.g. executables = [\"/usr/bin/myapp\"], or remove the field to allow any program of the unit",
+        ));
+        return Vec::new();
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for (i, entry) in list.get_ref().iter().enumerate() {
+        let Some(entry) = entry else { continue };
+        let field = format!("executables[{i}]");
+        if let Err((message, fix)) = check_path_shape(entry.get_ref(), "/usr/bin/myapp") {
+            diags.push(src.error(&entry.span(), &field, message, fix));
+            continue;
+        }
+        let path = PathBuf::from(entry.get_ref());
+        if out.contains(&path) {
+            diags.push(src.error(&entry.span(), &field, format!("duplicate: \"{}\" is listed twice", path.display()), "remove one of the two entries"));
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_file() => {
+                diags.push(src.error(
+                    &entry.span(),
+                    &field,
+                    format!("\"{}\" is not a regular file", path.display()),
+                    "name the program file itself (what the unit's ExecStart= runs), not its directory",
+                ));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => diags.push(src.warning(
+                &entry.span(),
+                &field,
+                format!("\"{}\" cannot be read now ({e}); until it exists, no program may open this policy's files", path.display()),
+            )),
+        }
+        out.push(path);
+    }
+    out
 }
 
 fn resolve(name: &str, users: &Users<'_>) -> Result<u32, (String, String)> {
@@ -389,22 +509,23 @@ fn resolve(name: &str, users: &Users<'_>) -> Result<u32, (String, String)> {
 /// Checks `protect`; returns the valid paths (even if others are not).
 fn check_protect(
     list: &Spanned<Vec<Option<Spanned<String>>>>,
+    name: &str,
     src: &Source,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<(usize, Spanned<PathBuf>)> {
     if list.get_ref().is_empty() {
         diags.push(src.error(
             &list.span(),
-            "protect",
+            name,
             "is empty: the policy would protect nothing",
-            "list the files or directories to confine, e.g. protect = [\"/etc/myapp/tls.key\"]",
+            format!("list the files or directories to confine, e.g. {name} = [\"/etc/myapp/tls.key\"]"),
         ));
         return Vec::new();
     }
     let mut valid: Vec<(usize, Spanned<PathBuf>)> = Vec::new();
     for (i, entry) in list.get_ref().iter().enumerate() {
         let Some(entry) = entry else { continue };
-        let field = format!("protect[{i}]");
+        let field = format!("{name}[{i}]");
         if let Err((message, fix)) = check_protect_path(entry.get_ref()) {
             diags.push(src.error(&entry.span(), &field, message, fix));
             continue;
@@ -415,7 +536,7 @@ fn check_protect(
                 &entry.span(),
                 &field,
                 format!(
-                    "duplicate: \"{}\" is already listed as protect[{j}]",
+                    "duplicate: \"{}\" is already listed as {name}[{j}]",
                     path.display()
                 ),
                 "remove one of the two entries",
@@ -427,7 +548,7 @@ fn check_protect(
                 &entry.span(),
                 &field,
                 format!(
-                    "\"{}\" is inside protect[{j}] (\"{}\"), which already covers it; the entry is redundant",
+                    "\"{}\" is inside {name}[{j}] (\"{}\"), which already covers it; the entry is redundant",
                     path.display(),
                     outer.get_ref().display()
                 ),
