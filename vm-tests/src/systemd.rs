@@ -374,7 +374,25 @@ fn seed_bound() -> Result<String, String> {
         return Err(format!("the service binary in the unit reading {cred}: {}", p.describe()));
     }
     refused("another program in the unit, as its user", &cg, SVC, cred)?;
-    Ok("the shell's own open refused at start, the bound binary read; another program in the unit refused".into())
+    // A package upgrade: a new binary renamed over the bound one. guard binds
+    // the new file (within --reconcile-ms); the restarted unit reads again.
+    let old = inode("/usr/bin/bound-app");
+    std::fs::copy("/usr/bin/bound-app", "/usr/bin/.bound-app.dpkg-new").map_err(|e| format!("copying bound-app: {e}"))?;
+    std::fs::rename("/usr/bin/.bound-app.dpkg-new", "/usr/bin/bound-app").map_err(|e| format!("renaming bound-app: {e}"))?;
+    wait_for("guard to bind the upgraded binary", Duration::from_secs(10), || {
+        std::fs::read_to_string(GUARD_LOG).unwrap_or_default().contains("/usr/bin/bound-app was replaced; the new file is bound")
+    })?;
+    let _ = std::fs::remove_file("/run/bound/start.log");
+    systemctl(&["restart", "bound.service"])?;
+    let lines = log_lines("/run/bound/start.log", 2)?;
+    if lines[..2] != ["shell-denied", "app-ok"] {
+        return Err(format!("bound.service after its binary was upgraded ({old} -> {}): {lines:?}", inode("/usr/bin/bound-app")));
+    }
+    Ok(format!(
+        "the shell's own open refused at start, the bound binary read; another program in the unit refused; \
+         after an upgrade of the binary ({old} -> {}) the restarted unit read again",
+        inode("/usr/bin/bound-app")
+    ))
 }
 
 /// 5. Decryption keeps working for every unit while the host key is confined.

@@ -277,24 +277,12 @@ impl Kernel {
     /// Sets (or, with `None`, clears) generation `gen`'s policy of the unit
     /// whose cgroup has id `cgroup_id`; an entry left with no policy goes.
     pub fn set_unit_cgroup(&mut self, cgroup_id: u64, gen: u32, policy_id: Option<u32>) -> Result<()> {
-        let mut v = self.maps.unit_cgroups.get(&cgroup_id, 0).unwrap_or_default();
-        set_unit_slot(&mut v, gen, policy_id);
-        if v.gen == [0, 0] {
-            let _ = self.maps.unit_cgroups.remove(&cgroup_id);
-            return Ok(());
-        }
-        self.maps.unit_cgroups.insert(cgroup_id, v, 0).context("writing UNIT_CGROUPS")
+        set_unit_entry(&mut self.maps.unit_cgroups, cgroup_id, gen, policy_id).context("writing UNIT_CGROUPS")
     }
 
     /// As `set_unit_cgroup`, for a unit's cgroup directory name.
     pub fn set_unit_name(&mut self, name: UnitName, gen: u32, policy_id: Option<u32>) -> Result<()> {
-        let mut v = self.maps.unit_names.get(&name, 0).unwrap_or_default();
-        set_unit_slot(&mut v, gen, policy_id);
-        if v.gen == [0, 0] {
-            let _ = self.maps.unit_names.remove(&name);
-            return Ok(());
-        }
-        self.maps.unit_names.insert(name, v, 0).context("writing UNIT_NAMES")
+        set_unit_entry(&mut self.maps.unit_names, name, gen, policy_id).context("writing UNIT_NAMES")
     }
 
     pub fn tag_inode(&mut self, fd: &impl AsFd, rule: InodeRule) -> Result<bool> {
@@ -387,6 +375,18 @@ pub fn wait_for_decisions() {
         log::warn!("membarrier(GLOBAL) failed ({}); waiting 1 s for decisions in flight", std::io::Error::last_os_error());
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
+}
+
+/// Read-modify-write of one `UnitPolicy` entry (only the agent writes an
+/// existing entry; the kernel only inserts new cgroups').
+fn set_unit_entry<K: aya::Pod>(map: &mut HashMap<MapData, K, UnitPolicy>, key: K, gen: u32, policy_id: Option<u32>) -> Result<()> {
+    let mut v = map.get(&key, 0).unwrap_or_default();
+    set_unit_slot(&mut v, gen, policy_id);
+    if v.gen == [0, 0] {
+        let _ = map.remove(&key);
+        return Ok(());
+    }
+    map.insert(key, v, 0).map_err(|e| anyhow!(e))
 }
 
 fn set_unit_slot(v: &mut UnitPolicy, gen: u32, policy_id: Option<u32>) {
