@@ -584,8 +584,10 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "credentials-tagged-late",
         file: "guard-ebpf/src/systemd.rs",
-        from: "    if !unsafe { is_cred_temp(dentry) } {\n        return false;",
-        to: "    if true || !unsafe { is_cred_temp(dentry) } {\n        return false;",
+        // Neither tagged at creation nor refused at the rename: the agent's
+        // tag after the mount appears is all that is left.
+        from: "&& name.starts_with(CRED_TEMP_PREFIX)",
+        to: "&& name.starts_with(CRED_TEMP_PREFIX) && false",
         caught_by: &["systemd-seed-restart-race-20"],
     },
     Mutant {

@@ -16,6 +16,7 @@
 //! so an error before that leaves the kernel exactly as it was.
 
 pub mod btf;
+mod hotpath;
 pub mod pins;
 pub mod preflight;
 pub mod trust;
