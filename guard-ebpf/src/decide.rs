@@ -21,8 +21,7 @@ use guard_common::*;
 
 use crate::{
     cgroup,
-    layout::{current_euid, layout_ok},
-    layout::{current_task, exe_key},
+    layout::{current_euid, current_task, exe_key, layout_ok},
     maps::{active_gen, count, policy_stats, ALLOWED_UIDS, EXE_BINDINGS, INODE_RULES, POLICIES, UNIT_OWNERS},
     report::{report, Rate, Subject},
     self_protect, systemd,

@@ -31,11 +31,11 @@ pub unsafe fn on_free(inode: *mut inode) {
     }
     let rule = unsafe { *rule };
     let flags = rule.any_flags();
-    let stats = rule.slot(active_gen()).and_then(|(policy_id, _)| policy_stats(policy_id));
     if flags & RULE_F_CGROUP_PROCS != 0 {
         // Re-derived from the parent cgroup whenever the inode comes back.
         return;
     }
+    let stats = rule.slot(active_gen()).and_then(|(policy_id, _)| policy_stats(policy_id));
     let p = inode as *const u8;
     let nlink = unsafe { read_u32(p, off!(inode_i_nlink)) };
     let magic = unsafe { sb_magic(p) };

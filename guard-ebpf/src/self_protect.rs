@@ -51,6 +51,12 @@ fn trust_of(task: *const u8) -> u32 {
     }
 }
 
+/// The `TRUST_*` of executable inode `exe` (0: none).
+#[inline(always)]
+pub unsafe fn inode_trust(exe: *const u8) -> u32 {
+    unsafe { TRUSTED.get(trust_key(crate::layout::file_key(exe))) }.copied().unwrap_or(0)
+}
+
 /// The `TRUST_*` of the current task's executable (0: none).
 #[inline(always)]
 pub fn current_trust() -> u32 {
@@ -202,8 +208,7 @@ pub unsafe fn on_exec(exe: *const u8) -> i32 {
     if !traced {
         return 0;
     }
-    let key = trust_key(unsafe { crate::layout::file_key(exe) });
-    if unsafe { TRUSTED.get(key) }.is_none() {
+    if unsafe { inode_trust(exe) } == 0 {
         return 0;
     }
     only_guard(exe as *mut inode, &Subject::new(HOOK_BPRM_CHECK, ACCESS_ALTER))

@@ -33,9 +33,9 @@ use aya_ebpf::{
 use guard_common::*;
 
 use crate::{
-    layout::{current_euid, current_task, file_key, off, read_u32, read_u64},
-    maps::{count, policy_stats, INODE_RULES, LINEAGE, TRUSTED, UNIT_CGROUPS, UNIT_OWNERS},
-    self_protect::{current_trust, trust_key},
+    layout::{current_euid, current_task, off, read_u32, read_u64},
+    maps::{count, policy_stats, INODE_RULES, LINEAGE, UNIT_CGROUPS, UNIT_OWNERS},
+    self_protect::{current_trust, inode_trust},
 };
 
 /// The name prefix systemd gives a credential while it writes it.
@@ -46,11 +46,17 @@ unsafe fn is_pid1(task: *const u8) -> bool {
     unsafe { read_u32(task, off!(task_tgid)) == 1 }
 }
 
+/// PID 1 itself, running systemd's executable (the root of the lineage;
+/// it also removes a stopped unit's credentials).
+#[inline(always)]
+pub fn current_is_pid1_systemd() -> bool {
+    (unsafe { is_pid1(current_task()) }) && current_trust() == TRUST_SYSTEMD
+}
+
 /// Whether the current task is systemd's lineage (see the module docs).
 #[inline(always)]
 fn current_in_lineage() -> bool {
-    let task = current_task();
-    unsafe { LINEAGE.get(task as u64) }.is_some() || (unsafe { is_pid1(task) } && current_trust() == TRUST_SYSTEMD)
+    unsafe { LINEAGE.get(current_task() as u64) }.is_some() || current_is_pid1_systemd()
 }
 
 /// systemd's setup: lineage, systemd's executable, UID 0 (real and effective).
@@ -59,13 +65,9 @@ pub fn current_is_setup() -> bool {
     if bpf_get_current_uid_gid() as u32 != 0 || unsafe { current_euid() } != Some(0) {
         return false;
     }
-    current_trust() == TRUST_SYSTEMD && current_in_lineage()
-}
-
-/// PID 1 itself (systemd removes a stopped unit's credentials).
-#[inline(always)]
-pub fn current_is_pid1_systemd() -> bool {
-    (unsafe { is_pid1(current_task()) }) && current_trust() == TRUST_SYSTEMD
+    // The executable is checked once: lineage is then the map or being PID 1.
+    let task = current_task();
+    current_trust() == TRUST_SYSTEMD && (unsafe { LINEAGE.get(task as u64) }.is_some() || unsafe { is_pid1(task) })
 }
 
 /// The protected unit whose cgroup the current task is in, if any.
@@ -103,8 +105,7 @@ pub unsafe fn on_exec(exe_inode: *const u8) {
     if unsafe { LINEAGE.get(task) }.is_none() {
         return;
     }
-    let key = trust_key(unsafe { file_key(exe_inode) });
-    if unsafe { TRUSTED.get(key) }.copied() != Some(TRUST_SYSTEMD) {
+    if unsafe { inode_trust(exe_inode) } != TRUST_SYSTEMD {
         let _ = LINEAGE.remove(task);
     }
 }

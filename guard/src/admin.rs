@@ -234,10 +234,21 @@ pub fn unload(root: &Path, pid_file: &Path) -> ExitCode {
     }
 }
 
-fn signal_agent(pid_file: &Path) {
-    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else { return };
+/// The pid in `pid_file`, if that process is a running guard agent;
+/// otherwise what is wrong (for `guard reload` to print).
+fn agent_pid(pid_file: &Path) -> Result<i32, String> {
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
+        return Err(format!("no running agent: cannot read a pid from {}. Start it with `guard run` (or `systemctl start guard`)", pid_file.display()));
+    };
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() == "guard" {
+    if comm.trim() != "guard" {
+        return Err(format!("pid {pid} from {} is not a running guard agent (stale pid file?)", pid_file.display()));
+    }
+    Ok(pid)
+}
+
+fn signal_agent(pid_file: &Path) {
+    if let Ok(pid) = agent_pid(pid_file) {
         // SAFETY: plain kill(2) of a pid we just checked.
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
@@ -248,15 +259,13 @@ fn signal_agent(pid_file: &Path) {
 /// agent did. Exit 0: the new set is in force; 2: the set has an error and
 /// the old one stays in force; 1: no agent, no answer, or another failure.
 pub fn reload(pid_file: &Path, timeout: std::time::Duration) -> ExitCode {
-    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else {
-        eprintln!("error: no running agent: cannot read a pid from {}. Start it with `guard run` (or `systemctl start guard`)", pid_file.display());
-        return ExitCode::FAILURE;
+    let pid = match agent_pid(pid_file) {
+        Ok(pid) => pid,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return ExitCode::FAILURE;
+        }
     };
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "guard" {
-        eprintln!("error: pid {pid} from {} is not a running guard agent (stale pid file?)", pid_file.display());
-        return ExitCode::FAILURE;
-    }
     let read = || -> Option<serde_json::Value> {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(crate::run::RELOAD_RESULT).ok()?).ok()?;
         (v["pid"].as_i64() == Some(i64::from(pid))).then_some(v)

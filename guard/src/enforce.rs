@@ -161,15 +161,15 @@ impl Enforcer {
         for k in bindings {
             let _ = kernel.maps.exe_bindings.remove(&k);
         }
+        // This bank's slot, whichever generation wrote it (an interrupted
+        // switch may have left an older one).
         let b = bank(self.gen);
-        let names: Vec<UnitName> = kernel.maps.unit_names.iter().flatten().filter(|(_, v)| v.gen[b] != 0).map(|(k, _)| k).collect();
-        for n in names {
-            let g = kernel.maps.unit_names.get(&n, 0).map(|v| v.gen[b]).unwrap_or(0);
+        let names: Vec<(UnitName, u32)> = kernel.maps.unit_names.iter().flatten().filter(|(_, v)| v.gen[b] != 0).map(|(k, v)| (k, v.gen[b])).collect();
+        for (n, g) in names {
             let _ = kernel.set_unit_name(n, g, None);
         }
-        let cgroups: Vec<u64> = kernel.maps.unit_cgroups.iter().flatten().filter(|(_, v)| v.gen[b] != 0).map(|(k, _)| k).collect();
-        for c in cgroups {
-            let g = kernel.maps.unit_cgroups.get(&c, 0).map(|v| v.gen[b]).unwrap_or(0);
+        let cgroups: Vec<(u64, u32)> = kernel.maps.unit_cgroups.iter().flatten().filter(|(_, v)| v.gen[b] != 0).map(|(k, v)| (k, v.gen[b])).collect();
+        for (c, g) in cgroups {
             let _ = kernel.set_unit_cgroup(c, g, None);
         }
     }

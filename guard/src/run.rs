@@ -346,17 +346,17 @@ struct ReloadCtx<'a> {
 fn reload(c: &ReloadCtx<'_>, seq: u64) {
     let t = Instant::now();
     let outcome: Result<(u32, String), (u8, String)> = match policy::load(&c.args.policy_dir, &c.args.passwd) {
-        Err(errors) => Err((exit::POLICY_INVALID, format!("{errors}\nguard: the policies in force are unchanged"))),
+        Err(errors) => Err((exit::POLICY_INVALID, errors.to_string())),
         Ok(set) => {
             let hash = enforce::policy_hash(&set, &c.trust.fingerprint());
             let mut enf = c.enforcer.lock().unwrap();
             let mut k = c.kernel.lock().unwrap();
             match enf.prepare_next(&set, &mut k) {
-                Err(e) => Err((1, format!("{e:#}\nguard: the policies in force are unchanged"))),
+                Err(e) => Err((1, format!("{e:#}"))),
                 Ok(next) => match next.activate(&mut k) {
                     Err(e) => {
                         next.clear(&mut k);
-                        Err((1, format!("{e:#}\nguard: the policies in force are unchanged")))
+                        Err((1, format!("{e:#}")))
                     }
                     Ok(()) => {
                         // The old generation is out of force; once no decision
@@ -382,7 +382,7 @@ fn reload(c: &ReloadCtx<'_>, seq: u64) {
     };
     let (ok, code, generation, message) = match &outcome {
         Ok((gen, m)) => (true, 0, *gen, m.clone()),
-        Err((code, m)) => (false, *code, c.enforcer.lock().unwrap().gen, m.clone()),
+        Err((code, m)) => (false, *code, c.enforcer.lock().unwrap().gen, format!("{m}\nguard: the policies in force are unchanged")),
     };
     if ok {
         log::info!("reload: {message}");

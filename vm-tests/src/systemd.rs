@@ -282,13 +282,7 @@ fn log_lines(file: &str, lines: usize) -> Result<Vec<String>, String> {
 
 /// `who` opening `file` is refused by guard: EACCES and exactly one record.
 fn refused(who: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
-    refused_by(SELF_BIN, who, cgroup, uid, file)
-}
-
-const SELF_BIN: &str = "/usr/bin/vm-tests";
-
-fn refused_by(bin: &str, who: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
-    let p = probe_bin(bin, cgroup, uid, "open", &[file]);
+    let p = probe(cgroup, uid, "open", &[file]);
     if p.errno != Some(libc::EACCES) {
         return Err(format!("{who} (uid {uid} in {cgroup}) opening {file}: {} (expected EACCES)", p.describe()));
     }
@@ -299,8 +293,8 @@ fn refused_by(bin: &str, who: &str, cgroup: &str, uid: u32, file: &str) -> Resul
     Ok(())
 }
 
-fn allowed(who: &str, bin: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
-    let p = probe_bin(bin, cgroup, uid, "read", &[file]);
+fn allowed(who: &str, cgroup: &str, uid: u32, file: &str) -> Result<(), String> {
+    let p = probe(cgroup, uid, "read", &[file]);
     if !p.ok() {
         return Err(format!("{who} (uid {uid} in {cgroup}) reading {file}: {} (expected to read it)", p.describe()));
     }
@@ -319,7 +313,7 @@ fn seed_myapp() -> Result<String, String> {
         return Err(format!("myapp.service runs as {uid}, not a DynamicUser= UID"));
     }
     let cg = cgroup_of("myapp.service")?;
-    allowed("myapp's own process", SELF_BIN, &cg, uid, MYAPP_CRED)?;
+    allowed("myapp's own process", &cg, uid, MYAPP_CRED)?;
     for file in [MYAPP_CRED, MYAPP_STATE, MYAPP_SOURCE, HOST_KEY] {
         refused("root outside the unit", OUTSIDE, ROOT, file)?;
     }
@@ -348,8 +342,8 @@ fn seed_twins() -> Result<String, String> {
     }
     let (a, b) = (cgroup_of("twin-a.service")?, cgroup_of("twin-b.service")?);
     for (me, my_cg, other) in [("twin-a", &a, "twin-b"), ("twin-b", &b, "twin-a")] {
-        allowed(&format!("{me} (svc2)"), SELF_BIN, my_cg, SVC2, &format!("/etc/{me}/secret"))?;
-        allowed(&format!("{me} (svc2)"), SELF_BIN, my_cg, SVC2, &format!("/run/credentials/{me}.service/token"))?;
+        allowed(&format!("{me} (svc2)"), my_cg, SVC2, &format!("/etc/{me}/secret"))?;
+        allowed(&format!("{me} (svc2)"), my_cg, SVC2, &format!("/run/credentials/{me}.service/token"))?;
         refused(&format!("{me} (svc2)"), my_cg, SVC2, &format!("/run/credentials/{other}.service/token"))?;
         refused(&format!("{me} (svc2)"), my_cg, SVC2, &format!("/etc/{other}/secret"))?;
     }
@@ -436,12 +430,7 @@ fn seed_restart_race() -> Result<String, String> {
     }
     let took = t.elapsed();
     std::fs::write(stop, b"").map_err(|e| format!("{stop}: {e}"))?;
-    let out = hammer.finish();
-    let line = out.raw.lines().find(|l| l.starts_with("HAMMER ")).unwrap_or("").to_string();
-    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
-    let (Some(opens), Some(read), Some(eacces), Some(enoent)) = (field("opens="), field("read="), field("eacces="), field("enoent=")) else {
-        return Err(format!("the outsider's loop reported nothing: {:?}", out.raw));
-    };
+    let Hammer { opens, read, eacces, enoent } = hammer_counts(&hammer.finish())?;
     let lines = log_lines(MYAPP_LOG, before + 2 * RESTARTS)?;
     let starts = &lines[before..];
     let failed: Vec<&String> = starts.iter().filter(|l| !l.ends_with("-ok")).collect();
@@ -487,11 +476,19 @@ fn admin_records(action: &str) -> usize {
         .count()
 }
 
-fn hammer_counts(out: &Probe) -> Result<(u64, u64, u64), String> {
+/// What a `hammer` probe reported (see probe.rs).
+struct Hammer {
+    opens: u64,
+    read: u64,
+    eacces: u64,
+    enoent: u64,
+}
+
+fn hammer_counts(out: &Probe) -> Result<Hammer, String> {
     let line = out.raw.lines().find(|l| l.starts_with("HAMMER ")).unwrap_or("").to_string();
     let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
-    match (field("opens="), field("read="), field("eacces=")) {
-        (Some(o), Some(r), Some(e)) => Ok((o, r, e)),
+    match (field("opens="), field("read="), field("eacces="), field("enoent=")) {
+        (Some(opens), Some(read), Some(eacces), Some(enoent)) => Ok(Hammer { opens, read, eacces, enoent }),
         _ => Err(format!("a hammer reported nothing: {:?}", out.raw)),
     }
 }
@@ -546,8 +543,8 @@ fn reload_under_load() -> Result<String, String> {
     let took = t.elapsed();
     let _ = std::fs::remove_file(EXTRA);
     std::fs::write(stop, b"").map_err(|e| format!("{stop}: {e}"))?;
-    let (o_opens, o_read, o_eacces) = hammer_counts(&owner.finish())?;
-    let (x_opens, x_read, x_eacces) = hammer_counts(&outsider.finish())?;
+    let Hammer { opens: o_opens, read: o_read, eacces: o_eacces, .. } = hammer_counts(&owner.finish())?;
+    let Hammer { opens: x_opens, read: x_read, eacces: x_eacces, .. } = hammer_counts(&outsider.finish())?;
     if o_eacces != 0 || o_read != o_opens || o_opens == 0 {
         return Err(format!("the unit during reloads: opens={o_opens} read={o_read} eacces={o_eacces} (expected every open to read)"));
     }
