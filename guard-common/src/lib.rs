@@ -68,6 +68,10 @@ pub const MAP_EXE_BINDINGS: &str = "EXE_BINDINGS";
 /// (`POLICY_F_UNIT_USER`). Written by the kernel; by the agent only for a
 /// unit that was already running when guard started.
 pub const MAP_UNIT_OWNERS: &str = "UNIT_OWNERS";
+/// `BPF_MAP_TYPE_HASH`: `BurstKey` -> `BurstState`: how many denied (or
+/// audited) decisions each opener process had on each protected object, so
+/// that repeated decisions become one record with a count (see `Event`).
+pub const MAP_BURSTS: &str = "BURSTS";
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -154,6 +158,14 @@ pub const MAX_LINEAGE: u32 = 64 * 1024;
 pub const MAX_EXE_BINDINGS: u32 = 4096;
 /// Activations whose UID is remembered at once (`UNIT_OWNERS`; LRU).
 pub const MAX_UNIT_OWNERS: u32 = 16 * 1024;
+/// Default size of `BURSTS`: (opener process, object, decision) keys tracked
+/// at once (`guard run --max-openers` sets it at load). A decision whose key
+/// finds no room is `CNT_UNTRACKED`: reported on its own, as before.
+pub const DEFAULT_MAX_BURSTS: u32 = 16 * 1024;
+/// Repeated decisions with the same `BurstKey` within this window of the
+/// key's last record are folded into the next record (`CNT_COALESCED`). The
+/// first decision after a quiet window is reported at once.
+pub const BURST_WINDOW_NS: u64 = 1_000_000_000;
 
 // --------------------------------------------------- inode storage value
 
@@ -495,9 +507,15 @@ pub struct PolicyStats {
 
 /// Indices into the per-CPU `COUNTERS` array. The agent sums over CPUs.
 ///
-/// Invariant, exact by construction (each decision increments exactly one of
-/// the three right-hand counters):
-/// `CNT_DENIED + CNT_AUDITED == CNT_EVENTS_SENT + CNT_DROP_RINGBUF + CNT_DROP_RATELIMIT`.
+/// Invariant, exact by construction (each denied or audited decision
+/// increments exactly one of the four right-hand counters):
+/// `CNT_DENIED + CNT_AUDITED == CNT_EVENTS_SENT + CNT_COALESCED + CNT_DROP_RINGBUF + CNT_DROP_RATELIMIT`.
+///
+/// Per opener: a decision whose `BurstKey` is in `BURSTS` is counted in its
+/// `BurstState::total`, so a dropped record loses no count: the next record
+/// for the key, or the agent's flush of the table, carries it. Only
+/// `CNT_LOST` decisions (untracked *and* dropped) are missing from the feed's
+/// per-opener totals.
 pub const CNT_PROTECTED_HITS: u32 = 0;
 pub const CNT_ALLOWED: u32 = 1;
 pub const CNT_DENIED: u32 = 2;
@@ -517,7 +535,15 @@ pub const CNT_TAMPER: u32 = 10;
 /// A protected inode was evicted but its rule could not be remembered
 /// (`EVICTED` full): that file is no longer protected. Must stay 0.
 pub const CNT_EVICT_LOST: u32 = 11;
-pub const CNT_MAX: u32 = 12;
+/// Decisions folded into a later record of the same `BurstKey` (within
+/// `BURST_WINDOW_NS` of the key's last record).
+pub const CNT_COALESCED: u32 = 12;
+/// Decisions whose `BurstKey` found no room in `BURSTS` (reported one by one).
+pub const CNT_UNTRACKED: u32 = 13;
+/// Untracked decisions whose record was also dropped: absent from every
+/// per-opener total of the feed (still in `CNT_DENIED`/`CNT_AUDITED`).
+pub const CNT_LOST: u32 = 14;
+pub const CNT_MAX: u32 = 15;
 
 pub const COUNTER_NAMES: [&str; CNT_MAX as usize] = [
     "protected_hits",
@@ -532,11 +558,67 @@ pub const COUNTER_NAMES: [&str; CNT_MAX as usize] = [
     "passed_through",
     "tamper_denied",
     "evicted_rule_lost",
+    "coalesced",
+    "untracked",
+    "lost",
 ];
+
+// ------------------------------------------------------------ coalescing
+
+/// Key of `BURSTS`: one opener process, one protected object, one decision.
+/// The process is (tgid, its leader's `start_boottime`), so a reused pid is
+/// a new key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BurstKey {
+    /// The file's inode number; for routes without a file, `target_tgid << 32 | detail`.
+    pub ino: u64,
+    /// `task->group_leader->start_boottime` of the opener (ns since boot).
+    pub start_ns: u64,
+    pub dev: u32,
+    pub tgid: u32,
+    pub policy_id: u32,
+    pub hook: u32,
+    pub access: u32,
+    pub decision: u32,
+}
+
+/// Value of `BURSTS`. `total` is exact (atomic add); the times are kept by
+/// whichever thread of the process decided last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BurstState {
+    /// Decisions with this key since it was created.
+    pub total: u64,
+    /// `total` as of the last record the kernel submitted for the key.
+    pub sent_total: u64,
+    /// When the kernel last submitted a record for the key (0: never).
+    pub sent_ns: u64,
+    /// The first decision not yet in a submitted record, or after a quiet
+    /// window (boot ns).
+    pub first_ns: u64,
+    /// The latest decision (boot ns).
+    pub last_ns: u64,
+    /// The opener as of its first decision with this key (for the records
+    /// the agent writes from the table when no kernel record carried them).
+    pub cgroup_id: u64,
+    pub exe_ino: u64,
+    pub exe_dev: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub target_tgid: u32,
+    pub detail: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
 
 // ----------------------------------------------------------------- events
 
-/// One record in the `EVENTS` ring buffer: a denied (or audited) access.
+/// One record in the `EVENTS` ring buffer: a denied (or audited) access,
+/// standing for every decision of its `BurstKey` since the key's previous
+/// record (see `total`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
@@ -548,6 +630,14 @@ pub struct Event {
     pub ino: u64,
     /// Inode number of the opener's executable (0 if unknown).
     pub exe_ino: u64,
+    /// `BurstState::total` after this decision: the record stands for
+    /// `total` minus the total of the key's previous record. 0: the key was
+    /// untracked (`CNT_UNTRACKED`); the record stands for this decision alone.
+    pub total: u64,
+    /// The first decision this record stands for (boot ns).
+    pub first_ns: u64,
+    /// `BurstKey::start_ns` of the opener.
+    pub start_ns: u64,
     /// Kernel `dev_t` of the file's superblock (`MAJOR << 20 | MINOR`).
     pub dev: u32,
     /// Kernel `dev_t` of the executable's superblock.
@@ -691,6 +781,8 @@ pub struct KernelLayout {
     pub qstr_name: u32,
     pub task_ptrace: u32,
     pub linux_binprm_file: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -724,8 +816,10 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 152);
-    assert!(core::mem::size_of::<Event>() == 88 + COMM_LEN + EVENT_PATH_LEN);
+    assert!(core::mem::size_of::<KernelLayout>() == 160);
+    assert!(core::mem::size_of::<BurstKey>() == 40);
+    assert!(core::mem::size_of::<BurstState>() == 88 + COMM_LEN);
+    assert!(core::mem::size_of::<Event>() == 112 + COMM_LEN + EVENT_PATH_LEN);
     assert!(core::mem::size_of::<Event>().is_multiple_of(8));
 };
 
@@ -747,4 +841,6 @@ mod pod {
     unsafe impl aya::Pod for super::UnitName {}
     unsafe impl aya::Pod for super::ExeBinding {}
     unsafe impl aya::Pod for super::UnitPolicy {}
+    unsafe impl aya::Pod for super::BurstKey {}
+    unsafe impl aya::Pod for super::BurstState {}
 }

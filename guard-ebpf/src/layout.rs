@@ -54,6 +54,8 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     qstr_name: 0,
     task_ptrace: 0,
     linux_binprm_file: 0,
+    task_group_leader: 0,
+    task_start_boottime: 0,
     magic: LAYOUT_UNFILLED,
 };
 

@@ -21,6 +21,8 @@
 //! no other map, flat in the number of protected files.
 #![no_std]
 #![no_main]
+// BPF inline asm (one atomic add in `report`); aya-ebpf enables it too.
+#![feature(asm_experimental_arch)]
 
 mod cgroup;
 mod decide;

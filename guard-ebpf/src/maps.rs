@@ -48,6 +48,11 @@ pub static EXE_BINDINGS: HashMap<ExeBinding, u32, { MAX_EXE_BINDINGS as usize }>
 #[btf_map]
 pub static EVENTS: RingBuf<Event, { DEFAULT_RINGBUF_BYTES as usize }> = RingBuf::new();
 
+/// Denied (or audited) decisions per (opener process, object, decision);
+/// sized at load (`guard run --max-openers`).
+#[btf_map]
+pub static BURSTS: HashMap<BurstKey, BurstState, { DEFAULT_MAX_BURSTS as usize }> = HashMap::new();
+
 #[btf_map]
 pub static COUNTERS: PerCpuArray<u64, { CNT_MAX as usize }> = PerCpuArray::new();
 

@@ -198,7 +198,7 @@ fn run(args: &BenchArgs) -> Result<Report> {
     // One Kernel (own maps) per protected-file count, plus one for `empty`.
     let mut kernels = Vec::new();
     let mut variants = vec![Variant { name: "baseline".into(), kernel: None, secret: None }];
-    let mut floor = Kernel::load(&layout, 1 << 16, true)?;
+    let mut floor = Kernel::load(&layout, 1 << 16, DEFAULT_MAX_BURSTS, true)?;
     floor.events = None;
     kernels.push(floor);
     variants.push(Variant { name: "empty".into(), kernel: Some((0, PROG_EMPTY)), secret: None });
@@ -214,7 +214,7 @@ fn run(args: &BenchArgs) -> Result<Report> {
             paths.push(p);
         }
         let t = Instant::now();
-        let mut k = Kernel::load(&layout, 1 << 22, true)?;
+        let mut k = Kernel::load(&layout, 1 << 22, DEFAULT_MAX_BURSTS, true)?;
         let policy = Policy {
             id: 0,
             name: format!("bench-{n}"),

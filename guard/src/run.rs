@@ -71,6 +71,12 @@ pub struct RunArgs {
     /// Ring buffer size in bytes (a power of two, at least a page).
     #[arg(long, default_value_t = DEFAULT_RINGBUF_BYTES)]
     pub ringbuf_bytes: u32,
+    /// Opener processes whose denials are counted (and coalesced) one by one
+    /// at once: (process, file, decision) keys in the kernel's table. A
+    /// decision that finds no room is reported on its own (counted as
+    /// `untracked`, and as `lost` if that record is dropped too).
+    #[arg(long, default_value_t = guard_common::DEFAULT_MAX_BURSTS, value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub max_openers: u32,
     /// Re-check units at least this often, in addition to cgroup tree events.
     #[arg(long, default_value_t = 1000)]
     pub reconcile_ms: u64,
@@ -191,7 +197,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
             (k, enforcer, format!("adopted instance {} (no reload, no re-attach)", dir.display()))
         }
         None => {
-            let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;
+            let mut k = Kernel::load(&layout, args.ringbuf_bytes, args.max_openers, false)?;
             let mut enforcer = Enforcer::new(&set, &args.cgroup_root, 1);
             enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
             enforcer.activate(&mut k)?;
@@ -223,6 +229,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         }
     }
     let ring = k.events.take().context("ring buffer already taken")?;
+    let bursts = k.bursts.take();
     let klog = k.logger.take();
     let stats_fd = if args.prog_stats || args.metrics.is_some() {
         Some(kernel::enable_runtime_stats()?)
@@ -273,7 +280,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         });
     }
     let namer = Namer::new(&args.passwd, &args.cgroup_root);
-    let reader = tokio::spawn(feed::read_ring(ring, hub.clone(), enforcer.clone(), namer));
+    let reader = tokio::spawn(feed::read_ring(ring, bursts, hub.clone(), enforcer.clone(), namer));
     let watcher = tokio::spawn(watch_units(kernel.clone(), enforcer.clone(), Duration::from_millis(args.reconcile_ms)));
 
     if let Some(path) = &args.ready_file {

@@ -312,6 +312,8 @@ pub fn start_agent(policy_dir: &str, extra: &[&str]) -> Agent {
         // This guest has no systemd: the harness (this binary) plays its part
         // of putting processes into units' cgroups.
         .args(["--no-systemd-cgroup-writer", "--cgroup-writer", SELF])
+        // Small on purpose: the floods (scenarios 16 and 24) overflow both.
+        .args(["--ringbuf-bytes", "65536", "--max-openers", "512"])
         .args(extra)
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -52,6 +52,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("hold") => op_hold(&rest[1], rest.get(2).map(String::as_str)),
         Some("flood") => op_flood(&rest[1], rest[2].parse().unwrap_or(0)),
         Some("hammer") => op_hammer(&rest[1], &rest[2]),
+        Some("flood-many") => op_flood_many(&rest[1], rest[2].parse().unwrap_or(0), rest[3].parse().unwrap_or(0)),
         Some("bpf-map-fd") => bpf::fd_by_id(bpf::MAP_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
         Some("bpf-prog-fd") => bpf::fd_by_id(bpf::PROG_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
         Some("bpf-link-fd") => bpf::fd_by_id(bpf::LINK_GET_FD_BY_ID, rest[1].parse().unwrap_or(0)),
@@ -225,6 +226,74 @@ fn op_flood(path: &str, n: u64) -> std::io::Result<()> {
         }
     }
     println!("FLOOD pid={} opens={n} failed={failed}", std::process::id());
+    Ok(())
+}
+
+/// `procs` processes (forked, so all in this probe's cgroup and UID) each
+/// open `path` `n` times, all starting together; prints one
+/// `FLOOD pid=<child> opens=<n> failed=<k>` line per child, then
+/// `FLOOD-MANY procs=<procs> secs=<wall time of the flood>`.
+fn op_flood_many(path: &str, procs: usize, n: u64) -> std::io::Result<()> {
+    let c = cstr(path);
+    let mut go = [0i32; 2];
+    let mut results = [0i32; 2];
+    // SAFETY: plain syscalls on arrays of two fds.
+    if unsafe { libc::pipe(go.as_mut_ptr()) } != 0 || unsafe { libc::pipe(results.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    println!("FLOOD-START pid={}", std::process::id());
+    let _ = std::io::stdout().flush();
+    let mut children = 0;
+    for _ in 0..procs {
+        // SAFETY: this probe is single-threaded; the child only makes
+        // syscalls and formats into a stack buffer before _exit.
+        match unsafe { libc::fork() } {
+            -1 => break,
+            0 => unsafe {
+                libc::close(go[1]);
+                let mut b = [0u8; 1];
+                // Wait for the start: the parent closes its end.
+                libc::read(go[0], b.as_mut_ptr() as *mut _, 1);
+                let mut failed = 0u64;
+                for _ in 0..n {
+                    let fd = libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        failed += 1;
+                    } else {
+                        libc::close(fd);
+                    }
+                }
+                let mut line = [0u8; 96];
+                let mut w = &mut line[..];
+                let _ = writeln!(w, "FLOOD pid={} opens={n} failed={failed}", libc::getpid());
+                let len = 96 - w.len();
+                // One write under PIPE_BUF: atomic among the children's.
+                libc::write(results[1], line.as_ptr() as *const _, len);
+                libc::_exit(0);
+            },
+            _ => children += 1,
+        }
+    }
+    unsafe {
+        libc::close(go[0]);
+        libc::close(results[1]);
+    }
+    let t = std::time::Instant::now();
+    unsafe { libc::close(go[1]) };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let r = unsafe { libc::read(results[0], buf.as_mut_ptr() as *mut _, buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..r as usize]);
+    }
+    for _ in 0..children {
+        unsafe { libc::wait(std::ptr::null_mut()) };
+    }
+    print!("{}", String::from_utf8_lossy(&out));
+    println!("FLOOD-MANY procs={children} secs={:.2}", t.elapsed().as_secs_f64());
     Ok(())
 }
 

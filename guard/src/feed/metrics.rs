@@ -76,13 +76,18 @@ pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> String {
     }
 
     let s = &hub.stats;
-    let _ = writeln!(out, "# HELP guard_records_total Feed records received from the kernel, by policy, unit and decision.");
-    let _ = writeln!(out, "# TYPE guard_records_total counter");
+    let _ = writeln!(out, "# HELP guard_decisions_total Decisions the feed's records stand for (the sum of their counts), by policy, unit and decision.");
+    let _ = writeln!(out, "# TYPE guard_decisions_total counter");
     for ((policy, unit, decision), n) in s.by_policy.lock().unwrap().iter() {
-        let _ = writeln!(out, "guard_records_total{{policy=\"{policy}\",unit=\"{unit}\",decision=\"{decision}\"}} {n}");
+        let _ = writeln!(out, "guard_decisions_total{{policy=\"{policy}\",unit=\"{unit}\",decision=\"{decision}\"}} {n}");
     }
     let simple = [
         ("guard_feed_received_total", "counter", "Records read from the ring buffer.", s.received.load(Ordering::Relaxed)),
+        ("guard_feed_flushed_total", "counter", "Records written from the kernel's burst table (remainders of quiet bursts).", s.flushed.load(Ordering::Relaxed)),
+        ("guard_feed_superseded_total", "counter", "Kernel records whose decisions a table flush had already told.", s.superseded.load(Ordering::Relaxed)),
+        ("guard_burst_keys", "gauge", "(opener, object, decision) keys in the kernel's burst table at the last flush.", s.burst_keys.load(Ordering::Relaxed)),
+        ("guard_burst_keys_told", "gauge", "Keys the agent remembers totals for (live and recently retired).", s.burst_keys_told.load(Ordering::Relaxed)),
+        ("guard_burst_keys_retired_total", "counter", "Keys deleted from the burst table because their process exited.", s.burst_keys_retired.load(Ordering::Relaxed)),
         ("guard_feed_malformed_total", "counter", "Ring buffer items that did not decode.", s.malformed.load(Ordering::Relaxed)),
         ("guard_subscribers", "gauge", "Connected feed subscribers.", s.subscribers.load(Ordering::Relaxed)),
         ("guard_subscribers_total", "counter", "Subscribers ever connected.", s.subscribers_total.load(Ordering::Relaxed)),

@@ -9,6 +9,7 @@
 //! records and is sent a `gap` record saying how many; a subscriber whose
 //! socket stays unwritable is cut off. The reader never waits on either.
 
+pub mod bursts;
 pub mod metrics;
 pub mod record;
 pub mod socket;
@@ -23,11 +24,13 @@ use std::{
 };
 
 use anyhow::Result;
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
+use guard_common::{BurstKey, BurstState, Event};
 use bytes::Bytes;
 use tokio::{io::unix::AsyncFd, sync::broadcast};
 
 use crate::enforce::Enforcer;
+use bursts::{Share, Tally};
 use record::{Admin, Gap, Namer, Record};
 
 /// How many records a consumer may fall behind before it starts losing them.
@@ -48,7 +51,17 @@ pub struct FeedStats {
     pub subscribers_cut_off: AtomicU64,
     pub subscriber_missed: AtomicU64,
     pub output_missed: AtomicU64,
-    /// (policy, unit, decision) -> records received.
+    /// Kernel records whose decisions a flush of the table had told already.
+    pub superseded: AtomicU64,
+    /// Records written from the kernel's burst table (remainders of bursts).
+    pub flushed: AtomicU64,
+    /// Keys in the kernel's burst table at the last flush.
+    pub burst_keys: AtomicU64,
+    /// Keys the agent remembers (live and recently retired): its memory bound.
+    pub burst_keys_told: AtomicU64,
+    /// Keys deleted from it because their processes exited.
+    pub burst_keys_retired: AtomicU64,
+    /// (policy, unit, decision) -> decisions the feed's records stand for.
     pub by_policy: Mutex<BTreeMap<(String, String, &'static str), u64>>,
 }
 
@@ -83,9 +96,16 @@ impl Default for Hub {
     }
 }
 
-/// Drains the ring buffer for as long as the agent runs.
+/// How often the kernel's burst table is read for quiet remainders.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Drains the ring buffer for as long as the agent runs, turning each
+/// record's running total into its count, and flushes the remainders of
+/// bursts that went quiet from the kernel's table (`bursts`, when this agent
+/// holds it).
 pub async fn read_ring(
     ring: RingBuf<MapData>,
+    mut bursts: Option<BpfHashMap<MapData, BurstKey, BurstState>>,
     hub: Hub,
     enforcer: Arc<Mutex<Enforcer>>,
     mut namer: Namer,
@@ -93,47 +113,72 @@ pub async fn read_ring(
     // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd
     // owns it, and nothing else registers it.
     let mut fd = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("registering the ring buffer: {e}"))?;
+    let mut tally = Tally::default();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        let mut batch = 0u32;
-        while let Some(item) = ring.next() {
-            batch += 1;
-            hub.stats.received.fetch_add(1, Ordering::Relaxed);
-            let Some(ev) = record::decode(&item) else {
-                hub.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            drop(item);
-            let rec = {
-                let enf = enforcer.lock().unwrap();
-                namer.record(&ev, &enf)
-            };
-            *hub
-                .stats
-                .by_policy
-                .lock()
-                .unwrap()
-                .entry((rec.policy.clone(), rec.unit.clone(), rec.decision))
-                .or_default() += 1;
-            match serde_json::to_vec(&rec) {
-                Ok(json) => hub.publish_line(json, Some(rec)),
-                Err(_) => {
-                    hub.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            ready = fd.readable_mut() => {
+                let mut guard = ready?;
+                let drained = drain(guard.get_inner_mut(), &mut tally, &hub, &enforcer, &mut namer);
+                if drained {
+                    guard.clear_ready();
+                } else {
+                    // Under a flood the ring never empties: give the other
+                    // tasks (metrics, subscribers) their turn.
+                    drop(guard);
+                    tokio::task::yield_now().await;
                 }
             }
-            if batch >= 256 {
-                // Under a flood the ring never empties: give the other tasks
-                // (metrics, subscribers) their turn.
-                break;
+            _ = tick.tick() => {
+                let Some(table) = bursts.as_mut() else { continue };
+                // Kernel records first: they carry exact times and paths.
+                drain(fd.get_mut(), &mut tally, &hub, &enforcer, &mut namer);
+                let flushed = tally.flush(table, bursts::boot_now_ns());
+                hub.stats.burst_keys.store(flushed.keys as u64, Ordering::Relaxed);
+                hub.stats.burst_keys_told.store(tally.len() as u64, Ordering::Relaxed);
+                hub.stats.burst_keys_retired.fetch_add(flushed.retired as u64, Ordering::Relaxed);
+                for (ev, share) in flushed.records {
+                    hub.stats.flushed.fetch_add(1, Ordering::Relaxed);
+                    publish(&ev, &share, "table", &hub, &enforcer, &mut namer);
+                }
             }
         }
-        if batch >= 256 {
-            drop(guard);
-            tokio::task::yield_now().await;
+    }
+}
+
+/// Reads up to 256 records; true if the ring is empty.
+fn drain(ring: &mut RingBuf<MapData>, tally: &mut Tally, hub: &Hub, enforcer: &Arc<Mutex<Enforcer>>, namer: &mut Namer) -> bool {
+    for _ in 0..256 {
+        let Some(item) = ring.next() else { return true };
+        hub.stats.received.fetch_add(1, Ordering::Relaxed);
+        let Some(ev) = record::decode(&item) else {
+            hub.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        drop(item);
+        let share = tally.take(&bursts::key_of(&ev), ev.total, ev.first_ns, ev.ts_boot_ns);
+        if share.count == 0 {
+            // Its decisions were told already (by a flush of the table).
+            hub.stats.superseded.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        guard.clear_ready();
+        publish(&ev, &share, "kernel", hub, enforcer, namer);
+    }
+    false
+}
+
+fn publish(ev: &Event, share: &Share, origin: &'static str, hub: &Hub, enforcer: &Arc<Mutex<Enforcer>>, namer: &mut Namer) {
+    let rec = {
+        let enf = enforcer.lock().unwrap();
+        namer.record(ev, share, origin, &enf)
+    };
+    *hub.stats.by_policy.lock().unwrap().entry((rec.policy.clone(), rec.unit.clone(), rec.decision)).or_default() += share.count;
+    match serde_json::to_vec(&rec) {
+        Ok(json) => hub.publish_line(json, Some(rec)),
+        Err(_) => {
+            hub.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -1,23 +1,37 @@
 //! One feed record: the kernel's `Event`, decoded and named.
 //!
-//! The JSON form is versioned (`"schema": "guard.event/v1"`) and described
-//! by `schema/event-v1.json`; tests check every emitted record against it.
+//! The JSON form is versioned (`"schema": "guard.event/v2"`) and described
+//! by `schema/event-v2.json`; tests check every emitted record against it.
+//! v2 is v1 plus `count`, `first_time`, `opener_total` and `origin`: one
+//! access record may stand for many decisions (see `bursts.rs`).
 
 use std::{collections::HashMap, path::Path, time::{Duration, SystemTime}};
 
 use guard_common::*;
 use serde::Serialize;
 
+use super::bursts::Share;
 use crate::{enforce::{file_id_from_kernel, Enforcer}, policy::{Mode, Passwd}, units};
 
-pub const SCHEMA: &str = "guard.event/v1";
+pub const SCHEMA: &str = "guard.event/v2";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
     pub schema: &'static str,
     pub kind: &'static str,
-    /// RFC 3339, UTC, nanoseconds.
+    /// RFC 3339, UTC, nanoseconds: the last decision the record stands for.
     pub time: String,
+    /// The first decision the record stands for (== `time` when `count` is 1).
+    pub first_time: String,
+    /// Decisions the record stands for: same opener process, object and
+    /// decision, between `first_time` and `time`.
+    pub count: u64,
+    /// The opener's decisions on this object so far, this record included
+    /// (null: the kernel had no room to track the opener).
+    pub opener_total: Option<u64>,
+    /// `kernel`: written by the kernel as it decided; `table`: the remainder
+    /// of a burst, flushed by the agent from the kernel's counts once quiet.
+    pub origin: &'static str,
     pub decision: &'static str,
     pub hook: &'static str,
     pub access: Vec<&'static str>,
@@ -184,7 +198,7 @@ impl Namer {
         exe
     }
 
-    pub fn record(&mut self, ev: &Event, enforcer: &Enforcer) -> Record {
+    pub fn record(&mut self, ev: &Event, share: &Share, origin: &'static str, enforcer: &Enforcer) -> Record {
         let tamper = ev.policy_id == SELF_POLICY_ID;
         let policy = if tamper { None } else { enforcer.policy(ev.policy_id) };
         let file_path = if ev.path_len > 1 {
@@ -197,7 +211,7 @@ impl Namer {
         };
         let comm_end = ev.comm.iter().position(|&b| b == 0).unwrap_or(ev.comm.len());
         let cgroup = self.cgroup(ev.cgroup_id);
-        let wall = SystemTime::UNIX_EPOCH + self.boot_offset + Duration::from_nanos(ev.ts_boot_ns);
+        let wall = |ns: u64| SystemTime::UNIX_EPOCH + self.boot_offset + Duration::from_nanos(ns);
         let mut access = Vec::new();
         if ev.access & ACCESS_READ != 0 {
             access.push("read");
@@ -211,7 +225,11 @@ impl Namer {
         Record {
             schema: SCHEMA,
             kind: if tamper { "tamper" } else { "access" },
-            time: rfc3339(wall),
+            time: rfc3339(wall(ev.ts_boot_ns)),
+            first_time: rfc3339(wall(share.first_ns.min(ev.ts_boot_ns))),
+            count: share.count,
+            opener_total: share.total,
+            origin,
             decision: if ev.decision == DECISION_AUDITED { "audited" } else { "denied" },
             hook: HOOK_NAMES.get(ev.hook as usize).copied().unwrap_or("unknown"),
             access,
@@ -251,9 +269,10 @@ impl Record {
     /// The one-line human form used when stdout is a terminal.
     pub fn human(&self) -> String {
         format!(
-            "{} {} {} {} by pid {} ({}) uid {}{} cgroup {} [policy {} / {}]",
+            "{} {}{} {} {} by pid {} ({}) uid {}{} cgroup {} [policy {} / {}]",
             self.time,
             self.decision.to_uppercase(),
+            if self.count > 1 { format!(" x{} since {}", self.count, self.first_time) } else { String::new() },
             self.access.join("+"),
             self.file.path.as_deref().unwrap_or("?"),
             self.process.pid,

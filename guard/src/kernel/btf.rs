@@ -233,6 +233,8 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         qstr_name: f("qstr", "name")?,
         task_ptrace: f("task_struct", "ptrace")?,
         linux_binprm_file: f("linux_binprm", "file")?,
+        task_group_leader: f("task_struct", "group_leader")?,
+        task_start_boottime: f("task_struct", "start_boottime")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -69,7 +69,7 @@ pub struct Maps {
 
 /// The maps guard pins, by name (the ring buffer too: a restarted agent
 /// reads what the kernel wrote while no agent ran).
-pub const PINNED_MAPS: [&str; 18] = [
+pub const PINNED_MAPS: [&str; 19] = [
     MAP_ACTIVE,
     MAP_UNIT_NAMES,
     MAP_UNIT_OWNERS,
@@ -88,6 +88,7 @@ pub const PINNED_MAPS: [&str; 18] = [
     MAP_POLICY_STATS,
     MAP_EVICTED,
     MAP_EVENTS,
+    MAP_BURSTS,
 ];
 
 pub struct Kernel {
@@ -96,6 +97,8 @@ pub struct Kernel {
     pub maps: Maps,
     /// Taken by the event reader.
     pub events: Option<RingBuf<MapData>>,
+    /// The per-opener counts behind coalesced records; taken by the event reader.
+    pub bursts: Option<HashMap<MapData, BurstKey, BurstState>>,
     /// Attached but not pinned (the bench; an instance before `arm` pins it).
     links: Vec<(&'static str, LsmLinkId)>,
     /// Kernel-side diagnostics (aya-log); taken by the agent, which drains it.
@@ -114,12 +117,13 @@ pub type Counters = [u64; CNT_MAX as usize];
 impl Kernel {
     /// Creates the maps and loads (verifies) every enforcing program (and,
     /// for the bench, the empty one); attaches nothing.
-    pub fn load(layout: &KernelLayout, ringbuf_bytes: u32, with_empty: bool) -> Result<Self> {
+    pub fn load(layout: &KernelLayout, ringbuf_bytes: u32, max_openers: u32, with_empty: bool) -> Result<Self> {
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&btf));
         loader.override_global(GLOBAL_LAYOUT, layout, true);
         loader.map_max_entries(MAP_EVENTS, ringbuf_bytes);
+        loader.map_max_entries(MAP_BURSTS, max_openers);
         let mut ebpf = loader.load(OBJECT).map_err(|e| explain_load_error(anyhow!(e)))?;
         // Must be taken before the programs load (it holds the log map's fd).
         let logger = aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| anyhow!("kernel-side logger: {e}"))?;
@@ -143,7 +147,8 @@ impl Kernel {
         let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"));
         let maps = Maps::from_taken(&mut take)?;
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
-        Ok(Self { ebpf: Some(ebpf), maps, events, links: Vec::new(), logger: Some(logger), instance: None, programs, map_fds })
+        let bursts = Some(HashMap::try_from(take(MAP_BURSTS)?)?);
+        Ok(Self { ebpf: Some(ebpf), maps, events, bursts, links: Vec::new(), logger: Some(logger), instance: None, programs, map_fds })
     }
 
     /// Opens an instance that is already enforcing, from its pins. Nothing
@@ -162,6 +167,7 @@ impl Kernel {
         };
         let maps = Maps::from_taken(&mut take)?;
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
+        let bursts = Some(HashMap::try_from(take(MAP_BURSTS)?)?);
         let mut programs = Vec::new();
         for key in maps.objects.keys() {
             let key = key?;
@@ -178,7 +184,7 @@ impl Kernel {
             .iter()
             .find(|(n, _)| n == PROG_FILE_OPEN)
             .and_then(|(_, id)| aya_log::EbpfLogger::init_from_id(*id).ok());
-        Ok(Self { ebpf: None, maps, events, links: Vec::new(), logger, instance: Some(dir.to_path_buf()), programs, map_fds: Vec::new() })
+        Ok(Self { ebpf: None, maps, events, bursts, links: Vec::new(), logger, instance: Some(dir.to_path_buf()), programs, map_fds: Vec::new() })
     }
 
     /// Attaches one program of a fresh load (unpinned: it lives as long as this `Kernel`).
