@@ -730,6 +730,18 @@ fn flood(agent: &Agent) -> Outcome {
     ensure!(missed == 0, "the events file missed {missed} records");
     ensure!(lost == 0, "{lost} decisions lost with two openers");
     let counts = opener_counts(lines_before, FLOOD_FILE);
+    // The first denial of each burst is a record of its own, written by the
+    // kernel at once (an alert never waits for the window).
+    for (pid, _) in &openers {
+        let first = records_where(&format!("\"pid\":{pid},"), |r| r["kind"] == "access" && r["process"]["pid"].as_u64() == Some(*pid))
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("opener {pid}: no record"))?;
+        ensure!(
+            first["count"] == 1 && first["origin"] == "kernel" && first["first_time"] == first["time"],
+            "opener {pid}: the burst's first record is not its first denial alone, written by the kernel: {first}"
+        );
+    }
     let mut records = 0;
     for (pid, want) in &openers {
         let c = counts.get(pid).copied().unwrap_or_default();

@@ -482,6 +482,27 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["2-login-user-denied", "8-unrelated-unaffected-and-audit-recorded"],
     },
     Mutant {
+        name: "records-carry-no-total",
+        file: "guard-ebpf/src/report.rs",
+        from: "        (*ev).total = total;",
+        to: "        (*ev).total = 0;",
+        caught_by: &["16-flood-accounting"],
+    },
+    Mutant {
+        name: "first-denial-waits",
+        file: "guard-ebpf/src/report.rs",
+        from: "        if st.sent_ns != 0 && now.saturating_sub(st.sent_ns) < BURST_WINDOW_NS {",
+        to: "        if (st.sent_ns != 0 && now.saturating_sub(st.sent_ns) < BURST_WINDOW_NS) || total < 100 {",
+        caught_by: &["16-flood-accounting"],
+    },
+    Mutant {
+        name: "table-never-flushed",
+        file: "guard/src/feed/mod.rs",
+        from: "                let flushed = tally.flush(table, bursts::boot_now_ns());",
+        to: "                let _ = &table;\n                let flushed = bursts::Flushed::default();",
+        caught_by: &["16-flood-accounting", "24-flood-1000-openers"],
+    },
+    Mutant {
         name: "no-fd-receive-check",
         file: "guard-ebpf/src/main.rs",
         from: "unsafe { judge_file(ctx.arg(0), HOOK_FILE_RECEIVE) }",
@@ -555,8 +576,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "retire-before-arm",
         file: "guard/src/run.rs",
-        from: "            let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;",
-        to: "            for old in &existing {\n                let _ = pins::retire(old);\n            }\n            let mut k = Kernel::load(&layout, args.ringbuf_bytes, false)?;",
+        from: "            let mut k = Kernel::load(&layout, args.ringbuf_bytes, args.max_openers, false)?;",
+        to: "            for old in &existing {\n                let _ = pins::retire(old);\n            }\n            let mut k = Kernel::load(&layout, args.ringbuf_bytes, args.max_openers, false)?;",
         caught_by: &["23-upgrade-replaces-instance-with-no-gap"],
     },
     Mutant {

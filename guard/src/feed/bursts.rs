@@ -23,7 +23,7 @@ use guard_common::*;
 /// record of it still in the ring buffer is not told twice.
 const RETIRED_KEEP_NS: u64 = 30 * 1_000_000_000;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Told {
     /// The key's total as of the last record told.
     total: u64,
@@ -31,6 +31,9 @@ struct Told {
     last_ns: u64,
     /// When the key was deleted from `BURSTS` (boot ns), if it was.
     retired_ns: u64,
+    /// The path the opener used, from the key's last kernel record (the
+    /// table has none, and a file the kernel tagged is not in the agent's).
+    path: Option<Box<[u8]>>,
 }
 
 #[derive(Default)]
@@ -82,6 +85,19 @@ impl Tally {
         Share { count, total: Some(total), first_ns: first_ns.min(last_ns) }
     }
 
+    /// Remembers the path of a kernel record for the remainders of its key.
+    pub fn remember_path(&mut self, ev: &Event) {
+        if ev.total == 0 || ev.path_len <= 1 {
+            return;
+        }
+        if let Some(t) = self.told.get_mut(&key_of(ev)) {
+            let end = ev.path.iter().position(|&b| b == 0).unwrap_or(ev.path.len());
+            if t.path.as_deref() != Some(&ev.path[..end]) {
+                t.path = Some(ev.path[..end].into());
+            }
+        }
+    }
+
     /// Keys tracked (live and retired).
     pub fn len(&self) -> usize {
         self.told.len()
@@ -102,7 +118,12 @@ impl Tally {
             }
             let told = self.told.get(&key).map_or(0, |t| t.total);
             if st.total > told {
-                let ev = event_of(&key, &st);
+                let mut ev = event_of(&key, &st);
+                if let Some(p) = self.told.get(&key).and_then(|t| t.path.as_deref()) {
+                    let n = p.len().min(EVENT_PATH_LEN - 1);
+                    ev.path[..n].copy_from_slice(&p[..n]);
+                    ev.path_len = n as i32 + 1;
+                }
                 let share = self.take(&key, st.total, st.first_ns, st.last_ns);
                 out.records.push((ev, share));
             }
@@ -218,6 +239,19 @@ mod tests {
         // The kernel's first_ns predates a flush the agent did: clamp.
         let s = t.take(&k, 8, 15, 30);
         assert_eq!(s.first_ns, 21);
+    }
+
+    #[test]
+    fn a_kernel_records_path_is_kept_for_the_keys_remainders() {
+        let mut t = Tally::default();
+        let mut ev: Event = unsafe { std::mem::zeroed() };
+        (ev.dev, ev.ino, ev.tgid, ev.start_ns, ev.hook, ev.access, ev.decision) = (1, 7, 1, 99, HOOK_FILE_OPEN, ACCESS_READ, DECISION_DENIED);
+        ev.total = 1;
+        ev.path[..4].copy_from_slice(b"/a/b");
+        ev.path_len = 5;
+        t.take(&key_of(&ev), 1, 0, 0);
+        t.remember_path(&ev);
+        assert_eq!(t.told[&key(1)].path.as_deref(), Some(&b"/a/b"[..]));
     }
 
     #[test]

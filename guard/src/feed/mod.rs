@@ -158,6 +158,7 @@ fn drain(ring: &mut RingBuf<MapData>, tally: &mut Tally, hub: &Hub, enforcer: &A
         };
         drop(item);
         let share = tally.take(&bursts::key_of(&ev), ev.total, ev.first_ns, ev.ts_boot_ns);
+        tally.remember_path(&ev);
         if share.count == 0 {
             // Its decisions were told already (by a flush of the table).
             hub.stats.superseded.fetch_add(1, Ordering::Relaxed);
