@@ -572,13 +572,13 @@ fn peers_md(md: &mut String, name: &str, r: &serde_json::Value) {
          unprotected = the program's first lookup misses (or it has none) and it returns 0; allowed = it hits and returns 0; denied = it hits and returns an error; other = an unknown verdict. \
          Helpers are named from /proc/kallsyms (inlined map lookups call the map's own function).\n"
     );
-    let _ = writeln!(md, "| program (insns loaded) | path | paths (saturating) | insns min..max | helper calls min..max | helpers |\n|---|---|---:|---:|---:|---|");
+    let _ = writeln!(md, "| program (insns loaded) | path | paths (saturating) | insns min..max | helper calls min..max | helpers | verdicts |\n|---|---|---:|---:|---:|---|---|");
     for p in r["paths"].as_array().into_iter().flatten() {
         for row in p["paths"].as_array().into_iter().flatten() {
             let helpers: Vec<&str> = row["helpers"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
             let _ = writeln!(
                 md,
-                "| {} ({}) | {} | {} | {}..{} | {}..{} | {} |",
+                "| {} ({}) | {} | {} | {}..{} | {}..{} | {} | {} |",
                 p["program"].as_str().unwrap_or(""),
                 p["xlated_insns"],
                 row["outcome"].as_str().unwrap_or(""),
@@ -591,7 +591,8 @@ fn peers_md(md: &mut String, name: &str, r: &serde_json::Value) {
                 row["insns_max"],
                 row["helpers_min"],
                 row["helpers_max"],
-                if helpers.is_empty() { "-".to_string() } else { helpers.join(", ") }
+                if helpers.is_empty() { "-".to_string() } else { helpers.join(", ") },
+                row["verdicts"].as_array().into_iter().flatten().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
             );
         }
     }

@@ -98,6 +98,8 @@ pub struct PathStats {
     pub helpers_max: usize,
     /// The helper `imm`s called on any of these paths.
     pub helper_ids: BTreeSet<i32>,
+    /// The verdicts these paths return, where known (as i32).
+    pub verdicts: BTreeSet<i32>,
 }
 
 impl PathStats {
@@ -119,6 +121,7 @@ impl PathStats {
         self.helpers_min = self.helpers_min.min(o.helpers_min);
         self.helpers_max = self.helpers_max.max(o.helpers_max);
         self.helper_ids.extend(o.helper_ids.iter().copied());
+        self.verdicts.extend(o.verdicts.iter().copied());
     }
 }
 
@@ -350,7 +353,11 @@ impl Walker<'_> {
                             (Some(true), V::Known(x)) if (x as i32) < 0 => Outcome::Denied,
                             _ => Outcome::Other,
                         };
-                        let stats = PathStats { paths: 1, insns_min: 1, insns_max: 1, helpers_min: 0, helpers_max: 0, helper_ids: BTreeSet::new() };
+                        let verdicts = match s.r[0] {
+                            V::Known(x) => BTreeSet::from([x as i32]),
+                            _ => BTreeSet::new(),
+                        };
+                        let stats = PathStats { paths: 1, insns_min: 1, insns_max: 1, helpers_min: 0, helpers_max: 0, helper_ids: BTreeSet::new(), verdicts };
                         return Ok(BTreeMap::from([(outcome, stats)]));
                     }
                 }
@@ -580,6 +587,8 @@ pub struct PathRow {
     pub helpers_min: usize,
     pub helpers_max: usize,
     pub helpers: Vec<String>,
+    /// Known verdicts (errnos negative).
+    pub verdicts: Vec<i32>,
 }
 
 /// Counts the paths of a loaded program (prev verdict 0, file unknown).
@@ -600,20 +609,22 @@ pub fn loaded_paths(label: &str, p: &Loaded, names: &HelperNames) -> Result<Prog
                 helpers_min: s.helpers_min,
                 helpers_max: s.helpers_max,
                 helpers: s.helper_ids.iter().map(|&h| names.label(h)).collect(),
+                verdicts: s.verdicts.iter().copied().collect(),
             })
             .collect(),
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use object::{Object, ObjectSection, ObjectSymbol};
 
     /// `BPF_FUNC_inode_storage_get` (the ELF carries helper ids).
-    const HELPER_INODE_STORAGE_GET: i32 = 145;
+    pub(crate) const HELPER_INODE_STORAGE_GET: i32 = 145;
 
-    fn elf_prog(symbol: &str) -> (Vec<Insn>, usize) {
+    /// `symbol`'s section in the embedded object, parsed, and its first instruction.
+    pub(crate) fn elf_prog(symbol: &str) -> (Vec<Insn>, usize) {
         let obj = object::File::parse(super::super::OBJECT).expect("the embedded eBPF object parses");
         let sec = obj.section_by_name("lsm/file_open").expect("an lsm/file_open section");
         let sym = obj
