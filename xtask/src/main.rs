@@ -59,13 +59,18 @@ enum Task {
         #[arg(long)]
         only: Option<String>,
     },
-    /// `guard bench` in the VM on each kernel. Without --short, writes BENCHMARKS.md.
+    /// `guard bench` (busybox guest) and `guard bench-peers` (systemd guest)
+    /// on each kernel. Without --short, writes BENCHMARKS.md.
     Bench {
         #[arg(long)]
         short: bool,
         #[arg(long)]
         kernel: Option<String>,
     },
+    /// Write BENCHMARKS.md again from the last bench run's reports
+    /// (target/vm/bench-reports.json), without running anything.
+    #[command(hide = true)]
+    BenchMd,
     /// Build deliberately broken variants of the eBPF program and check that
     /// the suite catches each one (a test that cannot fail is a defect).
     Mutants {
@@ -85,6 +90,7 @@ fn main() {
         Task::Demo { kernel } => demo(&kernel),
         Task::Test { kernel, skip_host, only } => test(kernel.as_deref(), skip_host, only.as_deref()),
         Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
+        Task::BenchMd => bench_md(),
         Task::Mutants { kernel, only } => mutants(&kernel, &only),
     };
     if let Err(e) = res {
@@ -443,12 +449,23 @@ fn bench(short: bool, kernel: Option<&str>) -> Result<BenchReports> {
         eprintln!("xtask: peer bench on {} took {:.0} s; {}", k.name, t.elapsed().as_secs_f64(), peers["hot_path_check"].as_str().unwrap_or(""));
         reports.push((k.name.clone(), guard, peers));
     }
+    let saved = vm_dir().join("bench-reports.json");
+    std::fs::write(&saved, serde_json::to_string(&reports)?).with_context(|| format!("writing {}", saved.display()))?;
     if !short {
         let md = benchmarks_md(&reports);
         std::fs::write(root().join("BENCHMARKS.md"), md)?;
         eprintln!("xtask: wrote BENCHMARKS.md");
     }
     Ok(reports)
+}
+
+fn bench_md() -> Result<()> {
+    let saved = vm_dir().join("bench-reports.json");
+    let text = std::fs::read_to_string(&saved).with_context(|| format!("reading {} (run `cargo xtask bench` first)", saved.display()))?;
+    let reports: BenchReports = serde_json::from_str(&text).with_context(|| format!("parsing {}", saved.display()))?;
+    std::fs::write(root().join("BENCHMARKS.md"), benchmarks_md(&reports))?;
+    eprintln!("xtask: wrote BENCHMARKS.md from {}", saved.display());
+    Ok(())
 }
 
 fn benchmarks_md(reports: &[(String, serde_json::Value, serde_json::Value)]) -> String {

@@ -498,7 +498,7 @@ pub fn loaded_programs(name: &str) -> Result<Vec<Loaded>> {
 }
 
 const BPF_LINK_GET_NEXT_ID: u32 = 31;
-const BPF_LINK_GET_FD_BY_ID: u32 = 34;
+const BPF_LINK_GET_FD_BY_ID: u32 = 30;
 
 /// The ids of the programs behind every BPF link in the kernel (an attached
 /// LSM program has one). Root only.
