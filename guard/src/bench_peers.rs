@@ -7,6 +7,7 @@
 //! - `guard-1`: guard's `file_open` protecting one file;
 //! - `systemd`: a transient service with `RestrictFileSystems=~ramfs`
 //!   (systemd's own BPF LSM program, `restrict_filesystems`, keyed by cgroup);
+//! - `systemd-unit`: the same transient service without it (a control);
 //! - `landlock`: a Landlock ruleset handling file reads, allowing them below a
 //!   few directories only;
 //! - `apparmor`: an AppArmor profile allowing every file but denying a directory.
@@ -256,7 +257,8 @@ struct Variant {
 
 enum Wrap {
     Plain,
-    Systemd,
+    /// A transient unit; with `RestrictFileSystems=~ramfs` when true.
+    Systemd(bool),
     Landlock(Vec<PathBuf>),
     AppArmor,
 }
@@ -358,11 +360,15 @@ fn run(args: &PeersArgs) -> Result<PeerReport> {
         )),
     ];
     if systemd_ok {
-        variants.push(Variant { name: "systemd", attach: None, ops: confined_ops(&ramfs_secret, libc::EPERM), wrap: Wrap::Systemd });
+        // The same transient unit without the property: what running in a
+        // unit costs by itself, so `systemd` can be read against it.
+        variants.push(Variant { name: "systemd-unit", attach: None, ops: confined_ops(&ramfs_secret, 0), wrap: Wrap::Systemd(false) });
+        variants.push(Variant { name: "systemd", attach: None, ops: confined_ops(&ramfs_secret, libc::EPERM), wrap: Wrap::Systemd(true) });
         definitions.push(("systemd".into(), format!(
             "the worker runs in a transient service with RestrictFileSystems=~ramfs; unprotected = {}, allowed = {} (tmpfs: not denied, but the program looks the filesystem up for every open of the unit); denied = {} (ramfs: EPERM)",
             p(&unprotected), p(&secret), p(&ramfs_secret)
         )));
+        definitions.push(("systemd-unit".into(), "the same transient service and files without RestrictFileSystems= (a control: the cost of running in a unit at all; its denied open succeeds)".into()));
     }
     if landlock_ok {
         let allow = vec![d.join("open"), PathBuf::from("/usr"), PathBuf::from("/etc"), PathBuf::from("/proc")];
@@ -496,9 +502,13 @@ fn check_hot_path(pp: &pathcount::ProgramPaths) -> String {
 fn spawn_worker(exe: &Path, v: &Variant, op: &str, iters: usize, cpu: usize) -> Result<WorkerOut> {
     let mut worker_args: Vec<String> = vec!["bench-worker".into(), "--iters".into(), iters.to_string(), "--cpu".into(), cpu.to_string(), "--op".into(), op.into()];
     let mut cmd = match &v.wrap {
-        Wrap::Systemd => {
+        Wrap::Systemd(restrict) => {
             let mut c = Command::new("systemd-run");
-            c.args(["--wait", "--pipe", "--quiet", "--collect", "-p", "RestrictFileSystems=~ramfs", "--"]).arg(exe);
+            c.args(["--wait", "--pipe", "--quiet", "--collect"]);
+            if *restrict {
+                c.args(["-p", "RestrictFileSystems=~ramfs"]);
+            }
+            c.arg("--").arg(exe);
             c
         }
         _ => Command::new(exe),

@@ -201,7 +201,7 @@ fn run_peers(k: &Kernel, b: &Built, short: bool, timeout: Duration) -> Result<vm
 fn complete_peers(r: &serde_json::Value) -> Result<usize> {
     let rows = r["rows"].as_array().cloned().unwrap_or_default();
     let variants: std::collections::BTreeSet<String> = rows.iter().filter_map(|x| x["variant"].as_str().map(String::from)).collect();
-    for v in ["baseline", "empty", "guard-1", "systemd", "landlock", "apparmor"] {
+    for v in ["baseline", "empty", "guard-1", "systemd-unit", "systemd", "landlock", "apparmor"] {
         if !variants.contains(v) {
             bail!("the peer table has no `{v}` rows (missing: {})", r["missing"]);
         }
@@ -570,7 +570,8 @@ fn peers_md(md: &mut String, name: &str, r: &serde_json::Value) {
     }
     md.push_str("\nWho wins where (from this run's medians; cheapest first, ×base in brackets; \"overlaps\" when the cheapest one's p75 reaches past the next one's p25, i.e. the difference is within the noise):\n\n");
     for op in ["unprotected", "allowed", "denied"] {
-        let mut v: Vec<&serde_json::Value> = rows.iter().filter(|x| x["op"] == op && x["variant"] != "baseline" && x["variant"] != "empty").collect();
+        let mut v: Vec<&serde_json::Value> =
+            rows.iter().filter(|x| x["op"] == op && !["baseline", "empty", "systemd-unit"].contains(&x["variant"].as_str().unwrap_or(""))).collect();
         v.sort_by(|a, b| a["e2e_ns"]["median"].as_f64().unwrap_or(f64::MAX).total_cmp(&b["e2e_ns"]["median"].as_f64().unwrap_or(f64::MAX)));
         let order: Vec<String> = v
             .iter()
@@ -581,6 +582,14 @@ fn peers_md(md: &mut String, name: &str, r: &serde_json::Value) {
             _ => "",
         };
         let _ = writeln!(md, "- {op}: {}{noise}", order.join(" < "));
+    }
+    let med = |v: &str, op: &str| rows.iter().find(|x| x["variant"] == v && x["op"] == op).and_then(|x| x["e2e_ns"]["median"].as_f64());
+    let ratios: Vec<String> = ["unprotected", "allowed", "denied"]
+        .iter()
+        .filter_map(|op| Some(format!("{op} {:.2}", med("systemd", op)? / med("systemd-unit", op)?)))
+        .collect();
+    if !ratios.is_empty() {
+        let _ = writeln!(md, "- systemd against its own control (`systemd` ÷ `systemd-unit`, the program's share): {}", ratios.join(", "));
     }
     let _ = writeln!(
         md,
