@@ -68,7 +68,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(samples: &[f64]) -> Option<Self> {
+    pub(crate) fn of(samples: &[f64]) -> Option<Self> {
         if samples.is_empty() {
             return None;
         }
@@ -143,13 +143,13 @@ struct Variant {
 }
 
 /// The benchmark's own cgroups; removed again on drop.
-struct BenchCgroups {
-    root: PathBuf,
+pub(crate) struct BenchCgroups {
+    pub(crate) root: PathBuf,
     original: PathBuf,
 }
 
 impl BenchCgroups {
-    fn new(cgroup_root: &Path) -> Result<Self> {
+    pub(crate) fn new(cgroup_root: &Path) -> Result<Self> {
         let root = cgroup_root.join("guard-bench");
         for sub in ["owner", "outsider"] {
             std::fs::create_dir_all(root.join(sub)).with_context(|| format!("creating {}/{sub}", root.display()))?;
@@ -159,7 +159,7 @@ impl BenchCgroups {
         Ok(Self { original: cgroup_root.join(rel.trim_start_matches('/')), root })
     }
 
-    fn enter(&self, sub: &str) -> Result<()> {
+    pub(crate) fn enter(&self, sub: &str) -> Result<()> {
         let procs = self.root.join(sub).join("cgroup.procs");
         std::fs::write(&procs, std::process::id().to_string()).with_context(|| format!("joining {}", procs.display()))
     }
@@ -214,28 +214,8 @@ fn run(args: &BenchArgs) -> Result<Report> {
             paths.push(p);
         }
         let t = Instant::now();
-        let mut k = Kernel::load(&layout, 1 << 22, DEFAULT_MAX_BURSTS, true)?;
-        let policy = Policy {
-            id: 0,
-            name: format!("bench-{n}"),
-            source: PathBuf::from("<bench>"),
-            unit: "guard-bench.scope".into(),
-            cgroup: Some("/guard-bench/owner".into()),
-            mode: Mode::Enforce,
-            allow_uids: vec![0],
-            allow_users: vec!["0".into()],
-            unit_user: false,
-            protect: paths.clone(),
-            setup_only: Vec::new(),
-            executables: Vec::new(),
-            rate_per_sec: 1_000_000,
-            rate_burst: 1_000_000,
-        };
-        let set = PolicySet { policies: vec![policy], warnings: vec![] };
-        let mut enforcer = Enforcer::new(&set, &args.cgroup_root, 1);
-        enforcer.install(&mut k)?;
-        enforcer.activate(&mut k)?;
-        eprintln!("bench: guard-{n}: {} files tagged in {} ms", enforcer.tagged_total(), t.elapsed().as_millis());
+        let (k, tagged) = guard_kernel(&layout, &args.cgroup_root, n, paths.clone())?;
+        eprintln!("bench: guard-{n}: {tagged} files tagged in {} ms", t.elapsed().as_millis());
         kernels.push(k);
         variants.push(Variant {
             name: format!("guard-{n}"),
@@ -334,9 +314,37 @@ fn run(args: &BenchArgs) -> Result<Report> {
     })
 }
 
+/// A guard `Kernel` (own maps) protecting `paths` for root in the
+/// `guard-bench/owner` cgroup: everyone else is an outsider. Returns it with
+/// the number of files tagged.
+pub(crate) fn guard_kernel(layout: &guard_common::KernelLayout, cgroup_root: &Path, n: usize, paths: Vec<PathBuf>) -> Result<(Kernel, usize)> {
+    let mut k = Kernel::load(layout, 1 << 22, DEFAULT_MAX_BURSTS, true)?;
+    let policy = Policy {
+        id: 0,
+        name: format!("bench-{n}"),
+        source: PathBuf::from("<bench>"),
+        unit: "guard-bench.scope".into(),
+        cgroup: Some("/guard-bench/owner".into()),
+        mode: Mode::Enforce,
+        allow_uids: vec![0],
+        allow_users: vec!["0".into()],
+        unit_user: false,
+        protect: paths,
+        setup_only: Vec::new(),
+        executables: Vec::new(),
+        rate_per_sec: 1_000_000,
+        rate_burst: 1_000_000,
+    };
+    let set = PolicySet { policies: vec![policy], warnings: vec![] };
+    let mut enforcer = Enforcer::new(&set, cgroup_root, 1);
+    enforcer.install(&mut k)?;
+    enforcer.activate(&mut k)?;
+    Ok((k, enforcer.tagged_total()))
+}
+
 /// Keeps the benchmark on one CPU: migrations between CPUs (and, in a VM,
 /// between vCPU threads) are noise that hits variants unevenly.
-fn pin_to_current_cpu() {
+pub(crate) fn pin_to_current_cpu() {
     // SAFETY: plain syscalls on our own thread with a zeroed cpu_set_t.
     unsafe {
         let cpu = libc::sched_getcpu();
@@ -349,7 +357,7 @@ fn pin_to_current_cpu() {
 }
 
 /// Mean ns per open()+close() over `iters` calls.
-fn time_opens(path: &CString, iters: usize) -> f64 {
+pub(crate) fn time_opens(path: &CString, iters: usize) -> f64 {
     let t = Instant::now();
     for _ in 0..iters {
         // SAFETY: valid NUL-terminated path; fd closed right away.
@@ -362,18 +370,18 @@ fn time_opens(path: &CString, iters: usize) -> f64 {
 }
 
 /// Empties a guard variant's ring buffer so the next denied pass has room.
-fn drain(k: &mut Kernel) {
+pub(crate) fn drain(k: &mut Kernel) {
     if let Some(ring) = k.events.as_mut() {
         while ring.next().is_some() {}
     }
 }
 
-fn cstr(p: &Path) -> CString {
+pub(crate) fn cstr(p: &Path) -> CString {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
 }
 
-fn uname_r() -> String {
+pub(crate) fn uname_r() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 

@@ -6,6 +6,7 @@
 
 mod admin;
 mod bench;
+mod bench_peers;
 mod enforce;
 mod feed;
 mod kernel;
@@ -77,6 +78,12 @@ enum Command {
     },
     /// Measure the per-open cost of guard on this kernel (root, BPF LSM).
     Bench(bench::BenchArgs),
+    /// Compare guard with systemd's RestrictFileSystems=, Landlock and AppArmor
+    /// (root, in a machine with a real systemd), and count the loaded programs' paths.
+    BenchPeers(bench_peers::PeersArgs),
+    /// One measurement of `bench-peers` (spawned under each peer's confinement).
+    #[command(hide = true)]
+    BenchWorker(bench_peers::WorkerArgs),
 }
 
 /// Exit codes, documented in the README.
@@ -95,6 +102,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Events { follow: _, socket } => block_on(feed::socket::follow(socket)),
         Command::Bench(args) => bench::main(args),
+        Command::BenchPeers(args) => bench_peers::main(args),
+        Command::BenchWorker(args) => bench_peers::worker(args),
         Command::Status { json, pin_root, cgroup_root } => admin::status(&pin_root, &cgroup_root, json),
         Command::Unload { pin_root, pid_file } => admin::unload(&pin_root, &pid_file),
         Command::Reload { pid_file, timeout } => admin::reload(&pid_file, std::time::Duration::from_secs(timeout)),

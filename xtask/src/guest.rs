@@ -242,3 +242,31 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
         out,
     )
 }
+
+/// The peer benchmark's systemd image: the rootfs, guard, and one oneshot
+/// unit running `guard <args>` (nothing of guard's own runs: no agent, no
+/// seed units, so the baseline has no guard program attached). Its stdout
+/// goes to the console between the bench markers.
+pub fn systemd_bench_image(rootfs: &Path, bins: &Binaries<'_>, guard_args: &str, out: &Path) -> Result<()> {
+    systemd_initramfs(
+        rootfs,
+        |ir| {
+            ir.file_from_host("/usr/bin/guard", bins.guard, 0o755)?;
+            let unit = format!(
+                "[Unit]
+Description=guard peer benchmark
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'exec > /dev/ttyS0 2>&1; echo GUARD-BENCH-JSON-BEGIN; /usr/bin/guard {guard_args}; rc=$?; echo GUARD-BENCH-JSON-END; echo \"GUARD-VM-EXIT: $rc\"; systemctl poweroff --no-block'
+
+[Install]
+WantedBy=multi-user.target
+"
+            );
+            install_unit(ir, "guard-peers.service", &unit, "multi-user.target");
+            Ok(())
+        },
+        out,
+    )
+}

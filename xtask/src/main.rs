@@ -59,13 +59,18 @@ enum Task {
         #[arg(long)]
         only: Option<String>,
     },
-    /// `guard bench` in the VM on each kernel. Without --short, writes BENCHMARKS.md.
+    /// `guard bench` (busybox guest) and `guard bench-peers` (systemd guest)
+    /// on each kernel. Without --short, writes BENCHMARKS.md.
     Bench {
         #[arg(long)]
         short: bool,
         #[arg(long)]
         kernel: Option<String>,
     },
+    /// Write BENCHMARKS.md again from the last bench run's reports
+    /// (target/vm/bench-reports.json), without running anything.
+    #[command(hide = true)]
+    BenchMd,
     /// Build deliberately broken variants of the eBPF program and check that
     /// the suite catches each one (a test that cannot fail is a defect).
     Mutants {
@@ -85,6 +90,7 @@ fn main() {
         Task::Demo { kernel } => demo(&kernel),
         Task::Test { kernel, skip_host, only } => test(kernel.as_deref(), skip_host, only.as_deref()),
         Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
+        Task::BenchMd => bench_md(),
         Task::Mutants { kernel, only } => mutants(&kernel, &only),
     };
     if let Err(e) = res {
@@ -173,6 +179,48 @@ fn run_systemd_tagged(k: &Kernel, b: &Built, command: &str, tag: &str, timeout: 
     vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
 }
 
+/// The Debian release whose systemd runs the peer benchmark on every kernel:
+/// bookworm's systemd 252 is built without BPF_FRAMEWORK (`systemd --version`
+/// says `-BPF_FRAMEWORK`), so it cannot apply `RestrictFileSystems=`.
+const PEERS_SUITE: &str = "trixie";
+
+/// Boots the peer benchmark (`guard bench-peers`) on `k` with a real systemd.
+fn run_peers(k: &Kernel, b: &Built, short: bool, timeout: Duration) -> Result<vm::VmOutcome> {
+    step(&format!("preparing the systemd (debootstrap {PEERS_SUITE}) root filesystem (cached in target/vm)"));
+    let rootfs = rootfs::ensure_systemd_rootfs(&vm_dir(), PEERS_SUITE)?;
+    let tag = if short { "peers-short" } else { "peers" };
+    let img = vm_dir().join(format!("systemd-{tag}-{}.cpio", k.name));
+    let args = if short { "bench-peers --json --short" } else { "bench-peers --json" };
+    guest::systemd_bench_image(&rootfs, &bins(b), args, &img)?;
+    let log = vm_dir().join(format!("systemd-{tag}-{}.log", k.name));
+    step(&format!("booting {} with {PEERS_SUITE}'s systemd for `guard {args}`; console log {}", k.name, log.display()));
+    vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
+}
+
+/// Every peer measured with every operation, and the loaded hot path checked.
+fn complete_peers(r: &serde_json::Value) -> Result<usize> {
+    let rows = r["rows"].as_array().cloned().unwrap_or_default();
+    let variants: std::collections::BTreeSet<String> = rows.iter().filter_map(|x| x["variant"].as_str().map(String::from)).collect();
+    for v in ["baseline", "empty", "guard-1", "systemd-unit", "systemd", "landlock", "apparmor"] {
+        if !variants.contains(v) {
+            bail!("the peer table has no `{v}` rows (missing: {})", r["missing"]);
+        }
+    }
+    if rows.len() != variants.len() * 3 || !rows.iter().all(|x| x["e2e_ns"]["median"].as_f64().is_some_and(|v| v > 0.0)) {
+        bail!("the peer table is incomplete");
+    }
+    let check = r["hot_path_check"].as_str().unwrap_or("");
+    if !check.starts_with("holds") {
+        bail!("hot-path check on the loaded program: {check}");
+    }
+    for prog in ["guard_file_open", "systemd restrict_filesystems"] {
+        if !r["paths"].as_array().into_iter().flatten().any(|p| p["program"] == prog) {
+            bail!("no static path counts for {prog}");
+        }
+    }
+    Ok(rows.len())
+}
+
 fn demo(kernel: &str) -> Result<()> {
     setup::ensure_tools(true)?;
     let b = build_into(&root().join("target"), &root())?;
@@ -255,10 +303,11 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     };
     for k in &ks {
         type VmStep<'a> = (&'a str, Box<dyn Fn() -> Result<vm::VmOutcome> + 'a>);
-        let vm_steps: [VmStep<'_>; 3] = [
+        let vm_steps: [VmStep<'_>; 4] = [
             ("scenario suite", Box::new(|| run_busybox(k, &b, "suite", &suite_cmd, Duration::from_secs(1200)))),
             ("systemd suite", Box::new(|| run_systemd(k, &b, "systemd", Duration::from_secs(900)))),
             ("bench --short", Box::new(|| run_busybox(k, &b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
+            ("bench peers --short", Box::new(|| run_peers(k, &b, true, Duration::from_secs(900)))),
         ];
         for (name, run) in vm_steps {
             // `--only systemd`: the systemd suite alone; other names pick suite scenarios.
@@ -274,6 +323,19 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
             let out = run()?;
             let (mut passed, mut failed) = scenario_counts(&out.log);
             let mut detail = out.describe();
+            if name == "bench peers --short" {
+                // Every peer ran, and the loaded hot path is one lookup.
+                match bench_report(&out.log).and_then(|r| complete_peers(&r).map(|n| (r, n))) {
+                    Ok((r, n)) => {
+                        passed += 1;
+                        detail = format!("{n} rows; {}", r["hot_path_check"].as_str().unwrap_or(""));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        detail = format!("{e:#}");
+                    }
+                }
+            }
             if name == "bench --short" {
                 // Proves the benchmark works end to end: a complete table.
                 match bench_report(&out.log) {
@@ -361,18 +423,34 @@ fn complete_table(r: &serde_json::Value) -> bool {
         && rows.iter().filter(|x| x["variant"] != "baseline").all(|x| x["prog_ns"]["median"].as_f64().is_some())
 }
 
-fn bench(short: bool, kernel: Option<&str>) -> Result<Vec<(String, serde_json::Value)>> {
+/// Per kernel: its name, `guard bench`'s report and `guard bench-peers`'s.
+type BenchReports = Vec<(String, serde_json::Value, serde_json::Value)>;
+
+fn bench(short: bool, kernel: Option<&str>) -> Result<BenchReports> {
     setup::ensure_tools(false)?;
     let b = build_into(&root().join("target"), &root())?;
     let ks = select_kernels(kernel)?;
     let mut reports = Vec::new();
     for k in &ks {
+        let t = Instant::now();
         let out = run_busybox(k, &b, if short { "bench-short" } else { "bench" }, &bench_command(short), Duration::from_secs(3600))?;
         if out.exit_code != Some(0) {
             bail!("bench on {} failed: {}", k.name, out.describe());
         }
-        reports.push((k.name.clone(), bench_report(&out.log)?));
+        let guard = bench_report(&out.log)?;
+        eprintln!("xtask: bench on {} took {:.0} s", k.name, t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let out = run_peers(k, &b, short, Duration::from_secs(3600))?;
+        let peers = bench_report(&out.log).with_context(|| format!("peer bench on {}: {}", k.name, out.describe()))?;
+        if out.exit_code != Some(0) {
+            bail!("peer bench on {} failed: {} ({})", k.name, out.describe(), peers["hot_path_check"]);
+        }
+        complete_peers(&peers).with_context(|| format!("peer bench on {}", k.name))?;
+        eprintln!("xtask: peer bench on {} took {:.0} s; {}", k.name, t.elapsed().as_secs_f64(), peers["hot_path_check"].as_str().unwrap_or(""));
+        reports.push((k.name.clone(), guard, peers));
     }
+    let saved = vm_dir().join("bench-reports.json");
+    std::fs::write(&saved, serde_json::to_string(&reports)?).with_context(|| format!("writing {}", saved.display()))?;
     if !short {
         let md = benchmarks_md(&reports);
         std::fs::write(root().join("BENCHMARKS.md"), md)?;
@@ -381,7 +459,16 @@ fn bench(short: bool, kernel: Option<&str>) -> Result<Vec<(String, serde_json::V
     Ok(reports)
 }
 
-fn benchmarks_md(reports: &[(String, serde_json::Value)]) -> String {
+fn bench_md() -> Result<()> {
+    let saved = vm_dir().join("bench-reports.json");
+    let text = std::fs::read_to_string(&saved).with_context(|| format!("reading {} (run `cargo xtask bench` first)", saved.display()))?;
+    let reports: BenchReports = serde_json::from_str(&text).with_context(|| format!("parsing {}", saved.display()))?;
+    std::fs::write(root().join("BENCHMARKS.md"), benchmarks_md(&reports))?;
+    eprintln!("xtask: wrote BENCHMARKS.md from {}", saved.display());
+    Ok(())
+}
+
+fn benchmarks_md(reports: &[(String, serde_json::Value, serde_json::Value)]) -> String {
     let mut md = String::from(
         "# guard benchmarks\n\n\
          Generated by `cargo xtask bench` (do not edit by hand): `guard bench --json` inside a QEMU/TCG guest \
@@ -390,9 +477,11 @@ fn benchmarks_md(reports: &[(String, serde_json::Value)]) -> String {
          and each figure is the median over rounds.\n\n\
          - **e2e ns**: one `open()`+`close()` (just `open()` when denied), measured with BPF statistics off.\n\
          - **prog ns**: the program's own time per call, from the kernel's BPF run-time statistics (a second pass with them on).\n\
-         - **×base / ×empty**: ratio of medians to the no-program baseline / to the empty `file_open` program.\n\n",
+         - **×base / ×empty**: ratio of medians to the no-program baseline / to the empty `file_open` program.\n\n\
+         Each kernel's second table puts guard beside systemd's `RestrictFileSystems=`, Landlock and AppArmor \
+         (`guard bench-peers`, in a guest with a real systemd), followed by the static path counts of the loaded programs.\n\n",
     );
-    for (name, r) in reports {
+    for (name, r, peers) in reports {
         let _ = writeln!(
             md,
             "## {name} (kernel {}, {} rounds × {} calls)\n",
@@ -429,9 +518,111 @@ fn benchmarks_md(reports: &[(String, serde_json::Value)]) -> String {
             );
         }
         md.push('\n');
+        peers_md(&mut md, name, peers);
     }
     md.push_str("Regenerate with `cargo xtask bench` (about 10 minutes per kernel under TCG).\n");
     md
+}
+
+/// The peer table, the static path table and the ordering, for one kernel.
+fn peers_md(md: &mut String, name: &str, r: &serde_json::Value) {
+    let _ = writeln!(
+        md,
+        "### {name}: guard and its peers (real systemd: {}; LSMs `{}`; {} rounds × {} calls)\n",
+        r["systemd"].as_str().unwrap_or("?"),
+        r["lsm"].as_str().unwrap_or("?"),
+        r["rounds"],
+        r["iters"]
+    );
+    md.push_str(
+        "`guard bench-peers` in a systemd guest: every variant runs the same measurement (`guard bench-worker`: \
+         the same `open()`+`close()` loop over the same three operations), spawned under the variant's confinement, \
+         interleaved and rotated every round; medians over rounds. What each operation opens:\n\n",
+    );
+    for d in r["definitions"].as_array().into_iter().flatten() {
+        let _ = writeln!(md, "- **{}**: {}", d[0].as_str().unwrap_or(""), d[1].as_str().unwrap_or(""));
+    }
+    let always: Vec<&str> = r["always_attached"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+    if !always.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nsystemd's program as found before any variant ran (systemd sets it up at boot): {}. Attached, it runs in *every* variant, baseline included; outside a restricted unit it takes its unprotected path (the cgroup is not in its map).",
+            always.join(", ")
+        );
+    }
+    for m in r["missing"].as_array().into_iter().flatten() {
+        let _ = writeln!(md, "- not measured: {}", m.as_str().unwrap_or(""));
+    }
+    let _ = writeln!(md, "\n| variant | op | e2e ns (median) | p25..p75 | ×base | ×empty |\n|---|---|---:|---:|---:|---:|");
+    let rows = r["rows"].as_array().cloned().unwrap_or_default();
+    for row in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0}..{:.0} | {:.3} | {:.3} |",
+            row["variant"].as_str().unwrap_or(""),
+            row["op"].as_str().unwrap_or(""),
+            row["e2e_ns"]["median"].as_f64().unwrap_or(0.0),
+            row["e2e_ns"]["p25"].as_f64().unwrap_or(0.0),
+            row["e2e_ns"]["p75"].as_f64().unwrap_or(0.0),
+            row["e2e_vs_baseline"].as_f64().unwrap_or(f64::NAN),
+            row["e2e_vs_empty"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    md.push_str("\nWho wins where (from this run's medians; cheapest first, ×base in brackets; \"overlaps\" when the cheapest one's p75 reaches past the next one's p25, i.e. the difference is within the noise):\n\n");
+    for op in ["unprotected", "allowed", "denied"] {
+        let mut v: Vec<&serde_json::Value> =
+            rows.iter().filter(|x| x["op"] == op && !["baseline", "empty", "systemd-unit"].contains(&x["variant"].as_str().unwrap_or(""))).collect();
+        v.sort_by(|a, b| a["e2e_ns"]["median"].as_f64().unwrap_or(f64::MAX).total_cmp(&b["e2e_ns"]["median"].as_f64().unwrap_or(f64::MAX)));
+        let order: Vec<String> = v
+            .iter()
+            .map(|x| format!("{} ({:.2})", x["variant"].as_str().unwrap_or(""), x["e2e_vs_baseline"].as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        let noise = match (v.first(), v.get(1)) {
+            (Some(a), Some(b)) if a["e2e_ns"]["p75"].as_f64() >= b["e2e_ns"]["p25"].as_f64() => " — overlaps",
+            _ => "",
+        };
+        let _ = writeln!(md, "- {op}: {}{noise}", order.join(" < "));
+    }
+    let med = |v: &str, op: &str| rows.iter().find(|x| x["variant"] == v && x["op"] == op).and_then(|x| x["e2e_ns"]["median"].as_f64());
+    let ratios: Vec<String> = ["unprotected", "allowed", "denied"]
+        .iter()
+        .filter_map(|op| Some(format!("{op} {:.2}", med("systemd", op)? / med("systemd-unit", op)?)))
+        .collect();
+    if !ratios.is_empty() {
+        let _ = writeln!(md, "- systemd against its own control (`systemd` ÷ `systemd-unit`, the program's share): {}", ratios.join(", "));
+    }
+    let _ = writeln!(
+        md,
+        "\nStatic path counts, from each loaded program's translated instructions (`BPF_OBJ_GET_INFO_BY_FD`), walked with the previous LSM's verdict 0 and everything else unknown; \
+         both ways at every branch on an unknown, min..max over all paths ending in that outcome. \
+         unprotected = the program's first lookup misses (or it has none) and it returns 0; allowed = it hits and returns 0; denied = it hits and returns an error; other = an unknown verdict. \
+         Helpers are named from /proc/kallsyms (inlined map lookups call the map's own function).\n"
+    );
+    let _ = writeln!(md, "| program (insns loaded) | path | paths (saturating) | insns min..max | helper calls min..max | helpers | verdicts |\n|---|---|---:|---:|---:|---|---|");
+    for p in r["paths"].as_array().into_iter().flatten() {
+        for row in p["paths"].as_array().into_iter().flatten() {
+            let helpers: Vec<&str> = row["helpers"].as_array().into_iter().flatten().filter_map(|h| h.as_str()).collect();
+            let _ = writeln!(
+                md,
+                "| {} ({}) | {} | {} | {}..{} | {}..{} | {} | {} |",
+                p["program"].as_str().unwrap_or(""),
+                p["xlated_insns"],
+                row["outcome"].as_str().unwrap_or(""),
+                match row["paths"].as_u64() {
+                    Some(n) if n >= 1_000_000_000 => format!("{n:.1e}"),
+                    Some(n) => n.to_string(),
+                    None => "?".into(),
+                },
+                row["insns_min"],
+                row["insns_max"],
+                row["helpers_min"],
+                row["helpers_max"],
+                if helpers.is_empty() { "-".to_string() } else { helpers.join(", ") },
+                row["verdicts"].as_array().into_iter().flatten().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let _ = writeln!(md, "\nHot-path check (CI fails otherwise): {}\n", r["hot_path_check"].as_str().unwrap_or("?"));
 }
 
 /// One deliberate breakage of the eBPF program, and the scenarios that must catch it.

@@ -33,7 +33,11 @@ pub const SYSTEMD_MEM_MB: u32 = 2048;
 pub fn suite_for(kernel: &str) -> &'static str {
     if kernel.starts_with("trixie") { "trixie" } else { "bookworm" }
 }
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,udev,acl";
+/// `libbpf1`: systemd (built with BPF_FRAMEWORK, trixie) dlopens it for
+/// `RestrictFileSystems=`; `apparmor`: `apparmor_parser` for the AppArmor
+/// peer in `guard bench-peers`. The `.complete` marker records this list, so
+/// changing it rebuilds a cached rootfs.
+pub const INCLUDE: &str = "systemd,systemd-sysv,dbus,udev,acl,libbpf1,apparmor";
 const MARKER: &str = ".complete";
 
 /// Units masked so that boot is quick and nothing waits for a network or a tty.
@@ -47,6 +51,8 @@ pub const MASKED_UNITS: &[&str] = &[
     "e2scrub*",
     "fstrim.timer",
     "systemd-journald-audit.socket",
+    // Profiles are loaded by hand where a test wants one (bench-peers).
+    "apparmor.service",
 ];
 
 /// `<cache_root>/rootfs-<suite>-systemd`, debootstrapped once (minbase +
@@ -55,11 +61,12 @@ pub const MASKED_UNITS: &[&str] = &[
 pub fn ensure_systemd_rootfs(cache_root: &Path, suite: &str) -> Result<PathBuf> {
     fs::create_dir_all(cache_root)?;
     let dir = cache_root.canonicalize()?.join(format!("rootfs-{suite}-systemd"));
-    if dir.join(MARKER).is_file() {
+    let marker = format!("include={INCLUDE}\n");
+    if fs::read_to_string(dir.join(MARKER)).is_ok_and(|m| m == marker) {
         eprintln!("rootfs: cached {}", dir.display());
     } else {
         if dir.exists() {
-            eprintln!("rootfs: {} is incomplete; rebuilding", dir.display());
+            eprintln!("rootfs: {} is incomplete or was built with another package list; rebuilding", dir.display());
             remove_rootfs(&dir)?;
         }
         let mirror = host_debian_mirror()?;
@@ -84,7 +91,7 @@ pub fn ensure_systemd_rootfs(cache_root: &Path, suite: &str) -> Result<PathBuf> 
         }
     }
     configure(&dir)?;
-    fs::write(dir.join(MARKER), b"")?;
+    fs::write(dir.join(MARKER), marker)?;
     Ok(dir)
 }
 

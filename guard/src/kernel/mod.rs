@@ -17,6 +17,7 @@
 
 pub mod btf;
 mod hotpath;
+pub mod pathcount;
 pub mod pins;
 pub mod preflight;
 pub mod trust;
