@@ -653,6 +653,55 @@ fn flood_results(out: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// The kernel's and the agent's counters over a flood: deltas between two
+/// scrapes (the kernel's counters belong to the instance, which an earlier
+/// agent may have started).
+struct Books {
+    denied: u64,
+    sent: u64,
+    coalesced: u64,
+    drop_rb: u64,
+    drop_rl: u64,
+    untracked: u64,
+    lost: u64,
+    received: u64,
+    flushed: u64,
+    missed: u64,
+}
+
+impl Books {
+    fn between(before: &str, after: &str) -> Self {
+        let m = |text: &str, name: &str| metric(text, name).unwrap_or(0.0) as u64;
+        let d = |name: &str| m(after, name) - m(before, name);
+        let k = |c: &str| d(&format!("guard_kernel_total{{counter=\"{c}\"}}"));
+        Self {
+            denied: k("denied") + k("audited"),
+            sent: k("events_sent"),
+            coalesced: k("coalesced"),
+            drop_rb: k("dropped_ringbuf_full"),
+            drop_rl: k("dropped_rate_limited"),
+            untracked: k("untracked"),
+            lost: k("lost"),
+            received: d("guard_feed_received_total"),
+            flushed: d("guard_feed_flushed_total"),
+            missed: d("guard_output_missed_total"),
+        }
+    }
+
+    /// The kernel counted each of the `failed` opens once, in exactly one
+    /// outcome, and the events file missed no record.
+    fn check(&self, failed: u64) -> Result<(), String> {
+        let Books { denied, sent, coalesced, drop_rb, drop_rl, missed, .. } = *self;
+        ensure!(denied == failed, "kernel counted {denied} denials for {failed} denied opens");
+        ensure!(
+            sent + coalesced + drop_rb + drop_rl == denied,
+            "kernel books: sent {sent} + coalesced {coalesced} + ringbuf {drop_rb} + ratelimit {drop_rl} != denials {denied}"
+        );
+        ensure!(missed == 0, "the events file missed {missed} records");
+        Ok(())
+    }
+}
+
 /// Waits for the feed to go quiet (no record received for a flush window
 /// and a half), then returns the last scrape.
 fn settled_scrape() -> Result<String, String> {
@@ -679,7 +728,6 @@ fn flood(agent: &Agent) -> Outcome {
     // Start from a quiet feed: earlier scenarios' records may still be
     // draining (scenario 23 ends with an outsider's burst of denials).
     let before = settled_scrape()?;
-    let k = |m: &str, c: &str| metric(m, &format!("guard_kernel_total{{counter=\"{c}\"}}")).unwrap_or(0.0) as u64;
     let lines_before = std::fs::read_to_string(EVENTS).unwrap_or_default().lines().count();
 
     // A slow subscriber: reads one line every 10 ms.
@@ -713,21 +761,10 @@ fn flood(agent: &Agent) -> Outcome {
     let failed: u64 = openers.iter().map(|o| o.1).sum();
     ensure!(openers.len() == 2 && failed == 2 * per_proc, "{failed} of {} flood opens were denied (expected all): {openers:?}", 2 * per_proc);
     let after = settled_scrape()?;
-    let d = |c: &str| k(&after, c) - k(&before, c);
-    let denied = d("denied") + d("audited");
-    let (sent, coalesced, drop_rb, drop_rl, lost) =
-        (d("events_sent"), d("coalesced"), d("dropped_ringbuf_full"), d("dropped_rate_limited"), d("lost"));
-    let received = metric(&after, "guard_feed_received_total").unwrap_or(0.0) as u64
-        - metric(&before, "guard_feed_received_total").unwrap_or(0.0) as u64;
-    let missed = metric(&after, "guard_output_missed_total").unwrap_or(0.0) as u64
-        - metric(&before, "guard_output_missed_total").unwrap_or(0.0) as u64;
-    ensure!(denied == failed, "kernel counted {denied} denials for {failed} denied opens");
-    ensure!(
-        sent + coalesced + drop_rb + drop_rl == denied,
-        "kernel books: sent {sent} + coalesced {coalesced} + ringbuf {drop_rb} + ratelimit {drop_rl} != denials {denied}"
-    );
-    ensure!(received == sent, "agent received {received} records, kernel sent {sent}");
-    ensure!(missed == 0, "the events file missed {missed} records");
+    let b = Books::between(&before, &after);
+    b.check(failed)?;
+    ensure!(b.received == b.sent, "agent received {} records, kernel sent {}", b.received, b.sent);
+    let Books { denied, sent, coalesced, drop_rb, drop_rl, lost, .. } = b;
     ensure!(lost == 0, "{lost} decisions lost with two openers");
     let counts = opener_counts(lines_before, FLOOD_FILE);
     // The first denial of each burst is a record of its own, written by the
@@ -771,7 +808,6 @@ fn flood_many(agent: &Agent) -> Outcome {
     const PROCS: usize = 1000;
     const OPENS: u64 = 200;
     let before = settled_scrape()?;
-    let k = |m: &str, c: &str| metric(m, &format!("guard_kernel_total{{counter=\"{c}\"}}")).unwrap_or(0.0) as u64;
     let lines_before = std::fs::read_to_string(EVENTS).unwrap_or_default().lines().count();
     let t = Instant::now();
     let out = background(SESSION, ALICE, "flood-many", &[FLOOD_FILE, &PROCS.to_string(), &OPENS.to_string()]).finish().raw;
@@ -783,22 +819,9 @@ fn flood_many(agent: &Agent) -> Outcome {
     let t_settle = Instant::now();
     let after = settled_scrape()?;
     let settle_secs = t_settle.elapsed().as_secs_f64();
-    let d = |c: &str| k(&after, c) - k(&before, c);
-    let denied = d("denied") + d("audited");
-    let (sent, coalesced, drop_rb, drop_rl) = (d("events_sent"), d("coalesced"), d("dropped_ringbuf_full"), d("dropped_rate_limited"));
-    let (untracked, lost) = (d("untracked"), d("lost"));
-    let missed = metric(&after, "guard_output_missed_total").unwrap_or(0.0) as u64
-        - metric(&before, "guard_output_missed_total").unwrap_or(0.0) as u64;
-    let received = metric(&after, "guard_feed_received_total").unwrap_or(0.0) as u64
-        - metric(&before, "guard_feed_received_total").unwrap_or(0.0) as u64;
-    let flushed = metric(&after, "guard_feed_flushed_total").unwrap_or(0.0) as u64
-        - metric(&before, "guard_feed_flushed_total").unwrap_or(0.0) as u64;
-    ensure!(denied == failed, "kernel counted {denied} denials for {failed} denied opens");
-    ensure!(
-        sent + coalesced + drop_rb + drop_rl == denied,
-        "kernel books: sent {sent} + coalesced {coalesced} + ringbuf {drop_rb} + ratelimit {drop_rl} != denials {denied}"
-    );
-    ensure!(missed == 0, "the events file missed {missed} records");
+    let b = Books::between(&before, &after);
+    b.check(failed)?;
+    let Books { denied, sent, coalesced, drop_rb, drop_rl, untracked, lost, received, flushed, .. } = b;
     ensure!(untracked > 0, "1,000 openers fit a 512-opener table? untracked 0 (is --max-openers applied?)");
     let counts = opener_counts(lines_before, FLOOD_FILE);
     let (mut told, mut exact) = (0u64, 0usize);
