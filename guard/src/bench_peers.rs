@@ -486,6 +486,16 @@ fn check_hot_path(pp: &pathcount::ProgramPaths) -> String {
         return format!("FAILED: the loaded {} has no unprotected path", pp.program);
     };
     let lookup = u.helpers.len() == 1 && (u.helpers[0].contains("storage_get") || u.helpers[0].contains("map_lookup_elem"));
+    // A walk that lost its way (e.g. a subprogram call followed to the
+    // wrong place) shows as a denied path that never reaches the feed.
+    let reports = pp
+        .paths
+        .iter()
+        .find(|r| r.outcome == pathcount::Outcome::Denied)
+        .is_some_and(|d| d.helpers.iter().any(|h| h.contains("ringbuf_reserve")));
+    if !reports {
+        return format!("FAILED: the walk of the loaded {} finds no denied path that reserves a record (bpf_ringbuf_reserve)", pp.program);
+    }
     if u.helpers_min == 1 && u.helpers_max == 1 && lookup {
         format!("holds: the loaded {}'s unprotected path is {}..{} instructions and one helper call ({})", pp.program, u.insns_min, u.insns_max, u.helpers[0])
     } else {

@@ -114,6 +114,17 @@ impl PathStats {
         }
         s
     }
+    /// These paths followed by a call through every path of `sub`.
+    fn then(&self, sub: &Self) -> Self {
+        let mut s = self.clone();
+        s.paths = s.paths.saturating_mul(sub.paths);
+        s.insns_min += sub.insns_min;
+        s.insns_max += sub.insns_max;
+        s.helpers_min += sub.helpers_min;
+        s.helpers_max += sub.helpers_max;
+        s.helper_ids.extend(sub.helper_ids.iter().copied());
+        s
+    }
     fn merge(&mut self, o: &Self) {
         self.paths = self.paths.saturating_add(o.paths);
         self.insns_min = self.insns_min.min(o.insns_min);
@@ -166,6 +177,10 @@ struct Walker<'a> {
     /// its instructions not counted).
     follow_calls: bool,
     memo: HashMap<State, Summary>,
+    /// BPF functions summarized so far, by first instruction.
+    subs: HashMap<usize, PathStats>,
+    /// BPF functions being summarized (a call back into one is recursion).
+    entered: std::collections::HashSet<usize>,
     /// States on the current path: meeting one again is a loop the walk cannot bound.
     open: std::collections::HashSet<State>,
 }
@@ -174,7 +189,7 @@ struct Walker<'a> {
 /// context's arguments (None: unknown); `is_lookup`: whether a call's
 /// `imm` is the lookup that decides "unprotected"; `follow_calls`: see [`Walker`].
 pub fn count(prog: &[Insn], start: usize, args: &[Option<u64>], is_lookup: &(dyn Fn(i32) -> bool + Sync), follow_calls: bool) -> Result<Summary> {
-    let mut w = Walker { prog, args, is_lookup, follow_calls, memo: HashMap::new(), open: Default::default() };
+    let mut w = Walker { prog, args, is_lookup, follow_calls, memo: HashMap::new(), subs: HashMap::new(), entered: Default::default(), open: Default::default() };
     let mut r = [V::Unknown; 11];
     r[1] = V::Ctx;
     r[10] = V::Stack(0);
@@ -209,6 +224,30 @@ impl Walker<'_> {
         let out = out?;
         self.memo.insert(s, out.clone());
         Ok(out)
+    }
+
+    /// Every path through the BPF function at `start` to its exit, as one
+    /// `PathStats` (its verdict is not the program's).
+    fn subprogram(&mut self, start: usize) -> Result<PathStats> {
+        if let Some(s) = self.subs.get(&start) {
+            return Ok(s.clone());
+        }
+        if !self.entered.insert(start) {
+            bail!("a recursive BPF-to-BPF call into insn {start}");
+        }
+        let mut r = [V::Unknown; 11];
+        r[10] = V::Stack(0);
+        // `lookup: Some(..)`: no lookup in here decides the program's outcome.
+        let state = State { pc: start, r, stack: BTreeMap::new(), lookup: Some(true), frames: Vec::new() };
+        let all = self.walk(state)?;
+        self.entered.remove(&start);
+        let mut stats = all.values().next().cloned().ok_or_else(|| anyhow::anyhow!("the BPF function at insn {start} never returns"))?;
+        for v in all.values().skip(1) {
+            stats.merge(v);
+        }
+        stats.verdicts.clear();
+        self.subs.insert(start, stats.clone());
+        Ok(stats)
     }
 
     fn jump(&self, pc: usize, off: i16) -> Result<usize> {
@@ -308,18 +347,22 @@ impl Walker<'_> {
                         return Ok(shift(&self.walk(n)?, 1, None));
                     }
                     if i.src == 1 {
-                        // A call into another BPF function of the program.
+                        // A call into another BPF function of the program:
+                        // summarized once (every path through it, whatever
+                        // its caller), then added to each caller's paths. Its
+                        // arguments are unknown to it and its result to the
+                        // caller; the caller's stack is assumed unchanged by
+                        // it (guard's subprograms only read through pointers).
                         let target = (pc as i64 + 1 + i.imm as i64) as usize;
                         if target >= self.prog.len() {
                             bail!("a BPF-to-BPF call out of the program at insn {pc}");
                         }
-                        if n.frames.len() >= 8 {
-                            bail!("BPF-to-BPF calls nested too deep at insn {pc}");
+                        let sub = self.subprogram(target)?;
+                        for reg in n.r.iter_mut().take(6) {
+                            *reg = V::Unknown;
                         }
-                        n.frames.push((pc + 1, [s.r[6], s.r[7], s.r[8], s.r[9], s.r[10]]));
-                        n.r[10] = V::Stack(-FRAME * n.frames.len() as i64);
-                        n.pc = target;
-                        return Ok(shift(&self.walk(n)?, 1, None));
+                        let rest = self.walk(n)?;
+                        return Ok(rest.iter().map(|(k, v)| (*k, v.then(&sub).shifted(1, None))).collect());
                     }
                     for reg in n.r.iter_mut().take(6).skip(1) {
                         *reg = V::Unknown;
@@ -492,9 +535,24 @@ pub fn loaded_programs(name: &str) -> Result<Vec<Loaded>> {
         info[32..40].copy_from_slice(&(buf.as_mut_ptr() as u64).to_ne_bytes());
         prog_info(fd, &mut info).map_err(|e| anyhow::anyhow!("reading program {id}'s translated instructions: {e}"))?;
         drop(owned);
-        out.push(Loaded { id, name: pname, xlated: parse(&buf) });
+        // A JITed program's translated calls into its own subprograms keep
+        // the relative target in `off` and the subprogram's index in `imm`
+        // (`jit_subprogs`); put the target back where the walk reads it.
+        let jited = u32::from_ne_bytes(info[16..20].try_into().unwrap()) != 0;
+        out.push(Loaded { id, name: pname, xlated: normalize_calls(parse(&buf), jited) });
     }
     Ok(out)
+}
+
+/// See [`loaded_programs`]: BPF-to-BPF calls of a JITed program, with
+/// their target moved from `off` to `imm` as in an unJITed one.
+fn normalize_calls(mut insns: Vec<Insn>, jited: bool) -> Vec<Insn> {
+    if jited {
+        for i in insns.iter_mut().filter(|i| i.code == 0x85 && i.src == 1) {
+            i.imm = i.off as i32;
+        }
+    }
+    insns
 }
 
 const BPF_LINK_GET_NEXT_ID: u32 = 31;
@@ -649,6 +707,44 @@ pub(crate) mod tests {
         assert!(s.contains_key(&Outcome::Denied), "some path denies a protected open: {s:?}");
         let d = &s[&Outcome::Denied];
         assert!(d.insns_min > u.insns_max, "denying costs more than the hot path");
+    }
+
+    #[test]
+    fn a_jited_programs_subprogram_call_targets_its_offset() {
+        // call pc+2 (JITed: off = 2, imm = subprogram index 1); exit; r0 = 5; exit... as xlated.
+        let call = Insn { code: 0x85, dst: 0, src: 1, off: 2, imm: 1 };
+        let exit = Insn { code: 0x95, dst: 0, src: 0, off: 0, imm: 0 };
+        let fixed = normalize_calls(vec![call, exit], true);
+        assert_eq!(fixed[0].imm, 2);
+        assert_eq!(normalize_calls(vec![call, exit], false)[0].imm, 1);
+        assert_eq!(normalize_calls(vec![exit], true)[0], exit);
+    }
+
+    #[test]
+    fn a_subprogram_is_summarized_once_and_added_to_every_caller_path() {
+        // 0 call 7 (lookup); 1 if r0 == 0 goto 5; 2 call pc+4 (the sub at 7... see below)
+        let raw: Vec<(u8, u8, i16, i32)> = vec![
+            (0x85, 0x00, 0, 7),   // 0 call 7 (the lookup)
+            (0x15, 0x00, 3, 0),   // 1 if r0 == 0 goto 5
+            (0x85, 0x10, 0, 4),   // 2 call sub at 7
+            (0xb7, 0x00, 0, -13), // 3 r0 = -13
+            (0x95, 0x00, 0, 0),   // 4 exit
+            (0xb7, 0x00, 0, 0),   // 5 r0 = 0
+            (0x95, 0x00, 0, 0),   // 6 exit
+            (0x85, 0x00, 0, 131), // 7 sub: call 131 (ringbuf_reserve's id)
+            (0x15, 0x00, 1, 0),   // 8 if r0 == 0 goto 10
+            (0x85, 0x00, 0, 132), // 9 call 132
+            (0x95, 0x00, 0, 0),   // 10 exit
+        ];
+        let prog: Vec<Insn> = raw.iter().map(|&(code, regs, off, imm)| Insn { code, dst: regs & 0xf, src: regs >> 4, off, imm }).collect();
+        let s = count(&prog, 0, &[], &|imm| imm == 7, true).unwrap();
+        let d = &s[&Outcome::Denied];
+        // 0,1,2 + sub (7,8,10 | 7,8,9,10) + 3,4
+        assert_eq!((d.insns_min, d.insns_max), (8, 9));
+        assert_eq!((d.helpers_min, d.helpers_max), (2, 3));
+        assert_eq!(d.helper_ids, BTreeSet::from([7, 131, 132]));
+        assert_eq!(d.paths, 2);
+        assert_eq!(s[&Outcome::Unprotected].insns_max, 4);
     }
 
     #[test]
