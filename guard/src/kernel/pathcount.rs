@@ -8,7 +8,8 @@
 //! walk cannot know (the file, map contents, most helper results) stay
 //! unknown and a branch on one is explored both ways, so each outcome gets
 //! the MIN and MAX over every path that ends in it. States are memoized on
-//! (pc, abstract registers, stack, frames), so shared tails are walked once.
+//! (pc, abstract registers, stack), so shared tails are walked once; each
+//! BPF function the program calls is summarized once and added to its callers.
 //! A loop is walked iteration by iteration, so it must be bounded by values
 //! the walk knows (a counter); meeting the same state again on one path is
 //! an error, and so is a path beyond `MAX_DEPTH` instructions.
@@ -160,11 +161,8 @@ struct State {
     stack: BTreeMap<i64, V>,
     /// None: no lookup yet; Some(hit).
     lookup: Option<bool>,
-    /// Return pc and saved r6..r10 of each calling BPF function.
-    frames: Vec<(usize, [V; 5])>,
 }
 
-const FRAME: i64 = 512;
 const MAX_STATES: usize = 2_000_000;
 const MAX_DEPTH: usize = 100_000;
 
@@ -193,7 +191,7 @@ pub fn count(prog: &[Insn], start: usize, args: &[Option<u64>], is_lookup: &(dyn
     let mut r = [V::Unknown; 11];
     r[1] = V::Ctx;
     r[10] = V::Stack(0);
-    let s = State { pc: start, r, stack: BTreeMap::new(), lookup: None, frames: Vec::new() };
+    let s = State { pc: start, r, stack: BTreeMap::new(), lookup: None };
     // Paths can be long: walk on a thread with a generous stack.
     std::thread::scope(|scope| {
         std::thread::Builder::new()
@@ -238,7 +236,7 @@ impl Walker<'_> {
         let mut r = [V::Unknown; 11];
         r[10] = V::Stack(0);
         // `lookup: Some(..)`: no lookup in here decides the program's outcome.
-        let state = State { pc: start, r, stack: BTreeMap::new(), lookup: Some(true), frames: Vec::new() };
+        let state = State { pc: start, r, stack: BTreeMap::new(), lookup: Some(true) };
         let all = self.walk(state)?;
         self.entered.remove(&start);
         let mut stats = all.values().next().cloned().ok_or_else(|| anyhow::anyhow!("the BPF function at insn {start} never returns"))?;
@@ -381,28 +379,18 @@ impl Walker<'_> {
                     return Ok(shift(&self.walk(n)?, 1, Some(i.imm)));
                 }
                 0x90 if class == 0x05 => {
-                    if let Some((ret, saved)) = n.frames.pop() {
-                        n.r[6..11].copy_from_slice(&saved);
-                        for reg in n.r.iter_mut().take(6).skip(1) {
-                            *reg = V::Unknown;
-                        }
-                        let callee = n.frames.len() as i64 + 1;
-                        n.stack.retain(|k, _| *k >= -FRAME * callee);
-                        n.pc = ret;
-                    } else {
-                        let outcome = match (s.lookup, s.r[0]) {
-                            (None | Some(false), V::Known(0)) => Outcome::Unprotected,
-                            (Some(true), V::Known(0)) => Outcome::Allowed,
-                            (Some(true), V::Known(x)) if (x as i32) < 0 => Outcome::Denied,
-                            _ => Outcome::Other,
-                        };
-                        let verdicts = match s.r[0] {
-                            V::Known(x) => BTreeSet::from([x as i32]),
-                            _ => BTreeSet::new(),
-                        };
-                        let stats = PathStats { paths: 1, insns_min: 1, insns_max: 1, helpers_min: 0, helpers_max: 0, helper_ids: BTreeSet::new(), verdicts };
-                        return Ok(BTreeMap::from([(outcome, stats)]));
-                    }
+                    let outcome = match (s.lookup, s.r[0]) {
+                        (None | Some(false), V::Known(0)) => Outcome::Unprotected,
+                        (Some(true), V::Known(0)) => Outcome::Allowed,
+                        (Some(true), V::Known(x)) if (x as i32) < 0 => Outcome::Denied,
+                        _ => Outcome::Other,
+                    };
+                    let verdicts = match s.r[0] {
+                        V::Known(x) => BTreeSet::from([x as i32]),
+                        _ => BTreeSet::new(),
+                    };
+                    let stats = PathStats { paths: 1, insns_min: 1, insns_max: 1, helpers_min: 0, helpers_max: 0, helper_ids: BTreeSet::new(), verdicts };
+                    return Ok(BTreeMap::from([(outcome, stats)]));
                 }
                 code => {
                     let target = self.jump(pc, i.off)?;
