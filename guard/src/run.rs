@@ -24,6 +24,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use clap::Args;
+use libsystemd::daemon::NotifyState;
 use guard_common::DEFAULT_RINGBUF_BYTES;
 use tokio::{io::unix::AsyncFd, signal::unix::{signal, SignalKind}};
 
@@ -61,6 +62,10 @@ pub struct RunArgs {
     /// metrics). Costs two clock reads per hook call; on by default with --metrics.
     #[arg(long)]
     pub prog_stats: bool,
+    /// Also send every feed record to the systemd journal (structured, with
+    /// a stable MESSAGE_ID per kind). `auto`: when started by systemd.
+    #[arg(long, value_enum, default_value_t = feed::journal::JournalMode::Auto)]
+    pub journal: feed::journal::JournalMode,
     /// Create this file once the hooks are attached (for supervisors and tests).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -259,7 +264,13 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         None => Box::new(std::io::stdout()),
     };
     let human = args.events_file.is_none() && std::io::stdout().is_terminal();
-    feed::spawn_output(&hub, output, human);
+    let journal = args.journal.wanted();
+    // Under systemd, stdout is itself the journal: writing the JSON lines
+    // there as well would put every record in twice (once structured, once
+    // as an opaque MESSAGE). An --events-file or a terminal still gets them.
+    if args.events_file.is_some() || human || !journal {
+        feed::spawn_output(&hub, output, human);
+    }
     if !args.no_socket {
         let listener = feed::socket::bind(&args.socket)?;
         tokio::spawn(feed::socket::serve(listener, hub.clone()));
@@ -279,14 +290,20 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
             }
         });
     }
+    if journal {
+        feed::journal::spawn(&hub);
+    }
     let namer = Namer::new(&args.passwd, &args.cgroup_root);
     let reader = tokio::spawn(feed::read_ring(ring, bursts, hub.clone(), enforcer.clone(), namer));
     let watcher = tokio::spawn(watch_units(kernel.clone(), enforcer.clone(), Duration::from_millis(args.reconcile_ms)));
 
+    // Ready: every hook is attached and every consumer of the feed runs.
     if let Some(path) = &args.ready_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing --ready-file {}", path.display()))?;
     }
+    let status = format!("enforcing: {}{}", enforcer.lock().unwrap().summary(), if journal { "; feed to the journal" } else { "" });
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 
     hub.publish_admin(&Admin::new("agent-started", &ours, &how));
     for r in &replaced {
@@ -312,6 +329,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         }
         break;
     }
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping the agent; the kernel keeps enforcing".into())]);
     // Let the feed drain what the kernel already wrote.
     tokio::time::sleep(Duration::from_millis(200)).await;
     if ours.exists() {
@@ -334,6 +352,14 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
     }
     let _ = std::fs::remove_file(&args.pid_file);
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) how the agent is doing; a no-op when
+/// systemd did not start it.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = libsystemd::daemon::notify(false, state) {
+        log::warn!("sd_notify: {e}");
+    }
 }
 
 struct ReloadCtx<'a> {
@@ -391,6 +417,7 @@ fn reload(c: &ReloadCtx<'_>, seq: u64) {
         Ok((gen, m)) => (true, 0, *gen, m.clone()),
         Err((code, m)) => (false, *code, c.enforcer.lock().unwrap().gen, format!("{m}\nguard: the policies in force are unchanged")),
     };
+    notify(&[NotifyState::Status(if ok { format!("enforcing: generation {generation} in force") } else { format!("enforcing generation {generation}; the last reload failed") })]);
     if ok {
         log::info!("reload: {message}");
         c.hub.publish_admin(&Admin::new("reloaded", c.instance, &message));

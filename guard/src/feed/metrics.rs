@@ -93,6 +93,9 @@ pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> String {
         ("guard_subscribers_total", "counter", "Subscribers ever connected.", s.subscribers_total.load(Ordering::Relaxed)),
         ("guard_subscribers_cut_off_total", "counter", "Subscribers disconnected for not reading.", s.subscribers_cut_off.load(Ordering::Relaxed)),
         ("guard_subscriber_missed_total", "counter", "Records subscribers missed by lagging (sent as gap records).", s.subscriber_missed.load(Ordering::Relaxed)),
+        ("guard_journal_entries_total", "counter", "Feed records sent to the systemd journal.", s.journal_sent.load(Ordering::Relaxed)),
+        ("guard_journal_missed_total", "counter", "Records the journal writer missed by lagging (told in a gap entry).", s.journal_missed.load(Ordering::Relaxed)),
+        ("guard_journal_errors_total", "counter", "Journal entries that could not be sent.", s.journal_errors.load(Ordering::Relaxed)),
         ("guard_output_missed_total", "counter", "Records the stdout/file output missed by lagging.", s.output_missed.load(Ordering::Relaxed)),
     ];
     for (name, kind, help, v) in simple {

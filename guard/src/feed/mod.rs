@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! ring buffer ──reader──> broadcast (bounded) ──> output sink (stdout / --events-file)
-//!                                              └─> each socket subscriber
+//!                                              ├─> each socket subscriber
+//!                                              └─> the systemd journal (`--journal`)
 //! ```
 //! A consumer that falls behind the broadcast's capacity loses the oldest
 //! records and is sent a `gap` record saying how many; a subscriber whose
 //! socket stays unwritable is cut off. The reader never waits on either.
 
 pub mod bursts;
+pub mod journal;
 pub mod metrics;
 pub mod record;
 pub mod socket;
@@ -61,6 +63,11 @@ pub struct FeedStats {
     pub burst_keys_told: AtomicU64,
     /// Keys deleted from it because their processes exited.
     pub burst_keys_retired: AtomicU64,
+    /// Journal entries sent, lost by the journal writer lagging, and sends
+    /// that failed (journald gone or refusing).
+    pub journal_sent: AtomicU64,
+    pub journal_missed: AtomicU64,
+    pub journal_errors: AtomicU64,
     /// (policy, unit, decision) -> decisions the feed's records stand for.
     pub by_policy: Mutex<BTreeMap<(String, String, &'static str), u64>>,
 }

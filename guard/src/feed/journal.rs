@@ -1,0 +1,320 @@
+//! The feed in the systemd journal: one structured entry per record, sent
+//! with the journal's native protocol (the `libsystemd` crate, pure Rust, so
+//! the static build stays static).
+//!
+//! Each kind of record has its own stable `MESSAGE_ID` (below, and in the
+//! README), and every entry carries the record's fields as `GUARD_*` journal
+//! fields, so `journalctl MESSAGE_ID=<denied>` or `journalctl -u guard
+//! GUARD_UNIT=myapp.service` find guard's alerts, and the usual forwarders
+//! (systemd-journal-upload, Vector, Fluent Bit) carry them as they are.
+//!
+//! Like every other consumer of the feed the journal writer runs on its own
+//! thread: a slow journald can only make it lag (counted in
+//! `guard_journal_missed_total`, and told in a `gap` entry), never the reader.
+
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, Arc},
+};
+
+use libsystemd::logging::{journal_send, Priority};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::{record::Record, FeedStats, Hub, Item};
+
+/// `MESSAGE_ID` of a denied open (or other access), `decision=denied`.
+pub const MSG_DENIED: &str = "f4983fa14bcf4870b407d5673355915d";
+/// `MESSAGE_ID` of an access a policy in audit mode let through.
+pub const MSG_AUDITED: &str = "d0c62977fceb4c70b09b9f1b6f8454b7";
+/// `MESSAGE_ID` of an attempt on guard itself (its maps, programs, pins,
+/// binary or process), always denied.
+pub const MSG_TAMPER: &str = "28e0838f7c1e41f08e2a37707fe2d4e5";
+/// `MESSAGE_ID` of records lost on the way (a consumer lagged).
+pub const MSG_GAP: &str = "fa2b2e0f55084c41a7cc5e3d688b548c";
+/// `MESSAGE_ID` of the agent's administrative events (`GUARD_ACTION`).
+pub const MSG_ADMIN: &str = "6e3ad2cd7c9c4176bd9bbc9f2cce1218";
+
+/// Where journald listens for native-protocol entries.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// `--journal`: whether the feed also goes to the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalMode {
+    /// When systemd started guard (`$INVOCATION_ID` is set) and journald's
+    /// socket exists.
+    Auto,
+    Always,
+    Never,
+}
+
+impl JournalMode {
+    pub fn wanted(self) -> bool {
+        match self {
+            JournalMode::Always => true,
+            JournalMode::Never => false,
+            JournalMode::Auto => std::env::var_os("INVOCATION_ID").is_some() && Path::new(JOURNAL_SOCKET).exists(),
+        }
+    }
+}
+
+/// One journal entry: priority, `MESSAGE` and the other fields.
+#[derive(Debug, PartialEq)]
+pub struct Entry {
+    /// syslog priority: 2 critical, 3 error, 4 warning, 5 notice, 6 info.
+    pub priority: u8,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// The journal entry for one feed line. `record` is the decoded access or
+/// tamper record when there is one; other lines (admin, gap) are read from
+/// their JSON.
+pub fn entry(item: &Item) -> Option<Entry> {
+    match &item.record {
+        Some(r) => Some(record_entry(r)),
+        None => {
+            let v: Value = serde_json::from_slice(&item.json).ok()?;
+            match v.get("kind")?.as_str()? {
+                "gap" => Some(gap_entry(v.get("missed").and_then(Value::as_u64).unwrap_or(0), v.get("reason").and_then(Value::as_str).unwrap_or(""))),
+                "admin" => Some(admin_entry(&v)),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn record_entry(r: &Record) -> Entry {
+    let (id, priority) = match (r.kind, r.decision) {
+        ("tamper", _) => (MSG_TAMPER, 2),
+        (_, "audited") => (MSG_AUDITED, 5),
+        _ => (MSG_DENIED, 4),
+    };
+    let p = &r.process;
+    let mut fields = vec![
+        ("MESSAGE_ID", id.to_string()),
+        ("GUARD_KIND", r.kind.to_string()),
+        ("GUARD_DECISION", r.decision.to_string()),
+        ("GUARD_UNIT", r.unit.clone()),
+        ("GUARD_POLICY", r.policy.clone()),
+        ("GUARD_MODE", r.mode.to_string()),
+        ("GUARD_HOOK", r.hook.to_string()),
+        ("GUARD_ACCESS", r.access.join(",")),
+        ("GUARD_PATH", r.file.path.clone().unwrap_or_default()),
+        ("GUARD_DEV", r.file.dev.clone()),
+        ("GUARD_INO", r.file.ino.to_string()),
+        ("GUARD_PID", p.pid.to_string()),
+        ("GUARD_TID", p.tid.to_string()),
+        ("GUARD_COMM", p.comm.clone()),
+        ("GUARD_EXE", p.exe.clone().unwrap_or_default()),
+        ("GUARD_UID", p.uid.to_string()),
+        ("GUARD_USER", p.user.clone().unwrap_or_default()),
+        ("GUARD_EUID", p.euid.to_string()),
+        ("GUARD_GID", p.gid.to_string()),
+        ("GUARD_CGROUP", p.cgroup.clone().unwrap_or_default()),
+        ("GUARD_CGROUP_ID", p.cgroup_id.to_string()),
+        ("GUARD_OPENER_UNIT", p.unit.clone().unwrap_or_default()),
+        ("GUARD_COUNT", r.count.to_string()),
+        ("GUARD_TIME", r.time.clone()),
+        ("GUARD_FIRST_TIME", r.first_time.clone()),
+        ("GUARD_ORIGIN", r.origin.to_string()),
+    ];
+    if let Some(t) = r.opener_total {
+        fields.push(("GUARD_OPENER_TOTAL", t.to_string()));
+    }
+    if let Some(t) = r.target_pid {
+        fields.push(("GUARD_TARGET_PID", t.to_string()));
+    }
+    if let Some(d) = &r.detail {
+        fields.push(("GUARD_DETAIL", d.clone()));
+    }
+    Entry { priority, message: r.human(), fields: owned(fields) }
+}
+
+fn gap_entry(missed: u64, reason: &str) -> Entry {
+    Entry {
+        priority: 3,
+        message: format!("{missed} feed records were lost ({reason})"),
+        fields: owned(vec![
+            ("MESSAGE_ID", MSG_GAP.to_string()),
+            ("GUARD_KIND", "gap".to_string()),
+            ("GUARD_MISSED", missed.to_string()),
+            ("GUARD_REASON", reason.to_string()),
+        ]),
+    }
+}
+
+fn admin_entry(v: &Value) -> Entry {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let action = s("action");
+    let priority = match action.as_str() {
+        // Enforcement stopped, or a policy set was refused.
+        "unloaded" | "reload-failed" => 3,
+        "handover" | "replaced" => 5,
+        _ => 6,
+    };
+    Entry {
+        priority,
+        message: format!("{action}: {}", s("detail")),
+        fields: owned(vec![
+            ("MESSAGE_ID", MSG_ADMIN.to_string()),
+            ("GUARD_KIND", "admin".to_string()),
+            ("GUARD_ACTION", action.clone()),
+            ("GUARD_INSTANCE", s("instance")),
+            ("GUARD_DETAIL", s("detail")),
+        ]),
+    }
+}
+
+fn owned(fields: Vec<(&str, String)>) -> Vec<(String, String)> {
+    fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Sends one entry; `SYSLOG_IDENTIFIER=guard`.
+pub fn send(e: &Entry) -> Result<(), libsystemd::errors::SdError> {
+    let ident = [("SYSLOG_IDENTIFIER".to_string(), "guard".to_string())];
+    let priority = match e.priority {
+        0 => Priority::Emergency,
+        1 => Priority::Alert,
+        2 => Priority::Critical,
+        3 => Priority::Error,
+        4 => Priority::Warning,
+        5 => Priority::Notice,
+        6 => Priority::Info,
+        _ => Priority::Debug,
+    };
+    journal_send(priority, &e.message, e.fields.iter().chain(ident.iter()).map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// Starts the journal writer: every feed line becomes one journal entry.
+pub fn spawn(hub: &Hub) -> std::thread::JoinHandle<()> {
+    let mut rx = hub.tx.subscribe();
+    let stats: Arc<FeedStats> = hub.stats.clone();
+    std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || loop {
+            let e = match rx.blocking_recv() {
+                Ok(item) => match entry(&item) {
+                    Some(e) => e,
+                    None => continue,
+                },
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    stats.journal_missed.fetch_add(n, Ordering::Relaxed);
+                    gap_entry(n, "journal writer lagged")
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            match send(&e) {
+                Ok(()) => stats.journal_sent.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.journal_errors.fetch_add(1, Ordering::Relaxed),
+            };
+        })
+        .expect("spawning the journal writer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::record::{Admin, FileInfo, Gap, ProcessInfo, SCHEMA};
+    use bytes::Bytes;
+
+    fn item_of(json: Vec<u8>, record: Option<Record>) -> Item {
+        Item { record, json: Bytes::from(json) }
+    }
+
+    fn denial(decision: &'static str, kind: &'static str) -> Record {
+        Record {
+            schema: SCHEMA,
+            kind,
+            time: "2026-12-05T10:00:01.000000000Z".into(),
+            first_time: "2026-12-05T10:00:00.000000000Z".into(),
+            count: 3,
+            opener_total: Some(7),
+            origin: "kernel",
+            decision,
+            hook: "file_open",
+            access: vec!["read"],
+            policy: "demo".into(),
+            unit: "demo.service".into(),
+            mode: "enforce",
+            file: FileInfo { path: Some("/run/credentials/demo.service/api-token".into()), dev: "0:52".into(), ino: 12 },
+            process: ProcessInfo {
+                pid: 4242,
+                tid: 4243,
+                comm: "cat".into(),
+                exe: Some("/usr/bin/cat".into()),
+                exe_dev: "254:1".into(),
+                exe_ino: 99,
+                uid: 0,
+                user: Some("root".into()),
+                euid: 0,
+                gid: 0,
+                cgroup_id: 1234,
+                cgroup: Some("/system.slice/ssh.service".into()),
+                unit: Some("ssh.service".into()),
+            },
+            target_pid: None,
+            detail: None,
+        }
+    }
+
+    fn field<'a>(e: &'a Entry, k: &str) -> Option<&'a str> {
+        e.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_denial_is_a_warning_with_every_field() {
+        let r = denial("denied", "access");
+        let e = entry(&item_of(serde_json::to_vec(&r).unwrap(), Some(r))).unwrap();
+        assert_eq!(e.priority, 4);
+        assert_eq!(field(&e, "MESSAGE_ID"), Some(MSG_DENIED));
+        for (k, v) in [
+            ("GUARD_UNIT", "demo.service"),
+            ("GUARD_PATH", "/run/credentials/demo.service/api-token"),
+            ("GUARD_PID", "4242"),
+            ("GUARD_UID", "0"),
+            ("GUARD_CGROUP", "/system.slice/ssh.service"),
+            ("GUARD_EXE", "/usr/bin/cat"),
+            ("GUARD_DECISION", "denied"),
+            ("GUARD_COUNT", "3"),
+            ("GUARD_OPENER_TOTAL", "7"),
+        ] {
+            assert_eq!(field(&e, k), Some(v), "{k}");
+        }
+        assert!(e.message.contains("DENIED"), "{}", e.message);
+        // Journal field names: uppercase letters, digits, underscores; no leading underscore.
+        for (k, _) in &e.fields {
+            assert!(k.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') && !k.starts_with('_'), "{k}");
+        }
+    }
+
+    #[test]
+    fn audited_tamper_gap_and_admin_have_their_own_ids_and_priorities() {
+        let a = denial("audited", "access");
+        let e = entry(&item_of(Vec::new(), Some(a))).unwrap();
+        assert_eq!((field(&e, "MESSAGE_ID"), e.priority), (Some(MSG_AUDITED), 5));
+        let t = denial("denied", "tamper");
+        let e = entry(&item_of(Vec::new(), Some(t))).unwrap();
+        assert_eq!((field(&e, "MESSAGE_ID"), e.priority), (Some(MSG_TAMPER), 2));
+        let g = serde_json::to_vec(&Gap::new(5, "subscriber lagged")).unwrap();
+        let e = entry(&item_of(g, None)).unwrap();
+        assert_eq!((field(&e, "MESSAGE_ID"), field(&e, "GUARD_MISSED"), e.priority), (Some(MSG_GAP), Some("5"), 3));
+        let u = serde_json::to_vec(&Admin::new("unloaded", Path::new("/sys/fs/bpf/guard/x"), "by root")).unwrap();
+        let e = entry(&item_of(u, None)).unwrap();
+        assert_eq!((field(&e, "MESSAGE_ID"), field(&e, "GUARD_ACTION"), e.priority), (Some(MSG_ADMIN), Some("unloaded"), 3));
+        let s = serde_json::to_vec(&Admin::new("agent-started", Path::new("/x"), "armed")).unwrap();
+        assert_eq!(entry(&item_of(s, None)).unwrap().priority, 6);
+    }
+
+    #[test]
+    fn message_ids_are_distinct_128_bit_hex() {
+        let ids = [MSG_DENIED, MSG_AUDITED, MSG_TAMPER, MSG_GAP, MSG_ADMIN];
+        for id in ids {
+            assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        }
+        let mut sorted = ids.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
+    }
+}
