@@ -14,7 +14,7 @@ mod policy;
 mod run;
 mod units;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 pub use admin::UNLOAD_NOTE;
 
@@ -68,13 +68,30 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Tail the denial feed of a running agent (JSON lines).
+    /// Tail the denial feed of a running agent: one human line per record on
+    /// a terminal, the agent's JSON lines otherwise.
+    ///
+    /// Filters: each given filter must match, any of its values may. `gap`
+    /// records (lost records) always pass; `admin` records only when no
+    /// filter is given; `tamper` records have no unit.
     Events {
         /// Keep following (the only mode; accepted for clarity).
         #[arg(long, short)]
         follow: bool,
         #[arg(long, default_value = feed::socket::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Only records of this protected unit ("myapp" means "myapp.service"). Repeatable.
+        #[arg(long, value_name = "UNIT")]
+        unit: Vec<String>,
+        /// Only records with this decision. Repeatable.
+        #[arg(long, value_enum)]
+        decision: Vec<feed::events::Decision>,
+        /// JSON lines, even on a terminal.
+        #[arg(long, conflicts_with = "human")]
+        json: bool,
+        /// Human lines, even when not a terminal.
+        #[arg(long)]
+        human: bool,
     },
     /// Measure the per-open cost of guard on this kernel (root, BPF LSM).
     Bench(bench::BenchArgs),
@@ -100,7 +117,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { path, passwd } => check(&path, &passwd),
         Command::Run(args) => run::main(args),
-        Command::Events { follow: _, socket } => block_on(feed::socket::follow(socket)),
+        Command::Events { follow: _, socket, unit, decision, json, human } => {
+            use feed::events::{Filter, Format, View};
+            let human = human || (!json && std::io::stdout().is_terminal());
+            let view = View::new(Filter::new(&unit, &decision), if human { Format::Human } else { Format::Json });
+            block_on(feed::socket::follow(socket, view))
+        }
         Command::Bench(args) => bench::main(args),
         Command::BenchPeers(args) => bench_peers::main(args),
         Command::BenchWorker(args) => bench_peers::worker(args),
