@@ -2,11 +2,14 @@
 //!
 //! `guard check` validates policies, `guard run` enforces them, `guard
 //! events --follow` tails the denial feed of a running agent, and `guard
-//! bench` measures what the hook costs each `open()`.
+//! bench` measures what the hook costs each `open()`. `guard completions`
+//! and the hidden `guard manpages` generate shell completions and man pages
+//! from this clap definition (`cli_docs.rs`).
 
 mod admin;
 mod bench;
 mod bench_peers;
+mod cli_docs;
 mod enforce;
 mod feed;
 mod kernel;
@@ -14,14 +17,25 @@ mod policy;
 mod run;
 mod units;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 pub use admin::UNLOAD_NOTE;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "guard", version, about = "Kernel-enforced secret confinement for systemd units (BPF LSM)")]
+#[command(
+    name = "guard",
+    version,
+    about = "Kernel-enforced secret confinement for systemd units (BPF LSM)",
+    after_long_help = "Examples:
+  guard check /etc/guard/policies                  validate, without touching the kernel
+  sudo guard run --policy-dir /etc/guard/policies  enforce (the kernel keeps enforcing after the agent stops)
+  sudo guard status                                what the kernel enforces now
+  sudo guard events --unit myapp                   tail the denial feed of a running agent
+
+Exit codes: 0 ok, 1 other error, 2 invalid policy, 3 kernel lacks a feature, 4 not enforcing (status)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,19 +82,46 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Tail the denial feed of a running agent (JSON lines).
+    /// Tail the denial feed of a running agent: one human line per record on
+    /// a terminal, the agent's JSON lines otherwise.
+    ///
+    /// Filters: each given filter must match, any of its values may. `gap`
+    /// records (lost records) always pass; `admin` records only when no
+    /// filter is given; `tamper` records have no unit.
     Events {
         /// Keep following (the only mode; accepted for clarity).
         #[arg(long, short)]
         follow: bool,
+        /// The agent's feed socket (`guard run --socket`).
         #[arg(long, default_value = feed::socket::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Only records of this protected unit ("myapp" means "myapp.service"). Repeatable.
+        #[arg(long, value_name = "UNIT")]
+        unit: Vec<String>,
+        /// Only records with this decision. Repeatable.
+        #[arg(long, value_enum)]
+        decision: Vec<feed::events::Decision>,
+        /// JSON lines, even on a terminal.
+        #[arg(long, conflicts_with = "human")]
+        json: bool,
+        /// Human lines, even when not a terminal.
+        #[arg(long)]
+        human: bool,
     },
     /// Measure the per-open cost of guard on this kernel (root, BPF LSM).
     Bench(bench::BenchArgs),
     /// Compare guard with systemd's RestrictFileSystems=, Landlock and AppArmor
     /// (root, in a machine with a real systemd), and count the loaded programs' paths.
     BenchPeers(bench_peers::PeersArgs),
+    /// Print the completion script for SHELL to stdout, e.g.
+    /// `guard completions bash > /usr/share/bash-completion/completions/guard`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write guard.1 and a man page per subcommand into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
     /// One measurement of `bench-peers` (spawned under each peer's confinement).
     #[command(hide = true)]
     BenchWorker(bench_peers::WorkerArgs),
@@ -100,7 +141,26 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { path, passwd } => check(&path, &passwd),
         Command::Run(args) => run::main(args),
-        Command::Events { follow: _, socket } => block_on(feed::socket::follow(socket)),
+        Command::Events { follow: _, socket, unit, decision, json, human } => {
+            use feed::events::{Filter, Format, View};
+            let human = human || (!json && std::io::stdout().is_terminal());
+            let view = View::new(Filter::new(&unit, &decision), if human { Format::Human } else { Format::Json });
+            block_on(feed::socket::follow(socket, view))
+        }
+        Command::Completions { shell } => {
+            cli_docs::completions(Cli::command(), shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpages { dir } => match cli_docs::manpages(Cli::command(), &dir) {
+            Ok(written) => {
+                eprintln!("wrote {} man pages into {}", written.len(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Bench(args) => bench::main(args),
         Command::BenchPeers(args) => bench_peers::main(args),
         Command::BenchWorker(args) => bench_peers::worker(args),

@@ -9,6 +9,7 @@ mod exec;
 mod guest;
 mod initramfs;
 mod kernels;
+mod promtool;
 mod rootfs;
 mod setup;
 mod vm;
@@ -71,6 +72,13 @@ enum Task {
     /// (target/vm/bench-reports.json), without running anything.
     #[command(hide = true)]
     BenchMd,
+    /// `promtool check metrics` on a saved scrape of `guard run --metrics`
+    /// (promtool fetched once into target/tools/prometheus).
+    #[command(hide = true)]
+    CheckMetrics {
+        /// The scrape: the body of GET /metrics.
+        scrape: PathBuf,
+    },
     /// Build deliberately broken variants of the eBPF program and check that
     /// the suite catches each one (a test that cannot fail is a defect).
     Mutants {
@@ -92,11 +100,20 @@ fn main() {
         Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
         Task::BenchMd => bench_md(),
         Task::Mutants { kernel, only } => mutants(&kernel, &only),
+        Task::CheckMetrics { scrape } => check_metrics(&scrape),
     };
     if let Err(e) = res {
         eprintln!("xtask: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn check_metrics(scrape: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(scrape).with_context(|| format!("reading {}", scrape.display()))?;
+    let promtool = promtool::ensure_promtool(&root().join("target/tools/prometheus"))?;
+    promtool::check_metrics(&promtool, &text)?;
+    eprintln!("promtool: {} passes `promtool check metrics`", scrape.display());
+    Ok(())
 }
 
 fn root() -> PathBuf {

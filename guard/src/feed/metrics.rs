@@ -1,10 +1,23 @@
 //! Prometheus text metrics on an opt-in TCP address (`--metrics ADDR`).
 //! A minimal HTTP/1.0 responder: any request gets the current metrics.
+//!
+//! A scrape is collected first (`collect`, which reads the kernel) and then
+//! written as text (`text`, a pure function, tested on a sample). Names
+//! follow Prometheus' conventions as `promtool check metrics` checks them
+//! (`cargo xtask check-metrics SCRAPE`, `xtask/src/promtool.rs`):
+//! base units (seconds), `_total` on counters and only there, HELP and TYPE
+//! on every family. Ratios of exported counters are left to the query
+//! (`rate(guard_hook_run_seconds_total[5m]) / rate(guard_hook_runs_total[5m])`
+//! is the mean cost of one call).
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     net::SocketAddr,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -15,8 +28,8 @@ use tokio::{
     net::TcpListener,
 };
 
-use super::Hub;
-use crate::kernel::Kernel;
+use super::{FeedStats, Hub};
+use crate::kernel::{Counters, Kernel};
 
 pub async fn serve(addr: SocketAddr, kernel: Arc<Mutex<Kernel>>, hub: Hub) -> Result<()> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics address {addr}"))?;
@@ -41,65 +54,223 @@ pub async fn serve(addr: SocketAddr, kernel: Arc<Mutex<Kernel>>, hub: Hub) -> Re
     }
 }
 
-pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> String {
-    let mut out = String::new();
-    let k = kernel.lock().unwrap();
-    if let Ok(c) = k.counters() {
-        let _ = writeln!(out, "# HELP guard_kernel_total Decisions and record outcomes counted by the kernel program.");
-        let _ = writeln!(out, "# TYPE guard_kernel_total counter");
-        for (i, name) in COUNTER_NAMES.iter().enumerate() {
-            let _ = writeln!(out, "guard_kernel_total{{counter=\"{name}\"}} {}", c[i]);
-        }
-    }
-    let _ = writeln!(out, "# HELP guard_hook_runs_total Program invocations (kernel BPF run-time stats; needs --prog-stats).");
-    let _ = writeln!(out, "# TYPE guard_hook_runs_total counter");
-    let mut stats = Vec::new();
-    for (name, hook) in ENFORCING_PROGRAMS {
-        if let Ok((runs, ns)) = k.prog_stats(name) {
-            stats.push((hook, runs, ns));
-        }
-    }
-    drop(k);
-    for (hook, runs, _) in &stats {
-        let _ = writeln!(out, "guard_hook_runs_total{{hook=\"{hook}\"}} {runs}");
-    }
-    let _ = writeln!(out, "# HELP guard_hook_run_time_ns_total Kernel time spent in each program, nanoseconds.");
-    let _ = writeln!(out, "# TYPE guard_hook_run_time_ns_total counter");
-    for (hook, _, ns) in &stats {
-        let _ = writeln!(out, "guard_hook_run_time_ns_total{{hook=\"{hook}\"}} {ns}");
-    }
-    let _ = writeln!(out, "# HELP guard_hook_ns_per_call Mean kernel time per program call since the agent started.");
-    let _ = writeln!(out, "# TYPE guard_hook_ns_per_call gauge");
-    for (hook, runs, ns) in &stats {
-        let per = if *runs == 0 { 0.0 } else { *ns as f64 / *runs as f64 };
-        let _ = writeln!(out, "guard_hook_ns_per_call{{hook=\"{hook}\"}} {per:.1}");
-    }
+/// What one scrape shows, read once.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    /// The kernel's counters, in `COUNTER_NAMES` order (`None`: unreadable).
+    pub kernel: Option<Counters>,
+    /// The kernel's BPF run-time statistics, per hook (`--prog-stats`).
+    pub hooks: Vec<HookRuns>,
+    /// (policy, unit, decision) -> decisions the feed's records stand for.
+    pub decisions: BTreeMap<(String, String, &'static str), u64>,
+    pub feed: FeedCounts,
+}
 
-    let s = &hub.stats;
-    let _ = writeln!(out, "# HELP guard_decisions_total Decisions the feed's records stand for (the sum of their counts), by policy, unit and decision.");
-    let _ = writeln!(out, "# TYPE guard_decisions_total counter");
-    for ((policy, unit, decision), n) in s.by_policy.lock().unwrap().iter() {
-        let _ = writeln!(out, "guard_decisions_total{{policy=\"{policy}\",unit=\"{unit}\",decision=\"{decision}\"}} {n}");
+#[derive(Debug, Clone, Copy)]
+pub struct HookRuns {
+    pub hook: &'static str,
+    pub runs: u64,
+    pub run_time: Duration,
+}
+
+/// `FeedStats`' plain counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FeedCounts {
+    pub received: u64,
+    pub flushed: u64,
+    pub superseded: u64,
+    pub burst_keys: u64,
+    pub burst_keys_told: u64,
+    pub burst_keys_retired: u64,
+    pub malformed: u64,
+    pub subscribers: u64,
+    pub subscribers_total: u64,
+    pub subscribers_cut_off: u64,
+    pub subscriber_missed: u64,
+    pub output_missed: u64,
+    pub journal_sent: u64,
+    pub journal_missed: u64,
+    pub journal_errors: u64,
+}
+
+impl FeedCounts {
+    fn of(s: &FeedStats) -> Self {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Self {
+            received: get(&s.received),
+            flushed: get(&s.flushed),
+            superseded: get(&s.superseded),
+            burst_keys: get(&s.burst_keys),
+            burst_keys_told: get(&s.burst_keys_told),
+            burst_keys_retired: get(&s.burst_keys_retired),
+            malformed: get(&s.malformed),
+            subscribers: get(&s.subscribers),
+            subscribers_total: get(&s.subscribers_total),
+            subscribers_cut_off: get(&s.subscribers_cut_off),
+            subscriber_missed: get(&s.subscriber_missed),
+            output_missed: get(&s.output_missed),
+            journal_sent: get(&s.journal_sent),
+            journal_missed: get(&s.journal_missed),
+            journal_errors: get(&s.journal_errors),
+        }
     }
+}
+
+pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> String {
+    text(&collect(kernel, hub))
+}
+
+fn collect(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> Scrape {
+    let k = kernel.lock().unwrap();
+    let hooks = ENFORCING_PROGRAMS
+        .iter()
+        .filter_map(|&(name, hook)| {
+            let (runs, ns) = k.prog_stats(name).ok()?;
+            Some(HookRuns { hook, runs, run_time: Duration::from_nanos(ns) })
+        })
+        .collect();
+    let kernel = k.counters().ok();
+    drop(k);
+    Scrape { kernel, hooks, decisions: hub.stats.by_policy.lock().unwrap().clone(), feed: FeedCounts::of(&hub.stats) }
+}
+
+/// One scrape in the Prometheus text format (version 0.0.4).
+pub fn text(s: &Scrape) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &mut dyn Iterator<Item = (String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let counters = s.kernel.iter().flat_map(|c| COUNTER_NAMES.iter().zip(c.iter()));
+    family(
+        "guard_kernel_total",
+        "counter",
+        "Decisions and record outcomes counted by the kernel program.",
+        &mut counters.map(|(name, v)| (labels(&[("counter", name)]), v.to_string())),
+    );
+    family(
+        "guard_hook_runs_total",
+        "counter",
+        "Program invocations (kernel BPF run-time stats; needs --prog-stats or --metrics).",
+        &mut s.hooks.iter().map(|h| (labels(&[("hook", h.hook)]), h.runs.to_string())),
+    );
+    family(
+        "guard_hook_run_seconds_total",
+        "counter",
+        "Kernel time spent in each program, in seconds (kernel BPF run-time stats).",
+        &mut s.hooks.iter().map(|h| (labels(&[("hook", h.hook)]), h.run_time.as_secs_f64().to_string())),
+    );
+    family(
+        "guard_decisions_total",
+        "counter",
+        "Decisions the feed's records stand for (the sum of their counts), by policy, unit and decision.",
+        &mut s.decisions.iter().map(|((policy, unit, decision), n)| {
+            (labels(&[("policy", policy), ("unit", unit), ("decision", decision)]), n.to_string())
+        }),
+    );
+    let f = &s.feed;
     let simple = [
-        ("guard_feed_received_total", "counter", "Records read from the ring buffer.", s.received.load(Ordering::Relaxed)),
-        ("guard_feed_flushed_total", "counter", "Records written from the kernel's burst table (remainders of quiet bursts).", s.flushed.load(Ordering::Relaxed)),
-        ("guard_feed_superseded_total", "counter", "Kernel records whose decisions a table flush had already told.", s.superseded.load(Ordering::Relaxed)),
-        ("guard_burst_keys", "gauge", "(opener, object, decision) keys in the kernel's burst table at the last flush.", s.burst_keys.load(Ordering::Relaxed)),
-        ("guard_burst_keys_told", "gauge", "Keys the agent remembers totals for (live and recently retired).", s.burst_keys_told.load(Ordering::Relaxed)),
-        ("guard_burst_keys_retired_total", "counter", "Keys deleted from the burst table because their process exited.", s.burst_keys_retired.load(Ordering::Relaxed)),
-        ("guard_feed_malformed_total", "counter", "Ring buffer items that did not decode.", s.malformed.load(Ordering::Relaxed)),
-        ("guard_subscribers", "gauge", "Connected feed subscribers.", s.subscribers.load(Ordering::Relaxed)),
-        ("guard_subscribers_total", "counter", "Subscribers ever connected.", s.subscribers_total.load(Ordering::Relaxed)),
-        ("guard_subscribers_cut_off_total", "counter", "Subscribers disconnected for not reading.", s.subscribers_cut_off.load(Ordering::Relaxed)),
-        ("guard_subscriber_missed_total", "counter", "Records subscribers missed by lagging (sent as gap records).", s.subscriber_missed.load(Ordering::Relaxed)),
-        ("guard_journal_entries_total", "counter", "Feed records sent to the systemd journal.", s.journal_sent.load(Ordering::Relaxed)),
-        ("guard_journal_missed_total", "counter", "Records the journal writer missed by lagging (told in a gap entry).", s.journal_missed.load(Ordering::Relaxed)),
-        ("guard_journal_errors_total", "counter", "Journal entries that could not be sent.", s.journal_errors.load(Ordering::Relaxed)),
-        ("guard_output_missed_total", "counter", "Records the stdout/file output missed by lagging.", s.output_missed.load(Ordering::Relaxed)),
+        ("guard_feed_received_total", "counter", "Records read from the ring buffer.", f.received),
+        ("guard_feed_flushed_total", "counter", "Records written from the kernel's burst table (remainders of quiet bursts).", f.flushed),
+        ("guard_feed_superseded_total", "counter", "Kernel records whose decisions a table flush had already told.", f.superseded),
+        ("guard_burst_keys", "gauge", "(opener, object, decision) keys in the kernel's burst table at the last flush.", f.burst_keys),
+        ("guard_burst_keys_told", "gauge", "Keys the agent remembers totals for (live and recently retired).", f.burst_keys_told),
+        ("guard_burst_keys_retired_total", "counter", "Keys deleted from the burst table because their process exited.", f.burst_keys_retired),
+        ("guard_feed_malformed_total", "counter", "Ring buffer items that did not decode.", f.malformed),
+        ("guard_subscribers", "gauge", "Connected feed subscribers.", f.subscribers),
+        ("guard_subscribers_total", "counter", "Subscribers ever connected.", f.subscribers_total),
+        ("guard_subscribers_cut_off_total", "counter", "Subscribers disconnected for not reading.", f.subscribers_cut_off),
+        ("guard_subscriber_missed_total", "counter", "Records subscribers missed by lagging (sent as gap records).", f.subscriber_missed),
+        ("guard_output_missed_total", "counter", "Records the stdout/file output missed by lagging.", f.output_missed),
+        ("guard_journal_entries_total", "counter", "Feed records sent to the systemd journal.", f.journal_sent),
+        ("guard_journal_missed_total", "counter", "Records the journal writer missed by lagging (told in a gap entry).", f.journal_missed),
+        ("guard_journal_errors_total", "counter", "Journal entries that could not be sent.", f.journal_errors),
     ];
     for (name, kind, help, v) in simple {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        family(name, kind, help, &mut std::iter::once((String::new(), v.to_string())));
     }
     out
+}
+
+/// `{a="x",b="y"}`, values escaped as the text format wants (unit names
+/// can hold backslashes: systemd escapes as `\x2d`).
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let escaped: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .collect();
+    format!("{{{}}}", escaped.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scrape with every family present: what `cargo xtask`'s promtool
+    /// check would see from a busy agent (print it with --nocapture).
+    pub fn sample() -> Scrape {
+        let mut kernel = Counters::default();
+        for (i, c) in kernel.iter_mut().enumerate() {
+            *c = 1000 + i as u64;
+        }
+        let mut decisions = BTreeMap::new();
+        decisions.insert(("demo".to_string(), "demo.service".to_string(), "denied"), 12);
+        decisions.insert(("esc".to_string(), r"foo\x2dbar.service".to_string(), "audited"), 3);
+        Scrape {
+            kernel: Some(kernel),
+            hooks: vec![
+                HookRuns { hook: "file_open", runs: 4_000_000, run_time: Duration::from_nanos(1_234_567_891) },
+                HookRuns { hook: "bpf", runs: 7, run_time: Duration::from_nanos(700) },
+            ],
+            decisions,
+            feed: FeedCounts {
+                received: 1,
+                flushed: 2,
+                superseded: 3,
+                burst_keys: 4,
+                burst_keys_told: 5,
+                burst_keys_retired: 6,
+                malformed: 7,
+                subscribers: 8,
+                subscribers_total: 9,
+                subscribers_cut_off: 10,
+                subscriber_missed: 11,
+                output_missed: 12,
+                journal_sent: 13,
+                journal_missed: 14,
+                journal_errors: 15,
+            },
+        }
+    }
+
+    #[test]
+    fn every_family_has_help_type_and_samples() {
+        let text = text(&sample());
+        println!("{text}");
+        let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        assert_eq!(families.len(), 16, "{families:?}");
+        for family in families {
+            let (name, kind) = family.split_once(' ').unwrap();
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP");
+            assert!(text.lines().any(|l| l.starts_with(name) && !l.starts_with('#')), "{name}: no sample");
+            // Counters, and only counters, end in _total.
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{name} is a {kind}");
+        }
+    }
+
+    #[test]
+    fn seconds_and_escaped_labels() {
+        let text = text(&sample());
+        assert!(text.contains("guard_hook_run_seconds_total{hook=\"file_open\"} 1.234567891\n"), "{text}");
+        assert!(text.contains("guard_hook_run_seconds_total{hook=\"bpf\"} 0.0000007\n"), "{text}");
+        assert!(text.contains("guard_kernel_total{counter=\"denied\"} "), "{text}");
+        assert!(text.contains(r#"unit="foo\\x2dbar.service""#), "{text}");
+        assert_eq!(labels(&[("a", "q\"n\nb\\")]), r#"{a="q\"n\nb\\"}"#);
+        // Unreadable kernel counters: the family stays, without samples.
+        let bare = super::text(&Scrape::default());
+        assert!(bare.contains("# TYPE guard_kernel_total counter") && !bare.contains("guard_kernel_total{"), "{bare}");
+    }
 }

@@ -11,6 +11,8 @@
 //! socket stays unwritable is cut off. The reader never waits on either.
 
 pub mod bursts;
+pub mod events;
+pub mod human;
 pub mod journal;
 pub mod metrics;
 pub mod record;
@@ -191,7 +193,7 @@ fn publish(ev: &Event, share: &Share, origin: &'static str, hub: &Hub, enforcer:
 }
 
 /// Writes the feed to stdout or a file: JSON lines, or one human line per
-/// record when `human` (stdout is a terminal). Runs on its own thread so a
+/// record (`human.rs`) when `human` (stdout is a terminal). Runs on its own thread so a
 /// blocked stdout can only make this sink lag (and say so), nothing else.
 pub fn spawn_output(hub: &Hub, out: Box<dyn Write + Send>, human: bool) -> std::thread::JoinHandle<()> {
     let mut rx = hub.tx.subscribe();
@@ -205,12 +207,21 @@ pub fn spawn_output(hub: &Hub, out: Box<dyn Write + Send>, human: bool) -> std::
             let res = match next {
                 Ok(item) => match (&item.record, human) {
                     (Some(r), true) => writeln!(out, "{}", r.human()),
-                    _ => out.write_all(&item.json),
+                    // Admin records: JSON only (rare, so parsing them back is fine).
+                    (None, true) => match serde_json::from_slice(&item.json).ok().as_ref().and_then(human::line) {
+                        Some(line) => writeln!(out, "{line}"),
+                        None => out.write_all(&item.json),
+                    },
+                    (_, false) => out.write_all(&item.json),
                 },
                 Err(Some(broadcast::error::RecvError::Lagged(n))) => {
                     stats.output_missed.fetch_add(n, Ordering::Relaxed);
-                    let gap = serde_json::to_string(&Gap::new(n, "output lagged")).unwrap_or_default();
-                    writeln!(out, "{gap}")
+                    let gap = Gap::new(n, "output lagged");
+                    if human {
+                        writeln!(out, "{}", gap.human())
+                    } else {
+                        writeln!(out, "{}", serde_json::to_string(&gap).unwrap_or_default())
+                    }
                 }
                 Err(Some(broadcast::error::RecvError::Closed)) => {
                     let _ = out.flush();

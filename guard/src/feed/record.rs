@@ -266,24 +266,23 @@ impl Namer {
 }
 
 impl Record {
-    /// The one-line human form used when stdout is a terminal.
+    /// The one-line human form used when stdout is a terminal (`human.rs`).
     pub fn human(&self) -> String {
-        format!(
-            "{} {}{} {} {} by pid {} ({}) uid {}{} cgroup {} [policy {} / {}]",
-            self.time,
-            self.decision.to_uppercase(),
-            if self.count > 1 { format!(" x{} since {}", self.count, self.first_time) } else { String::new() },
-            self.access.join("+"),
-            self.file.path.as_deref().unwrap_or("?"),
-            self.process.pid,
-            self.process.comm,
-            self.process.uid,
-            self.process.user.as_deref().map(|u| format!(" ({u})")).unwrap_or_default(),
-            self.process.cgroup.as_deref().unwrap_or("?"),
-            self.policy,
-            self.hook,
-        )
+        human_of(self)
     }
+}
+
+impl Gap {
+    pub fn human(&self) -> String {
+        human_of(self)
+    }
+}
+
+/// Every kind goes through the one formatter, over its JSON form (admin
+/// records, which the agent keeps only as JSON, go there directly).
+fn human_of(record: &impl Serialize) -> String {
+    let v = serde_json::to_value(record).unwrap_or_default();
+    super::human::line(&v).unwrap_or_else(|| v.to_string())
 }
 
 /// CLOCK_REALTIME - CLOCK_BOOTTIME, to turn `bpf_ktime_get_boot_ns` into wall time.
@@ -333,9 +332,97 @@ mod tests {
     }
 
     #[test]
+    fn human_forms() {
+        let mut r = samples::access("demo.service", "denied");
+        assert_eq!(
+            r.human(),
+            "2026-11-22T01:17:01.123456789Z DENIED read /run/credentials/demo.service/api-token by pid 412 (cat) \
+             uid 0 (root) cgroup /system.slice/cron.service [policy demo / file_open]"
+        );
+        r.count = 3;
+        r.process.user = None;
+        assert_eq!(
+            r.human(),
+            "2026-11-22T01:17:01.123456789Z DENIED x3 since 2026-11-22T01:17:00.000000000Z read /run/credentials/demo.service/api-token \
+             by pid 412 (cat) uid 0 cgroup /system.slice/cron.service [policy demo / file_open]"
+        );
+        assert_eq!(
+            samples::tamper("denied").human(),
+            "2026-11-22T01:17:01.123456789Z TAMPER DENIED bpf(2): BPF_PROG_LOAD of an LSM, fmod_ret or freplace program \
+             by pid 412 (cat) uid 0 (root) cgroup /system.slice/cron.service [bpf]"
+        );
+        let mut admin = Admin::new("reloaded", Path::new("/sys/fs/bpf/guard"), "2 policies");
+        admin.time = "T".into();
+        admin.pid = 300;
+        assert_eq!(human_of(&admin), "T ADMIN reloaded /sys/fs/bpf/guard by pid 300: 2 policies");
+        admin.detail.clear();
+        assert_eq!(human_of(&admin), "T ADMIN reloaded /sys/fs/bpf/guard by pid 300");
+        let mut gap = Gap::new(1200, "subscriber lagged");
+        gap.time = "T".into();
+        assert_eq!(gap.human(), "T GAP 1200 records missed (subscriber lagged)");
+    }
+
+    #[test]
     fn decode_rejects_short_items() {
         assert!(decode(&[0u8; 8]).is_none());
         let bytes = vec![0u8; std::mem::size_of::<Event>()];
         assert_eq!(decode(&bytes).unwrap().pid, 0);
+    }
+}
+
+/// Records as the agent makes them, for tests of their consumers.
+#[cfg(test)]
+pub mod samples {
+    use super::*;
+
+    /// An access record (`unit`: the protected unit).
+    pub fn access(unit: &str, decision: &'static str) -> Record {
+        Record {
+            schema: SCHEMA,
+            kind: "access",
+            time: "2026-11-22T01:17:01.123456789Z".into(),
+            first_time: "2026-11-22T01:17:00.000000000Z".into(),
+            count: 1,
+            opener_total: Some(1),
+            origin: "kernel",
+            decision,
+            hook: "file_open",
+            access: vec!["read"],
+            policy: "demo".into(),
+            unit: unit.into(),
+            mode: if decision == "audited" { "audit" } else { "enforce" },
+            file: FileInfo { path: Some(format!("/run/credentials/{unit}/api-token")), dev: "0:52".into(), ino: 3 },
+            process: ProcessInfo {
+                pid: 412,
+                tid: 412,
+                comm: "cat".into(),
+                exe: Some("/usr/bin/cat".into()),
+                exe_dev: "0:1".into(),
+                exe_ino: 5861,
+                uid: 0,
+                user: Some("root".into()),
+                euid: 0,
+                gid: 0,
+                cgroup_id: 1234,
+                cgroup: Some("/system.slice/cron.service".into()),
+                unit: Some("cron.service".into()),
+            },
+            target_pid: None,
+            detail: None,
+        }
+    }
+
+    /// A tamper record: no unit, `policy` "guard".
+    pub fn tamper(decision: &'static str) -> Record {
+        Record {
+            kind: "tamper",
+            hook: "bpf",
+            access: vec![],
+            policy: "guard".into(),
+            unit: String::new(),
+            file: FileInfo { path: None, dev: "0:0".into(), ino: 0 },
+            detail: Some("bpf(2): BPF_PROG_LOAD of an LSM, fmod_ret or freplace program".into()),
+            ..access("", decision)
+        }
     }
 }

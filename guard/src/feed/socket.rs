@@ -15,12 +15,12 @@ use std::{
 
 use anyhow::{Context, Result};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
     sync::broadcast,
 };
 
-use super::{record::Gap, Hub};
+use super::{events::View, record::Gap, Hub};
 
 pub const DEFAULT_SOCKET: &str = "/run/guard/events.sock";
 /// How long one write to a subscriber may block before it is cut off.
@@ -99,12 +99,30 @@ async fn subscriber(stream: UnixStream, mut rx: broadcast::Receiver<std::sync::A
     }
 }
 
-/// `guard events --follow`: copies the feed to stdout until the agent goes.
-pub async fn follow(path: PathBuf) -> Result<()> {
-    let mut stream = UnixStream::connect(&path).await.with_context(|| {
+/// `guard events --follow`: shows the feed on stdout, as `view` decides,
+/// until the agent goes.
+pub async fn follow(path: PathBuf, mut view: View) -> Result<()> {
+    let stream = UnixStream::connect(&path).await.with_context(|| {
         format!("connecting to {} (is `guard run` running? subscribing needs root)", path.display())
     })?;
+    let mut feed = BufReader::new(stream);
     let mut stdout = tokio::io::stdout();
-    tokio::io::copy(&mut stream, &mut stdout).await?;
-    Ok(())
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if feed.read_until(b'\n', &mut line).await.context("reading the feed")? == 0 {
+            return Ok(());
+        }
+        let shown = view.line(&line);
+        if let Some(warning) = shown.warning {
+            eprintln!("{warning}");
+        }
+        if let Some(out) = shown.out {
+            stdout.write_all(&out).await?;
+        }
+        // Flush once the agent has nothing more queued for us.
+        if feed.buffer().is_empty() {
+            stdout.flush().await?;
+        }
+    }
 }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 #[allow(unused_imports)]
 pub use error::{Diagnostic, PolicyErrors, Severity};
 pub use passwd::Passwd;
+pub use validate::with_unit_suffix;
 
 use error::Source;
 use types::{Document, RawPolicy};

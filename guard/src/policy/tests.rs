@@ -1472,3 +1472,14 @@ fn every_unit_policy_has_only_setup_only() {
     let diags = load_err(&[("p.toml", missing)]);
     only(&diags, "p.toml", 1, "setup_only", "required field is missing");
 }
+
+#[test]
+fn unit_arguments_read_as_systemctl_does() {
+    use super::with_unit_suffix;
+    assert_eq!(with_unit_suffix("myapp"), "myapp.service");
+    assert_eq!(with_unit_suffix("myapp.service"), "myapp.service");
+    assert_eq!(with_unit_suffix("session-3.scope"), "session-3.scope");
+    assert_eq!(with_unit_suffix("cups.socket"), "cups.socket");
+    assert_eq!(with_unit_suffix("my.app"), "my.app.service");
+    assert_eq!(with_unit_suffix("getty@tty1"), "getty@tty1.service");
+}

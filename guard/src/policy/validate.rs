@@ -197,6 +197,19 @@ pub(crate) fn validate(
     }
 }
 
+/// A unit name as `systemctl` reads its arguments: a name without a unit
+/// type suffix ("myapp") means the service ("myapp.service").
+pub fn with_unit_suffix(name: &str) -> String {
+    let typed = name.rsplit_once('.').is_some_and(|(base, suffix)| {
+        !base.is_empty() && (UNIT_SUFFIXES.contains(&format!(".{suffix}").as_str()) || OTHER_UNIT_TYPES.contains(&suffix))
+    });
+    if typed {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}
+
 /// Checks a unit name; on error returns (what is wrong, how to fix it).
 pub(crate) fn check_unit(name: &str) -> Result<(), (String, String)> {
     let guess = guess_unit(name);
