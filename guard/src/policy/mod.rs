@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 #[allow(unused_imports)]
 pub use error::{Diagnostic, PolicyErrors, Severity};
 pub use passwd::Passwd;
+/// For `guard policy from-unit`, which writes what these accept.
+pub(crate) use validate::{check_protect_path, check_unit, UNIT_USER};
 
 use error::Source;
 use types::{Document, RawPolicy};
