@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 pub use error::{Diagnostic, PolicyErrors, Severity};
 pub use passwd::Passwd;
 pub use validate::with_unit_suffix;
+/// For `guard policy from-unit`, which writes what these accept.
+pub(crate) use validate::{check_protect_path, check_unit, UNIT_USER};
 
 use error::Source;
 use types::{Document, RawPolicy};
