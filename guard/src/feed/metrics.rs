@@ -251,7 +251,7 @@ mod tests {
         let text = text(&sample());
         println!("{text}");
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), 16, "{families:?}");
+        assert_eq!(families.len(), 19, "{families:?}");
         for family in families {
             let (name, kind) = family.split_once(' ').unwrap();
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP");
