@@ -3,7 +3,10 @@
 //! Every command is echoed as `==> <cmdline>` on stderr before it runs, and a
 //! failure names the full command line and its exit status.
 
-use std::process::{Command, Stdio};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -67,6 +70,18 @@ pub fn exec_output(cmd: &mut Command) -> Result<String> {
         bail!("command `{line}` failed: {}", output.status);
     }
     String::from_utf8(output.stdout).with_context(|| format!("`{line}` printed non-UTF-8 output"))
+}
+
+/// The one `.deb` that `apt-get download` left in `work`, unpacked into
+/// `work/x` with `dpkg-deb -x`: returns (the .deb, the unpacked tree).
+pub fn unpack_downloaded_deb(work: &Path) -> Result<(PathBuf, PathBuf)> {
+    let deb = std::fs::read_dir(work)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download left no .deb in {}", work.display()))?;
+    let extract = work.join("x");
+    exec(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract))?;
+    Ok((deb, extract))
 }
 
 #[cfg(test)]

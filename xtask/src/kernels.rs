@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::exec::{cmdline, exec, exec_output};
+use crate::exec::{cmdline, exec, exec_output, unpack_downloaded_deb};
 
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -268,12 +268,7 @@ fn download_kernel(apt: &AptState, package: &str, dir: &Path, name: &str) -> Res
             return Err(e);
         }
     }
-    let deb = fs::read_dir(&work)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .with_context(|| format!("apt-get download left no .deb in {}", work.display()))?;
-    let extract = work.join("x");
-    exec(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract))?;
+    let (deb, extract) = unpack_downloaded_deb(&work)?;
     let vmlinuz = fs::read_dir(extract.join("boot"))
         .with_context(|| format!("{} has no boot/ directory", deb.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::exec::{cmdline, exec, exec_output};
+use crate::exec::{cmdline, exec, exec_output, unpack_downloaded_deb};
 
 /// Debian's package that ships `/usr/bin/promtool`.
 const PACKAGE: &str = "prometheus";
@@ -38,12 +38,7 @@ pub fn ensure_promtool(cache_dir: &Path) -> Result<PathBuf> {
     let mut download = Command::new("apt-get");
     download.args(["download", PACKAGE]).current_dir(&work);
     exec(&mut download).context("downloading promtool's package (stale apt lists? run apt-get update)")?;
-    let deb = fs::read_dir(&work)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .with_context(|| format!("apt-get download left no .deb in {}", work.display()))?;
-    let extract = work.join("x");
-    exec(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract))?;
+    let (deb, extract) = unpack_downloaded_deb(&work)?;
     let extracted = extract.join("usr/bin/promtool");
     if !extracted.is_file() {
         bail!("{} has no usr/bin/promtool", deb.display());
