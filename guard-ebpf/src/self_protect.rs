@@ -196,7 +196,12 @@ pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32, attach: bool) -> 
     if trust == 0 || (trust != TRUST_GUARD && !attach) {
         return None;
     }
-    let subject = Subject { target_tgid, ..Subject::new(HOOK_PTRACE, ACCESS_ALTER) };
+    // Read mode (`/proc/<pid>/exe`, `/proc/<pid>/fd/N`, environ) is told
+    // apart from attach mode (ptrace, mem) in the record: the journal's own
+    // lookup of guard's executable is a read, and is not an alarm (see the
+    // agent's journal writer).
+    let access = if attach { ACCESS_ALTER } else { ACCESS_READ };
+    let subject = Subject { target_tgid, ..Subject::new(HOOK_PTRACE, access) };
     Some(only_guard(core::ptr::null_mut(), &subject))
 }
 

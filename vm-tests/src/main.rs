@@ -5,6 +5,8 @@
 //! - `vm-tests suite`: the enforcement and feed scenarios.
 //! - `vm-tests systemd`: the same core promises against real systemd units.
 //! - `vm-tests demo`: the built-in demo, narrated (real systemd).
+//! - `vm-tests package`: the Debian package installed, upgraded and removed
+//!   with dpkg under real systemd (package.rs).
 //! - `vm-tests probe ...`: one access by a fresh process in a given cgroup
 //!   and UID (used by the suite; see probe.rs).
 //! - `vm-tests app FILE LOG`: a service's own program (executable binding).
@@ -13,6 +15,7 @@
 //! closing `vm-tests: N passed, M failed` line; exit 0 only if none failed.
 
 mod env;
+mod package;
 mod probe;
 mod suite;
 mod systemd;
@@ -25,8 +28,9 @@ fn main() {
         Some("suite") => suite::main(&args[2..]),
         Some("systemd") => systemd::test_main(),
         Some("demo") => systemd::demo_main(),
+        Some("package") => package::main(),
         _ => {
-            eprintln!("usage: vm-tests suite [--only NAME,...] | systemd | demo | app FILE LOG | probe [--cgroup C] [--uid U] OP ARGS...");
+            eprintln!("usage: vm-tests suite [--only NAME,...] | systemd | demo | package | app FILE LOG | probe [--cgroup C] [--uid U] OP ARGS...");
             2
         }
     };

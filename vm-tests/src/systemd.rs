@@ -24,9 +24,9 @@ use std::{
 
 use crate::env::*;
 
-const CRED: &str = "/run/credentials/demo.service/api-token";
+pub(crate) const CRED: &str = "/run/credentials/demo.service/api-token";
 
-fn systemctl(args: &[&str]) -> Result<String, String> {
+pub(crate) fn systemctl(args: &[&str]) -> Result<String, String> {
     let out = Command::new("systemctl").args(args).output().map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!("systemctl {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -38,7 +38,7 @@ fn unit_cgroup() -> Result<String, String> {
     systemctl(&["show", "-P", "ControlGroup", "demo.service"])
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<Duration, String> {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<Duration, String> {
     let t = Instant::now();
     while t.elapsed() < limit {
         if f() {
@@ -239,7 +239,7 @@ pub fn test_main() -> i32 {
 // ------------------------------------------------------------ seed setups
 
 /// Root's shell outside every protected unit.
-const OUTSIDE: &str = "/system.slice/guard-test.service";
+pub(crate) const OUTSIDE: &str = "/system.slice/guard-test.service";
 /// Another unit, for "the same UID from another unit".
 const OTHER_UNIT: &str = "/system.slice/other.service";
 const MYAPP_CRED: &str = "/run/credentials/myapp.service/api_key";
@@ -477,14 +477,14 @@ fn admin_records(action: &str) -> usize {
 }
 
 /// What a `hammer` probe reported (see probe.rs).
-struct Hammer {
-    opens: u64,
-    read: u64,
-    eacces: u64,
-    enoent: u64,
+pub(crate) struct Hammer {
+    pub opens: u64,
+    pub read: u64,
+    pub eacces: u64,
+    pub enoent: u64,
 }
 
-fn hammer_counts(out: &Probe) -> Result<Hammer, String> {
+pub(crate) fn hammer_counts(out: &Probe) -> Result<Hammer, String> {
     let line = out.raw.lines().find(|l| l.starts_with("HAMMER ")).unwrap_or("").to_string();
     let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<u64>().ok());
     match (field("opens="), field("read="), field("eacces="), field("enoent=")) {

@@ -8,7 +8,7 @@
 //!   (the demo, and the seed setups of the systemd suite), and a oneshot that
 //!   runs `vm-tests <command>` and powers off.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -182,6 +182,69 @@ WantedBy=multi-user.target
     )
 }
 
+/// The test accounts, added to the rootfs's own passwd and group files.
+fn add_test_users(ir: &mut Initramfs, passwd: &str, group: &str) {
+    ir.remove("/etc/passwd");
+    ir.remove("/etc/group");
+    ir.file_bytes(
+        "/etc/passwd",
+        format!(
+            "{passwd}alice:x:1000:1000:login user:/tmp:/bin/sh\nsvc:x:1002:1002:demo service:/nonexistent:/usr/sbin/nologin\n\
+             svc2:x:1003:1003:twin services:/nonexistent:/usr/sbin/nologin\n"
+        )
+        .into_bytes(),
+        0o644,
+    );
+    ir.file_bytes("/etc/group", format!("{group}alice:x:1000:\nsvc:x:1002:\nsvc2:x:1003:\n").into_bytes(), 0o644);
+}
+
+/// Tries the demo credential as root the moment systemd starts it: ordered
+/// `Requires=`/`After=guard.service`, it must find it refused, which holds
+/// only if guard.service's readiness (Type=notify) comes once guard enforces.
+const AFTER_GUARD_UNIT: &str = "[Unit]
+Description=starts after guard.service is ready (package test)
+Requires=guard.service
+After=guard.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'if cat /run/credentials/demo.service/api-token >/dev/null 2>&1; then echo READ; else echo refused; fi > /run/after-guard.log'
+";
+
+/// The package suite's image (`vm-tests package`): the rootfs with no guard
+/// installed and no policy; the two packages in /root (`debs`: version
+/// 0.1.0-1 then 0.1.0-2); demo.service running with its credential;
+/// myapp.service installed but never started (for `from-unit`);
+/// after-guard.service (not enabled).
+pub fn package_image(rootfs: &Path, vm_tests: &Path, debs: &[PathBuf; 2], out: &Path) -> Result<()> {
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd"))?;
+    let group = std::fs::read_to_string(rootfs.join("etc/group"))?;
+    systemd_initramfs(
+        rootfs,
+        |ir| {
+            ir.file_from_host("/usr/bin/vm-tests", vm_tests, 0o755)?;
+            add_test_users(ir, &passwd, &group);
+            for (deb, version) in debs.iter().zip(["0.1.0-1", "0.1.0-2"]) {
+                ir.file_from_host(&format!("/root/guard_{version}_amd64.deb"), deb, 0o644)?;
+            }
+            // The shipped guard.service lets no one but systemd place a
+            // process into a protected unit, so the unit's own load comes
+            // from the unit: `systemctl reload demo` runs a hammer there.
+            let demo = DEMO_UNIT.replace(
+                "[Service]\n",
+                "[Service]\nExecReload=/bin/sh -c 'exec /usr/bin/vm-tests probe hammer /run/credentials/demo.service/api-token /tmp/upgrade.stop > /run/demo/hammer.log 2>&1'\nTimeoutSec=300\n",
+            );
+            install_unit(ir, "demo.service", &demo, "multi-user.target");
+            ir.file_bytes("/etc/systemd/system/myapp.service", MYAPP_UNIT.as_bytes().to_vec(), 0o644);
+            ir.file_bytes("/etc/systemd/system/after-guard.service", AFTER_GUARD_UNIT.as_bytes().to_vec(), 0o644);
+            install_unit(ir, "guard-test.service", &test_unit("package"), "multi-user.target");
+            Ok(())
+        },
+        out,
+    )
+}
+
 /// `command` is `systemd` (assertions) or `demo` (narration).
 /// `policies` are the repo's shipped ones; `test_policies` those only the
 /// systemd suite uses (`vm-tests/policies`).
@@ -197,18 +260,7 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
             ir.file_from_host("/usr/bin/intruder", bins.vm_tests, 0o755)?;
             // bound.service's own binary (a copy with an inode of its own).
             ir.file_from_host("/usr/bin/bound-app", bins.vm_tests, 0o755)?;
-            ir.remove("/etc/passwd");
-            ir.remove("/etc/group");
-            ir.file_bytes(
-                "/etc/passwd",
-                format!(
-                    "{passwd}alice:x:1000:1000:login user:/tmp:/bin/sh\nsvc:x:1002:1002:demo service:/nonexistent:/usr/sbin/nologin\n\
-                     svc2:x:1003:1003:twin services:/nonexistent:/usr/sbin/nologin\n"
-                )
-                .into_bytes(),
-                0o644,
-            );
-            ir.file_bytes("/etc/group", format!("{group}alice:x:1000:\nsvc:x:1002:\nsvc2:x:1003:\n").into_bytes(), 0o644);
+            add_test_users(ir, &passwd, &group);
             // Secrets of the seed setups: myapp's state (systemd chowns it to
             // the dynamic UID at start), each twin's own file.
             ir.dir("/var/lib/private", 0o700);

@@ -5,6 +5,7 @@
 //! ever verified in QEMU (TCG) guests booting Debian's own kernels: the
 //! machines this is developed on refuse BPF LSM loads on the host.
 
+mod deb;
 mod exec;
 mod guest;
 mod initramfs;
@@ -40,6 +41,13 @@ enum Task {
     Setup,
     /// Build the eBPF object and static guard and vm-tests binaries.
     Build,
+    /// Build the Debian package (cargo-deb) into target/deb: the static
+    /// guard, guard.service, man pages and completions, example policies.
+    Deb {
+        /// The package version with its revision (default: the crate's, -1).
+        #[arg(long)]
+        deb_version: Option<String>,
+    },
     /// Boot real systemd in a VM: guard protects a unit's credential; shows an
     /// allowed open, a denied open and its denial record, and a restart.
     Demo {
@@ -56,7 +64,7 @@ enum Task {
         #[arg(long)]
         skip_host: bool,
         /// Only these suite scenarios (comma-separated), e.g. 2-login-user-denied;
-        /// or `systemd`: only the systemd suite.
+        /// or `systemd` / `package`: only that suite.
         #[arg(long)]
         only: Option<String>,
     },
@@ -95,6 +103,7 @@ fn main() {
     let res = match cli.task {
         Task::Setup => setup::ensure_tools(true),
         Task::Build => build().map(|_| ()),
+        Task::Deb { deb_version } => build().and_then(|b| deb(&b, deb_version.as_deref())).map(|_| ()),
         Task::Demo { kernel } => demo(&kernel),
         Task::Test { kernel, skip_host, only } => test(kernel.as_deref(), skip_host, only.as_deref()),
         Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
@@ -114,6 +123,22 @@ fn check_metrics(scrape: &Path) -> Result<()> {
     promtool::check_metrics(&promtool, &text)?;
     eprintln!("promtool: {} passes `promtool check metrics`", scrape.display());
     Ok(())
+}
+
+/// `cargo xtask deb`: the package from the static build `b`, its contents
+/// printed and checked.
+fn deb(b: &Built, version: Option<&str>) -> Result<PathBuf> {
+    step("building the Debian package (cargo-deb; man pages and completions from the built guard)");
+    let deb = deb::package(&root(), HOST_TARGET, &b.guard, version)?;
+    let listing = deb::contents(&deb)?;
+    eprintln!("{listing}");
+    deb::check_scripts(&deb, &root().join("target/deb/control"))?;
+    let bad = deb::missing_or_wrong(&listing);
+    if !bad.is_empty() {
+        bail!("{} is not what guard ships:\n  {}", deb.display(), bad.join("\n  "));
+    }
+    eprintln!("deb: {} ({} files)", deb.display(), listing.lines().filter(|l| !l.starts_with('d')).count());
+    Ok(deb)
 }
 
 fn root() -> PathBuf {
@@ -194,6 +219,37 @@ fn run_systemd_tagged(k: &Kernel, b: &Built, command: &str, tag: &str, timeout: 
     let log = vm_dir().join(format!("systemd-{tag}-{}.log", k.name));
     step(&format!("booting {} with systemd for `{command}`; console log {}", k.name, log.display()));
     vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
+}
+
+/// Boots the package suite (`vm-tests package`) on `k`, with the kernel's
+/// own Debian release and the two packages `debs` (0.1.0-1, 0.1.0-2).
+fn run_package(k: &Kernel, b: &Built, debs: &[PathBuf; 2], timeout: Duration) -> Result<vm::VmOutcome> {
+    let suite = rootfs::suite_for(&k.name);
+    step(&format!("preparing the systemd (debootstrap {suite}) root filesystem (cached in target/vm)"));
+    let rootfs = rootfs::ensure_systemd_rootfs(&vm_dir(), suite)?;
+    let img = vm_dir().join(format!("systemd-package-{}.cpio", k.name));
+    guest::package_image(&rootfs, &b.vm_tests, debs, &img)?;
+    let log = vm_dir().join(format!("systemd-package-{}.log", k.name));
+    step(&format!("booting {} with systemd for `vm-tests package` (dpkg -i, upgrade, remove); console log {}", k.name, log.display()));
+    vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
+}
+
+/// The text between two marker lines of a guest log.
+fn between<'a>(log: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+    let start = log.find(begin)? + begin.len();
+    let stop = log[start..].find(end)? + start;
+    Some(log[start..stop].trim_start_matches(['\r', '\n']))
+}
+
+/// `promtool check metrics` on the scrape the package suite printed.
+fn promtool_on_scrape(log: &str, save_as: &Path) -> Result<String> {
+    let text = between(log, "GUARD-METRICS-BEGIN", "GUARD-METRICS-END").context("the guest printed no metrics scrape")?;
+    // The serial console turns \n into \r\n.
+    let text = text.replace("\r\n", "\n");
+    std::fs::write(save_as, &text)?;
+    let promtool = promtool::ensure_promtool(&root().join("target/tools/prometheus"))?;
+    promtool::check_metrics(&promtool, &text)?;
+    Ok(format!("promtool check metrics: {} ({} lines) passes", save_as.display(), text.lines().count()))
 }
 
 /// The Debian release whose systemd runs the peer benchmark on every kernel:
@@ -307,6 +363,18 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     let t = Instant::now();
     let b = build_into(&root().join("target"), &root())?;
     steps.push(Step { kernel: "-".into(), name: "build (eBPF + static)".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+    // The package twice (the same build, two versions): the package suite
+    // installs the first and upgrades to the second.
+    let wants_package = matches!(only, None | Some("package"));
+    let t = Instant::now();
+    let debs = if wants_package {
+        let v1 = deb(&b, Some("0.1.0-1"))?;
+        let v2 = deb(&b, Some("0.1.0-2"))?;
+        steps.push(Step { kernel: "-".into(), name: "deb (cargo-deb) x2".into(), ok: true, passed: 1, failed: 0, secs: t.elapsed().as_secs_f64(), detail: "contents checked".into() });
+        Some([v1, v2])
+    } else {
+        None
+    };
     let t = Instant::now();
     let ks = select_kernels(kernel)?;
     for k in &ks {
@@ -320,9 +388,10 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     };
     for k in &ks {
         type VmStep<'a> = (&'a str, Box<dyn Fn() -> Result<vm::VmOutcome> + 'a>);
-        let vm_steps: [VmStep<'_>; 4] = [
+        let vm_steps: [VmStep<'_>; 5] = [
             ("scenario suite", Box::new(|| run_busybox(k, &b, "suite", &suite_cmd, Duration::from_secs(1200)))),
             ("systemd suite", Box::new(|| run_systemd(k, &b, "systemd", Duration::from_secs(900)))),
+            ("package suite", Box::new(|| run_package(k, &b, debs.as_ref().expect("built above"), Duration::from_secs(900)))),
             ("bench --short", Box::new(|| run_busybox(k, &b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
             ("bench peers --short", Box::new(|| run_peers(k, &b, true, Duration::from_secs(900)))),
         ];
@@ -331,6 +400,7 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
             let wanted = match only {
                 None => true,
                 Some("systemd") => name == "systemd suite",
+                Some("package") => name == "package suite",
                 Some(_) => name == "scenario suite",
             };
             if !wanted {
@@ -346,6 +416,19 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
                     Ok((r, n)) => {
                         passed += 1;
                         detail = format!("{n} rows; {}", r["hot_path_check"].as_str().unwrap_or(""));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        detail = format!("{e:#}");
+                    }
+                }
+            }
+            if name == "package suite" {
+                // CI's promtool check of a scrape taken in the VM.
+                match promtool_on_scrape(&out.log, &vm_dir().join(format!("metrics-{}.txt", k.name))) {
+                    Ok(d) => {
+                        passed += 1;
+                        detail = d;
                     }
                     Err(e) => {
                         failed += 1;

@@ -27,6 +27,9 @@ pub const APT_PACKAGES_SYSTEMD: &[&str] = &["debootstrap"];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// cargo-deb builds guard's Debian package (`cargo xtask deb`).
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
+
 /// Is a Debian package installed (`dpkg-query -W -f='${Status}'`)?
 pub fn package_installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -44,32 +47,45 @@ fn cargo_bin_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin"))
 }
 
-fn linker_version_ok(bin: &Path) -> bool {
+fn version_ok(bin: &Path, version: &str) -> bool {
     Command::new(bin)
         .arg("--version")
         .stderr(Stdio::null())
         .output()
-        .map(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
-        })
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
         .unwrap_or(false)
+}
+
+/// Path of the program `name` at `version`, found in PATH or ~/.cargo/bin.
+fn cargo_tool_path(name: &str, version: &str) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
+        .unwrap_or_default();
+    if let Some(dir) = cargo_bin_dir() {
+        candidates.push(dir.join(name));
+    }
+    candidates.into_iter().find(|c| c.is_file() && version_ok(c, version))
 }
 
 /// Path of a `bpf-linker` of the pinned version, found in PATH or ~/.cargo/bin.
 pub fn bpf_linker_path() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("bpf-linker"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(dir) = cargo_bin_dir() {
-        candidates.push(dir.join("bpf-linker"));
+    cargo_tool_path("bpf-linker", BPF_LINKER_VERSION)
+}
+
+/// `cargo-deb` of the pinned version, installed with `cargo install --locked`
+/// (into ~/.cargo/bin, no root needed) if it is missing.
+pub fn ensure_cargo_deb() -> Result<PathBuf> {
+    if let Some(p) = cargo_tool_path("cargo-deb", CARGO_DEB_VERSION) {
+        return Ok(p);
     }
-    candidates
-        .into_iter()
-        .find(|c| c.is_file() && linker_version_ok(c))
+    eprintln!("setup: cargo-deb {CARGO_DEB_VERSION} not found in PATH or ~/.cargo/bin; installing it (about a minute)");
+    exec(Command::new(cargo_program()).args(["install", "cargo-deb", "--version", CARGO_DEB_VERSION, "--locked"]))?;
+    cargo_tool_path("cargo-deb", CARGO_DEB_VERSION).ok_or_else(|| {
+        anyhow::anyhow!(
+            "cargo-deb {CARGO_DEB_VERSION} still not found after installing; is {} in PATH?",
+            cargo_bin_dir().unwrap_or_default().display()
+        )
+    })
 }
 
 fn cargo_program() -> PathBuf {

@@ -107,6 +107,8 @@ fn record_entry(r: &Record) -> Entry {
         ("GUARD_TID", p.tid.to_string()),
         ("GUARD_COMM", p.comm.clone()),
         ("GUARD_EXE", p.exe.clone().unwrap_or_default()),
+        ("GUARD_EXE_DEV", p.exe_dev.clone()),
+        ("GUARD_EXE_INO", p.exe_ino.to_string()),
         ("GUARD_UID", p.uid.to_string()),
         ("GUARD_USER", p.user.clone().unwrap_or_default()),
         ("GUARD_EUID", p.euid.to_string()),
@@ -170,6 +172,22 @@ fn owned(fields: Vec<(&str, String)>) -> Vec<(String, String)> {
     fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// journald's own cgroup.
+const JOURNALD_CGROUP: &str = "/system.slice/systemd-journald.service";
+
+/// journald looking up guard's process for the entry guard just sent: it
+/// reads `/proc/<guard>/exe` for `_EXE`, which the kernel refuses (every
+/// ptrace-class access to guard's processes is refused, read mode
+/// included). Such a record is kept in the feed and counted
+/// (`guard_journal_skipped_total`) but not written to the journal: each
+/// entry would make journald look again, an endless trickle of false
+/// critical alarms. Only a read-mode access from journald's cgroup
+/// qualifies; an attach (ptrace, `/proc/<pid>/mem`) from there is still an
+/// alarm.
+pub fn journald_self_lookup(r: &Record) -> bool {
+    r.kind == "tamper" && r.hook == "ptrace_access_check" && r.access == ["read"] && r.process.cgroup.as_deref() == Some(JOURNALD_CGROUP)
+}
+
 /// Sends one entry; `SYSLOG_IDENTIFIER=guard`.
 pub fn send(e: &Entry) -> Result<(), libsystemd::errors::SdError> {
     let ident = [("SYSLOG_IDENTIFIER".to_string(), "guard".to_string())];
@@ -194,6 +212,10 @@ pub fn spawn(hub: &Hub) -> std::thread::JoinHandle<()> {
         .name("journal".into())
         .spawn(move || loop {
             let e = match rx.blocking_recv() {
+                Ok(item) if item.record.as_ref().is_some_and(journald_self_lookup) => {
+                    stats.journal_skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Ok(item) => match entry(&item) {
                     Some(e) => e,
                     None => continue,
@@ -304,6 +326,28 @@ mod tests {
         assert_eq!((field(&e, "MESSAGE_ID"), field(&e, "GUARD_ACTION"), e.priority), (Some(MSG_ADMIN), Some("unloaded"), 3));
         let s = serde_json::to_vec(&Admin::new("agent-started", Path::new("/x"), "armed")).unwrap();
         assert_eq!(entry(&item_of(s, None)).unwrap().priority, 6);
+    }
+
+    #[test]
+    fn only_journalds_read_of_guard_is_kept_out_of_the_journal() {
+        let mut r = denial("denied", "tamper");
+        r.hook = "ptrace_access_check";
+        r.process.cgroup = Some(JOURNALD_CGROUP.into());
+        assert!(journald_self_lookup(&r));
+        // An attach from journald's cgroup, a read from anywhere else, and a
+        // denied open by journald are alarms.
+        let mut attach = denial("denied", "tamper");
+        attach.hook = "ptrace_access_check";
+        attach.access = vec!["alter"];
+        attach.process.cgroup = Some(JOURNALD_CGROUP.into());
+        assert!(!journald_self_lookup(&attach));
+        let mut elsewhere = denial("denied", "tamper");
+        elsewhere.hook = "ptrace_access_check";
+        elsewhere.process.cgroup = Some("/system.slice/journald-lookalike.service".into());
+        assert!(!journald_self_lookup(&elsewhere));
+        let mut open = denial("denied", "access");
+        open.process.cgroup = Some(JOURNALD_CGROUP.into());
+        assert!(!journald_self_lookup(&open));
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub struct FeedCounts {
     pub journal_sent: u64,
     pub journal_missed: u64,
     pub journal_errors: u64,
+    pub journal_skipped: u64,
 }
 
 impl FeedCounts {
@@ -112,6 +113,7 @@ impl FeedCounts {
             journal_sent: get(&s.journal_sent),
             journal_missed: get(&s.journal_missed),
             journal_errors: get(&s.journal_errors),
+            journal_skipped: get(&s.journal_skipped),
         }
     }
 }
@@ -188,6 +190,12 @@ pub fn text(s: &Scrape) -> String {
         ("guard_journal_entries_total", "counter", "Feed records sent to the systemd journal.", f.journal_sent),
         ("guard_journal_missed_total", "counter", "Records the journal writer missed by lagging (told in a gap entry).", f.journal_missed),
         ("guard_journal_errors_total", "counter", "Journal entries that could not be sent.", f.journal_errors),
+        (
+            "guard_journal_skipped_total",
+            "counter",
+            "Refused lookups of guard's process by journald itself, kept out of the journal (each entry would cause another).",
+            f.journal_skipped,
+        ),
     ];
     for (name, kind, help, v) in simple {
         family(name, kind, help, &mut std::iter::once((String::new(), v.to_string())));
@@ -242,6 +250,7 @@ mod tests {
                 journal_sent: 13,
                 journal_missed: 14,
                 journal_errors: 15,
+                journal_skipped: 16,
             },
         }
     }
@@ -251,7 +260,7 @@ mod tests {
         let text = text(&sample());
         println!("{text}");
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), 19, "{families:?}");
+        assert_eq!(families.len(), 20, "{families:?}");
         for family in families {
             let (name, kind) = family.split_once(' ').unwrap();
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP");

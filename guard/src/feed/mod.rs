@@ -70,6 +70,7 @@ pub struct FeedStats {
     pub journal_sent: AtomicU64,
     pub journal_missed: AtomicU64,
     pub journal_errors: AtomicU64,
+    pub journal_skipped: AtomicU64,
     /// (policy, unit, decision) -> decisions the feed's records stand for.
     pub by_policy: Mutex<BTreeMap<(String, String, &'static str), u64>>,
 }

@@ -159,6 +159,9 @@ pub struct Namer {
     cgroups: HashMap<u64, Option<String>>,
     /// The last process's executable path: floods come from one process.
     last_exe: Option<((u32, u64), Option<String>)>,
+    /// Paths of executables seen running, by (kernel dev, inode): names the
+    /// executable of an opener that exited before its record was read.
+    exes: HashMap<(u32, u64), String>,
     boot_offset: Duration,
 }
 
@@ -169,6 +172,7 @@ impl Namer {
             cgroup_root: cgroup_root.to_path_buf(),
             cgroups: HashMap::new(),
             last_exe: None,
+            exes: HashMap::new(),
             boot_offset: boot_offset(),
         }
     }
@@ -185,15 +189,37 @@ impl Namer {
         path
     }
 
-    /// Keyed by (tgid, executable inode), so a reused pid cannot inherit a name.
-    fn exe(&mut self, tgid: u32, exe_ino: u64) -> Option<String> {
+    /// The opener's executable path. Keyed by (tgid, executable inode), so
+    /// a reused pid cannot inherit a name: `/proc/<tgid>/exe` counts only if
+    /// it is the executable the kernel recorded (`exe_dev`, `exe_ino`). If
+    /// the process is gone, the path that executable had when guard last
+    /// saw it run; `None` if it never did (the record still carries the
+    /// executable's dev and inode).
+    fn exe(&mut self, tgid: u32, exe_dev: u32, exe_ino: u64) -> Option<String> {
         if let Some((key, exe)) = &self.last_exe {
             if *key == (tgid, exe_ino) {
                 return exe.clone();
             }
         }
-        // Best effort: the process may be gone by now.
-        let exe = std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.display().to_string());
+        let link = format!("/proc/{tgid}/exe");
+        let live = std::fs::read_link(&link).ok().filter(|_| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&link).is_ok_and(|m| {
+                let dev = m.dev();
+                (libc::major(dev), libc::minor(dev), m.ino()) == (exe_dev >> 20, exe_dev & 0xfffff, exe_ino)
+            })
+        });
+        let exe = match live {
+            Some(p) => {
+                let p = p.display().to_string();
+                if self.exes.len() >= 4096 {
+                    self.exes.clear();
+                }
+                self.exes.insert((exe_dev, exe_ino), p.clone());
+                Some(p)
+            }
+            None => self.exes.get(&(exe_dev, exe_ino)).cloned(),
+        };
         self.last_exe = Some(((tgid, exe_ino), exe.clone()));
         exe
     }
@@ -248,7 +274,7 @@ impl Namer {
                 pid: ev.tgid,
                 tid: ev.pid,
                 comm: String::from_utf8_lossy(&ev.comm[..comm_end]).into_owned(),
-                exe: self.exe(ev.tgid, ev.exe_ino),
+                exe: self.exe(ev.tgid, ev.exe_dev, ev.exe_ino),
                 exe_dev: format!("{}:{}", ev.exe_dev >> 20, ev.exe_dev & 0xfffff),
                 exe_ino: ev.exe_ino,
                 uid: ev.uid,
