@@ -52,16 +52,18 @@ pub fn generate_assets(guard: &Path, assets: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds `target/deb/guard_<version>_amd64.deb` from the static build
-/// already in `target_dir` (see `build_into`); `version` overrides the
+/// Builds `target/deb/guard_<version>_amd64.deb` of the workspace `root`
+/// from the static build already in `target_dir` (see `build_into`);
+/// `version` overrides the
 /// package version (with its revision), as an upgrade test needs.
-pub fn package(root: &Path, host_target: &str, guard: &Path, version: Option<&str>) -> Result<PathBuf> {
+pub fn package(root: &Path, target_dir: &Path, host_target: &str, guard: &Path, version: Option<&str>) -> Result<PathBuf> {
     let cargo_deb = crate::setup::ensure_cargo_deb()?;
     generate_assets(guard, &root.join("target/deb-assets"))?;
     let out = root.join("target/deb");
     fs::create_dir_all(&out)?;
     let mut cmd = Command::new(&cargo_deb);
     cmd.current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
         .args(["deb", "-p", "guard", "--no-build", "--locked", "--target", host_target, "--fast"])
         .arg("-o")
         .arg(&out);

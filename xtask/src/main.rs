@@ -128,11 +128,17 @@ fn check_metrics(scrape: &Path) -> Result<()> {
 /// `cargo xtask deb`: the package from the static build `b`, its contents
 /// printed and checked.
 fn deb(b: &Built, version: Option<&str>) -> Result<PathBuf> {
+    deb_of(&root(), &root().join("target"), b, version)
+}
+
+/// The package of workspace `workspace` (the repository, or a mutant's
+/// patched copy), built into `target_dir`.
+fn deb_of(workspace: &Path, target_dir: &Path, b: &Built, version: Option<&str>) -> Result<PathBuf> {
     step("building the Debian package (cargo-deb; man pages and completions from the built guard)");
-    let deb = deb::package(&root(), HOST_TARGET, &b.guard, version)?;
+    let deb = deb::package(workspace, target_dir, HOST_TARGET, &b.guard, version)?;
     let listing = deb::contents(&deb)?;
     eprintln!("{listing}");
-    deb::check_scripts(&deb, &root().join("target/deb/control"))?;
+    deb::check_scripts(&deb, &workspace.join("target/deb/control"))?;
     let bad = deb::missing_or_wrong(&listing);
     if !bad.is_empty() {
         bail!("{} is not what guard ships:\n  {}", deb.display(), bad.join("\n  "));
@@ -223,13 +229,13 @@ fn run_systemd_tagged(k: &Kernel, b: &Built, command: &str, tag: &str, timeout: 
 
 /// Boots the package suite (`vm-tests package`) on `k`, with the kernel's
 /// own Debian release and the two packages `debs` (0.1.0-1, 0.1.0-2).
-fn run_package(k: &Kernel, b: &Built, debs: &[PathBuf; 2], timeout: Duration) -> Result<vm::VmOutcome> {
+fn run_package(k: &Kernel, b: &Built, debs: &[PathBuf; 2], tag: &str, timeout: Duration) -> Result<vm::VmOutcome> {
     let suite = rootfs::suite_for(&k.name);
     step(&format!("preparing the systemd (debootstrap {suite}) root filesystem (cached in target/vm)"));
     let rootfs = rootfs::ensure_systemd_rootfs(&vm_dir(), suite)?;
-    let img = vm_dir().join(format!("systemd-package-{}.cpio", k.name));
+    let img = vm_dir().join(format!("systemd-{tag}-{}.cpio", k.name));
     guest::package_image(&rootfs, &b.vm_tests, debs, &img)?;
-    let log = vm_dir().join(format!("systemd-package-{}.log", k.name));
+    let log = vm_dir().join(format!("systemd-{tag}-{}.log", k.name));
     step(&format!("booting {} with systemd for `vm-tests package` (dpkg -i, upgrade, remove); console log {}", k.name, log.display()));
     vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
 }
@@ -391,7 +397,7 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         let vm_steps: [VmStep<'_>; 5] = [
             ("scenario suite", Box::new(|| run_busybox(k, &b, "suite", &suite_cmd, Duration::from_secs(1200)))),
             ("systemd suite", Box::new(|| run_systemd(k, &b, "systemd", Duration::from_secs(900)))),
-            ("package suite", Box::new(|| run_package(k, &b, debs.as_ref().expect("built above"), Duration::from_secs(900)))),
+            ("package suite", Box::new(|| run_package(k, &b, debs.as_ref().expect("built above"), "package", Duration::from_secs(900)))),
             ("bench --short", Box::new(|| run_busybox(k, &b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
             ("bench peers --short", Box::new(|| run_peers(k, &b, true, Duration::from_secs(900)))),
         ];
@@ -930,6 +936,35 @@ const MUTANTS: &[Mutant] = &[
         to: "                Ok(next) => match { enf.clear(&mut k); next.activate(&mut k) } {",
         caught_by: &["systemd-reload-50-under-load-one-bad-set"],
     },
+    // Issue 9: the package (caught by the package suite).
+    Mutant {
+        name: "unit-type-simple",
+        file: "guard/debian/guard.service",
+        from: "Type=notify\n",
+        to: "Type=simple\n",
+        caught_by: &["package-start-ready-after-hooks"],
+    },
+    Mutant {
+        name: "unit-own-mount-namespace",
+        file: "guard/debian/guard.service",
+        from: "ProtectClock=yes\n",
+        to: "ProtectClock=yes\nProtectSystem=strict\nReadWritePaths=/sys/fs/bpf\n",
+        caught_by: &["package-start-ready-after-hooks"],
+    },
+    Mutant {
+        name: "journald-lookups-journaled",
+        file: "guard/src/feed/journal.rs",
+        from: "Ok(item) if item.record.as_ref().is_some_and(journald_self_lookup) => {",
+        to: "Ok(item) if false && item.record.as_ref().is_some_and(journald_self_lookup) => {",
+        caught_by: &["package-metrics-scrape"],
+    },
+    Mutant {
+        name: "prerm-keeps-enforcing",
+        file: "guard/debian/prerm",
+        from: "if ! /usr/bin/guard unload; then",
+        to: "if ! true; then",
+        caught_by: &["package-remove-unloads-purge-cleans"],
+    },
 ];
 
 /// The suite scenarios a mutant run needs (the fast ones, plus whatever the
@@ -969,16 +1004,21 @@ fn mutants(kernel: &str, names: &[String]) -> Result<()> {
         // A private copy of the workspace's sources, patched.
         let work = vm_dir().join("mutants").join(m.name);
         let _ = std::fs::remove_dir_all(&work);
-        for dir in ["guard-common", "guard-ebpf", "guard", "vm-tests", "xtask", "schema", ".cargo"] {
+        for dir in ["guard-common", "guard-ebpf", "guard", "vm-tests", "xtask", "schema", ".cargo", "policies"] {
             copy_tree(&root().join(dir), &work.join(dir))?;
         }
-        for file in ["Cargo.toml", "Cargo.lock"] {
+        for file in ["Cargo.toml", "Cargo.lock", "README.md"] {
             std::fs::copy(root().join(file), work.join(file))?;
         }
         std::fs::write(work.join(m.file), original.replacen(m.from, m.to, 1))?;
-        let b = build_into(&root().join("target/mutant-build"), &work)?;
-        // Mutants of what only real systemd exercises run the systemd suite.
-        let out = if m.caught_by.iter().all(|c| c.starts_with("systemd-")) {
+        let target = root().join("target/mutant-build");
+        let b = build_into(&target, &work)?;
+        // Mutants of what only real systemd exercises run the systemd suite;
+        // those of the package (unit, scripts, journal) the package suite.
+        let out = if m.caught_by.iter().all(|c| c.starts_with("package-")) {
+            let debs = [deb_of(&work, &target, &b, Some("0.1.0-1"))?, deb_of(&work, &target, &b, Some("0.1.0-2"))?];
+            run_package(&k, &b, &debs, &format!("mutant-{}", m.name), Duration::from_secs(900))?
+        } else if m.caught_by.iter().all(|c| c.starts_with("systemd-")) {
             run_systemd_tagged(&k, &b, "systemd", &format!("mutant-{}", m.name), Duration::from_secs(900))?
         } else {
             run_busybox(&k, &b, &format!("mutant-{}", m.name), &format!("/bin/vm-tests suite --only {only}"), Duration::from_secs(900))?
