@@ -119,8 +119,18 @@ impl Enforcer {
         }
     }
 
-    /// Makes this generation the one in force: a single write of `ACTIVE`.
+    /// Makes this generation the one in force: a single write of `ACTIVE`,
+    /// after a grace period. A decision reads an inode's rule (or a unit's
+    /// entry) first and the generation in force second. Writing this
+    /// generation's slots replaced those entries (RCU: a new element; the
+    /// old one stays readable to decisions already holding it), so a
+    /// decision that fetched an entry before the write and read `ACTIVE`
+    /// after the switch would find no slot for this generation and let the
+    /// open through. The grace period ends every such decision before the
+    /// switch (seen once on 6.12: root read a credential once in 481,856
+    /// opens during 50 reloads).
     pub fn activate(&self, kernel: &mut Kernel) -> Result<()> {
+        crate::kernel::wait_for_decisions();
         kernel.maps.active.set(0, self.gen, 0).context("switching the policy generation (ACTIVE)")
     }
 
