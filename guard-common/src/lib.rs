@@ -17,7 +17,13 @@ pub const MAP_INODE_RULES: &str = "INODE_RULES";
 /// none yet). A reload writes generation N+1 into the other bank (policy
 /// ids, rule slots), then switches this one value: every decision reads it
 /// once, so it is judged wholly by the old set or wholly by the new one.
+/// Created `BPF_F_MMAPABLE`: the agent switches it with one atomic 4-byte
+/// store through a shared mapping. (`BPF_MAP_UPDATE_ELEM` copies the value
+/// with `memcpy`, which may store byte by byte: a decision could read a torn
+/// generation, 0x1ff or 0 between 255 and 256, and find no slot.)
 pub const MAP_ACTIVE: &str = "ACTIVE";
+/// `BPF_F_MMAPABLE` (`include/uapi/linux/bpf.h`).
+pub const BPF_F_MMAPABLE: usize = 1 << 10;
 /// `BPF_MAP_TYPE_ARRAY` of `PolicyEntry`, indexed by policy id.
 pub const MAP_POLICIES: &str = "POLICIES";
 /// `BPF_MAP_TYPE_HASH`: `UidKey` -> `u32` (1): which UIDs a policy allows.

@@ -18,9 +18,10 @@ pub static POLICIES: Array<PolicyEntry, { MAX_POLICIES as usize }> = Array::new(
 #[btf_map]
 pub static ALLOWED_UIDS: HashMap<UidKey, u32, { MAX_ALLOWED_UIDS as usize }> = HashMap::new();
 
-/// The policy generation in force (see `MAP_ACTIVE`).
+/// The policy generation in force (see `MAP_ACTIVE`; mmapable so that the
+/// agent can switch it with one atomic store).
 #[btf_map]
-pub static ACTIVE: Array<u32, 1> = Array::new();
+pub static ACTIVE: Array<u32, 1, BPF_F_MMAPABLE> = Array::new();
 
 /// cgroup id -> the unit's policies: each protected unit's cgroup and its subcgroups.
 #[btf_map]

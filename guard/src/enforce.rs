@@ -131,7 +131,16 @@ impl Enforcer {
     /// opens during 50 reloads).
     pub fn activate(&self, kernel: &mut Kernel) -> Result<()> {
         crate::kernel::wait_for_decisions();
-        kernel.maps.active.set(0, self.gen, 0).context("switching the policy generation (ACTIVE)")
+        match &kernel.maps.active_mmap {
+            Some(m) => {
+                m.store(self.gen);
+                Ok(())
+            }
+            None => {
+                log::warn!("ACTIVE could not be mapped (an instance made by an older guard?); switching it with a map update");
+                kernel.maps.active.set(0, self.gen, 0).context("switching the policy generation (ACTIVE)")
+            }
+        }
     }
 
     /// Writes `set` as the next generation beside this one, which stays in

@@ -23,7 +23,7 @@ pub mod preflight;
 pub mod trust;
 
 use std::{
-    os::fd::AsFd,
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     path::{Path, PathBuf},
 };
 
@@ -66,6 +66,49 @@ pub struct Maps {
     pub exe_bindings: HashMap<MapData, ExeBinding, u32>,
     pub unit_owners: HashMap<MapData, u64, u32>,
     pub active: Array<MapData, u32>,
+    /// `ACTIVE` mapped shared (`None` for an instance made before it was
+    /// mmapable: then the switch goes through `BPF_MAP_UPDATE_ELEM`).
+    pub active_mmap: Option<ActiveMmap>,
+}
+
+/// The `ACTIVE` map's value, mapped into the agent: the one place the
+/// generation in force is switched, by an atomic 4-byte store (see
+/// `MAP_ACTIVE`: the map update syscall may copy byte by byte).
+pub struct ActiveMmap {
+    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU32>,
+    len: usize,
+}
+
+// SAFETY: the mapping is process-wide and only reached through atomics.
+unsafe impl Send for ActiveMmap {}
+
+impl ActiveMmap {
+    fn new(fd: BorrowedFd<'_>) -> std::io::Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let len = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // SAFETY: a fresh shared mapping of the map's value area (one page
+        // holds ACTIVE's single u32 at offset 0); checked for MAP_FAILED.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// Switches the generation in force: one aligned 4-byte atomic store.
+    pub fn store(&self, gen: u32) {
+        // SAFETY: the mapping lives as long as self; the value is a
+        // page-aligned u32, so an AtomicU32 at that address is valid.
+        unsafe { self.ptr.as_ref() }.store(gen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for ActiveMmap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what new() mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }
 
 /// The maps guard pins, by name (the ring buffer too: a restarted agent
@@ -345,6 +388,7 @@ impl Kernel {
 
 impl Maps {
     fn from_taken(take: &mut dyn FnMut(&str) -> Result<Map>) -> Result<Self> {
+        let active = take(MAP_ACTIVE)?;
         Ok(Self {
             rules: InodeStorage::try_from(take(MAP_INODE_RULES)?)?,
             policies: Array::try_from(take(MAP_POLICIES)?)?,
@@ -360,7 +404,11 @@ impl Maps {
             cgroup_parents: HashMap::try_from(take(MAP_CGROUP_PARENTS)?)?,
             exe_bindings: HashMap::try_from(take(MAP_EXE_BINDINGS)?)?,
             unit_owners: HashMap::try_from(take(MAP_UNIT_OWNERS)?)?,
-            active: Array::try_from(take(MAP_ACTIVE)?)?,
+            active_mmap: match &active {
+                Map::Array(data) => ActiveMmap::new(data.fd().as_fd()).ok(),
+                _ => None,
+            },
+            active: Array::try_from(active)?,
         })
     }
 }
