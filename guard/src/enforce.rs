@@ -127,8 +127,8 @@ impl Enforcer {
     /// decision that fetched an entry before the write and read `ACTIVE`
     /// after the switch would find no slot for this generation and let the
     /// open through. The grace period ends every such decision before the
-    /// switch (seen once on 6.12: root read a credential once in 481,856
-    /// opens during 50 reloads).
+    /// switch. (The explanation found for one read by root in 481,856 opens
+    /// during 50 reloads, seen once on 6.12.)
     pub fn activate(&self, kernel: &mut Kernel) -> Result<()> {
         crate::kernel::wait_for_decisions();
         match &kernel.maps.active_mmap {
