@@ -237,47 +237,21 @@ pub fn spawn(hub: &Hub) -> std::thread::JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::record::{Admin, FileInfo, Gap, ProcessInfo, SCHEMA};
+    use crate::feed::record::{samples, Admin, Gap};
     use bytes::Bytes;
 
     fn item_of(json: Vec<u8>, record: Option<Record>) -> Item {
         Item { record, json: Bytes::from(json) }
     }
 
+    /// The feed's sample access record (`record::samples`), of `kind`,
+    /// standing for 3 decisions of an opener that made 7.
     fn denial(decision: &'static str, kind: &'static str) -> Record {
-        Record {
-            schema: SCHEMA,
-            kind,
-            time: "2026-12-05T10:00:01.000000000Z".into(),
-            first_time: "2026-12-05T10:00:00.000000000Z".into(),
-            count: 3,
-            opener_total: Some(7),
-            origin: "kernel",
-            decision,
-            hook: "file_open",
-            access: vec!["read"],
-            policy: "demo".into(),
-            unit: "demo.service".into(),
-            mode: "enforce",
-            file: FileInfo { path: Some("/run/credentials/demo.service/api-token".into()), dev: "0:52".into(), ino: 12 },
-            process: ProcessInfo {
-                pid: 4242,
-                tid: 4243,
-                comm: "cat".into(),
-                exe: Some("/usr/bin/cat".into()),
-                exe_dev: "254:1".into(),
-                exe_ino: 99,
-                uid: 0,
-                user: Some("root".into()),
-                euid: 0,
-                gid: 0,
-                cgroup_id: 1234,
-                cgroup: Some("/system.slice/ssh.service".into()),
-                unit: Some("ssh.service".into()),
-            },
-            target_pid: None,
-            detail: None,
-        }
+        let mut r = samples::access("demo.service", decision);
+        r.kind = kind;
+        r.count = 3;
+        r.opener_total = Some(7);
+        r
     }
 
     fn field<'a>(e: &'a Entry, k: &str) -> Option<&'a str> {
@@ -293,9 +267,9 @@ mod tests {
         for (k, v) in [
             ("GUARD_UNIT", "demo.service"),
             ("GUARD_PATH", "/run/credentials/demo.service/api-token"),
-            ("GUARD_PID", "4242"),
+            ("GUARD_PID", "412"),
             ("GUARD_UID", "0"),
-            ("GUARD_CGROUP", "/system.slice/ssh.service"),
+            ("GUARD_CGROUP", "/system.slice/cron.service"),
             ("GUARD_EXE", "/usr/bin/cat"),
             ("GUARD_DECISION", "denied"),
             ("GUARD_COUNT", "3"),
