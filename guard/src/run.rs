@@ -297,6 +297,11 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
     let reader = tokio::spawn(feed::read_ring(ring, bursts, hub.clone(), enforcer.clone(), namer));
     let watcher = tokio::spawn(watch_units(kernel.clone(), enforcer.clone(), Duration::from_millis(args.reconcile_ms)));
 
+    // This start's admin records go out before readiness is told.
+    hub.publish_admin(&Admin::new("agent-started", &ours, &how));
+    for r in &replaced {
+        hub.publish_admin(&Admin::new("replaced", &ours, r));
+    }
     // Ready: every hook is attached and every consumer of the feed runs.
     if let Some(path) = &args.ready_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
@@ -304,11 +309,6 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
     }
     let status = format!("enforcing: {}{}", enforcer.lock().unwrap().summary(), if journal { "; feed to the journal" } else { "" });
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
-
-    hub.publish_admin(&Admin::new("agent-started", &ours, &how));
-    for r in &replaced {
-        hub.publish_admin(&Admin::new("replaced", &ours, r));
-    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;

@@ -934,8 +934,13 @@ fn upgrade(agent: &std::cell::RefCell<Option<Agent>>) -> Outcome {
     ensure!(w_failed == 0, "the owner was refused {w_failed} times during the upgrade");
     let log = std::fs::read_to_string(GUARD_LOG).unwrap_or_default();
     ensure!(log.contains("armed instance") && log.contains("retired the older instance"), "the new agent did not arm and retire:\n{log}");
-    let replaced = records_of_kind("admin").into_iter().filter(|r| r["action"] == "replaced").count();
-    ensure!(replaced == 1, "{replaced} `replaced` admin records (expected 1)");
+    // The feed is written by its own thread: give it up to 5 s.
+    let replaced = || records_of_kind("admin").into_iter().filter(|r| r["action"] == "replaced").count();
+    let t = Instant::now();
+    while replaced() == 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure!(replaced() == 1, "{} `replaced` admin records (expected 1)", replaced());
     let now = guard_status()?;
     let instances = now["instances"].as_array().map_or(0, |a| a.len());
     ensure!(instances == 1 && now["instances"][0]["instance"] != old_dir.as_str(), "after the upgrade: {instances} instances: {now}");
