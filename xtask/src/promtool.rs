@@ -35,9 +35,17 @@ pub fn ensure_promtool(cache_dir: &Path) -> Result<PathBuf> {
         fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     }
     fs::create_dir_all(&work)?;
-    let mut download = Command::new("apt-get");
-    download.args(["download", PACKAGE]).current_dir(&work);
-    exec(&mut download).context("downloading promtool's package (stale apt lists? run apt-get update)")?;
+    let download = || {
+        let mut c = Command::new("apt-get");
+        c.args(["download", PACKAGE]).current_dir(&work);
+        c
+    };
+    if let Err(e) = exec(&mut download()) {
+        // Stale or missing apt lists (a fresh image): refresh them once.
+        eprintln!("promtool: download failed ({e:#}); running apt-get update and retrying");
+        exec(Command::new("apt-get").arg("update")).context("apt-get update (needs root)")?;
+        exec(&mut download()).context("downloading promtool's package")?;
+    }
     let (deb, extract) = unpack_downloaded_deb(&work)?;
     let extracted = extract.join("usr/bin/promtool");
     if !extracted.is_file() {
