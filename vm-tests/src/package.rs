@@ -294,6 +294,49 @@ fn reload() -> Result<String, String> {
     Ok(format!("MainPID {pid} kept; still enforcing"))
 }
 
+/// `Restart=on-failure`: a killed agent comes back and adopts (the kernel
+/// enforced meanwhile). `RestartPreventExitStatus=2`: a start with an
+/// invalid policy fails once, is not retried, and changes nothing in the
+/// kernel; fixing the policy and starting again recovers.
+fn failures() -> Result<String, String> {
+    let pid = show("guard.service", "MainPID");
+    systemctl(&["kill", "-s", "KILL", "guard.service"])?;
+    if !probe(OUTSIDE, ROOT, "open", &[CRED]).denied() {
+        return Err("with the agent killed, root outside the unit was not refused".into());
+    }
+    let back = wait_for("systemd to restart guard.service", Duration::from_secs(60), || {
+        let now = show("guard.service", "MainPID");
+        show("guard.service", "ActiveState") == "active" && now != pid && now != "0"
+    })?;
+    let restarts = show("guard.service", "NRestarts");
+    let bad = "/etc/guard/policies/zz-bad.toml";
+    std::fs::write(bad, "unit = \"bad.service\"\nmode = \"enforcing\"\nallow_users = [0]\nprotect = [\"/etc/hostname\"]\n").map_err(|e| e.to_string())?;
+    let res = systemctl(&["restart", "guard.service"]);
+    let failed = wait_for("guard.service to fail on the bad policy", Duration::from_secs(60), || show("guard.service", "ActiveState") == "failed");
+    let after = (show("guard.service", "NRestarts"), show("guard.service", "ExecMainStatus"));
+    let denied = probe(OUTSIDE, ROOT, "open", &[CRED]).denied();
+    let _ = std::fs::remove_file(bad);
+    if res.is_ok() || failed.is_err() || after.1 != "2" {
+        return Err(format!("a start with an invalid policy: systemctl {res:?}; state {}; exit status {}", show("guard.service", "ActiveState"), after.1));
+    }
+    // (NRestarts counts automatic restarts only: the one after the kill.)
+    std::thread::sleep(Duration::from_secs(3));
+    if show("guard.service", "ActiveState") != "failed" || show("guard.service", "NRestarts") != after.0 {
+        return Err("systemd restarted guard after exit 2 (RestartPreventExitStatus=)".into());
+    }
+    if !denied {
+        return Err("after the failed start, root outside the unit was not refused".into());
+    }
+    systemctl(&["start", "guard.service"])?;
+    if !probe(OUTSIDE, ROOT, "open", &[CRED]).denied() {
+        return Err("after starting again, root outside the unit was not refused".into());
+    }
+    Ok(format!(
+        "SIGKILL: still refused; restarted by systemd in {} ms (NRestarts {restarts}); invalid policy: exit 2, failed, not retried, still refused; fixed: active",
+        back.as_millis()
+    ))
+}
+
 /// dpkg -i of the rebuilt package while root outside the unit and the unit
 /// itself open the credential in tight loops.
 fn upgrade() -> Result<String, String> {
@@ -397,7 +440,7 @@ pub fn main() -> i32 {
         return 1;
     }
     type Step = (&'static str, fn() -> Result<String, String>);
-    let steps: [Step; 10] = [
+    let steps: [Step; 11] = [
         ("install-enforces-nothing", install),
         ("from-unit-real-systemd", from_unit),
         ("start-ready-after-hooks", start_and_readiness),
@@ -405,6 +448,7 @@ pub fn main() -> i32 {
         ("metrics-scrape", metrics),
         ("unit-restart-sandboxed-agent", unit_restart),
         ("reload", reload),
+        ("failure-restart-and-exit-2", failures),
         ("upgrade-no-gap", upgrade),
         ("exposure-level", exposure),
         ("remove-unloads-purge-cleans", remove),

@@ -952,6 +952,13 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["package-start-ready-after-hooks"],
     },
     Mutant {
+        name: "unit-retries-invalid-policy",
+        file: "guard/debian/guard.service",
+        from: "RestartPreventExitStatus=2 3\n",
+        to: "",
+        caught_by: &["package-failure-restart-and-exit-2"],
+    },
+    Mutant {
         name: "journald-lookups-journaled",
         file: "guard/src/feed/journal.rs",
         from: "Ok(item) if item.record.as_ref().is_some_and(journald_self_lookup) => {",
