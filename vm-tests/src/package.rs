@@ -18,8 +18,9 @@ use std::{
 use crate::env::*;
 use crate::systemd::{hammer_counts, systemctl, wait_for, Hammer, CRED, OUTSIDE};
 
-pub const DEB_V1: &str = "/root/guard_0.1.0-1_amd64.deb";
-pub const DEB_V2: &str = "/root/guard_0.1.0-2_amd64.deb";
+/// Where xtask puts the two packages (`deb::TEST_VERSIONS`).
+const DEB_V1: &str = "/root/guard_0.1.0-1_amd64.deb";
+const DEB_V2: &str = "/root/guard_0.1.0-2_amd64.deb";
 const BIN: &str = "/usr/bin/guard";
 const POLICY: &str = "/etc/guard/policies/demo.toml";
 const AFTER_LOG: &str = "/run/after-guard.log";
@@ -27,7 +28,7 @@ const MSG_DENIED: &str = "f4983fa14bcf4870b407d5673355915d";
 const MSG_TAMPER: &str = "28e0838f7c1e41f08e2a37707fe2d4e5";
 const MSG_ADMIN: &str = "6e3ad2cd7c9c4176bd9bbc9f2cce1218";
 /// The exposure `systemd-analyze security guard.service` reported when the
-/// unit was written (4.8 on both generations); a change to the unit that
+/// unit was written was 4.0 on both generations; a change to the unit that
 /// loosens it past this fails here, so it is a decision, not an accident.
 const EXPOSURE_LIMIT: f64 = 5.0;
 
@@ -255,9 +256,9 @@ fn metrics() -> Result<String, String> {
     ))
 }
 
-/// Restarting the protected unit under the sandboxed agent: its mount
-/// namespace (ProtectSystem=strict) must see systemd's fresh credentials
-/// mount, or guard would protect the old, unmounted inode.
+/// Restarting the protected unit under the shipped guard.service: the
+/// agent must see systemd's fresh credentials mount (it shares PID 1's
+/// mount namespace), or guard would protect the old, unmounted inode.
 fn unit_restart() -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
     let dev = || std::fs::metadata(CRED).map(|m| m.dev()).unwrap_or(0);

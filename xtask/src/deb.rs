@@ -17,6 +17,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::exec::{exec, exec_output};
 
+/// The versions the package suite installs, then upgrades to (the same
+/// build, packaged twice).
+pub const TEST_VERSIONS: [&str; 2] = ["0.1.0-1", "0.1.0-2"];
+
 /// Shells whose completion files the package installs, and the file each
 /// goes to in target/deb-assets/completions (see guard/Cargo.toml).
 const COMPLETIONS: &[(&str, &str)] = &[("bash", "guard.bash"), ("zsh", "_guard"), ("fish", "guard.fish")];

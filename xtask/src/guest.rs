@@ -213,8 +213,8 @@ ExecStart=/bin/sh -c 'if cat /run/credentials/demo.service/api-token >/dev/null 
 ";
 
 /// The package suite's image (`vm-tests package`): the rootfs with no guard
-/// installed and no policy; the two packages in /root (`debs`: version
-/// 0.1.0-1 then 0.1.0-2); demo.service running with its credential;
+/// installed and no policy; the two packages in /root (`debs`, of
+/// `deb::TEST_VERSIONS`); demo.service running with its credential;
 /// myapp.service installed but never started (for `from-unit`);
 /// after-guard.service (not enabled).
 pub fn package_image(rootfs: &Path, vm_tests: &Path, debs: &[PathBuf; 2], out: &Path) -> Result<()> {
@@ -225,7 +225,7 @@ pub fn package_image(rootfs: &Path, vm_tests: &Path, debs: &[PathBuf; 2], out: &
         |ir| {
             ir.file_from_host("/usr/bin/vm-tests", vm_tests, 0o755)?;
             add_test_users(ir, &passwd, &group);
-            for (deb, version) in debs.iter().zip(["0.1.0-1", "0.1.0-2"]) {
+            for (deb, version) in debs.iter().zip(crate::deb::TEST_VERSIONS) {
                 ir.file_from_host(&format!("/root/guard_{version}_amd64.deb"), deb, 0o644)?;
             }
             // The shipped guard.service lets no one but systemd place a

@@ -227,8 +227,14 @@ fn run_systemd_tagged(k: &Kernel, b: &Built, command: &str, tag: &str, timeout: 
     vm::run_vm_with_mem(k, &img, &format!("{} quiet", rootfs::SYSTEMD_APPEND), timeout, &log, true, rootfs::SYSTEMD_MEM_MB)
 }
 
+/// The package suite's two packages (`deb::TEST_VERSIONS`) of `workspace`.
+fn test_debs(workspace: &Path, target_dir: &Path, b: &Built) -> Result<[PathBuf; 2]> {
+    let [v1, v2] = deb::TEST_VERSIONS;
+    Ok([deb_of(workspace, target_dir, b, Some(v1))?, deb_of(workspace, target_dir, b, Some(v2))?])
+}
+
 /// Boots the package suite (`vm-tests package`) on `k`, with the kernel's
-/// own Debian release and the two packages `debs` (0.1.0-1, 0.1.0-2).
+/// own Debian release and the two packages `debs` (`deb::TEST_VERSIONS`).
 fn run_package(k: &Kernel, b: &Built, debs: &[PathBuf; 2], tag: &str, timeout: Duration) -> Result<vm::VmOutcome> {
     let suite = rootfs::suite_for(&k.name);
     step(&format!("preparing the systemd (debootstrap {suite}) root filesystem (cached in target/vm)"));
@@ -374,10 +380,9 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     let wants_package = matches!(only, None | Some("package"));
     let t = Instant::now();
     let debs = if wants_package {
-        let v1 = deb(&b, Some("0.1.0-1"))?;
-        let v2 = deb(&b, Some("0.1.0-2"))?;
+        let debs = test_debs(&root(), &root().join("target"), &b)?;
         steps.push(Step { kernel: "-".into(), name: "deb (cargo-deb) x2".into(), ok: true, passed: 1, failed: 0, secs: t.elapsed().as_secs_f64(), detail: "contents checked".into() });
-        Some([v1, v2])
+        Some(debs)
     } else {
         None
     };
@@ -1023,7 +1028,7 @@ fn mutants(kernel: &str, names: &[String]) -> Result<()> {
         // Mutants of what only real systemd exercises run the systemd suite;
         // those of the package (unit, scripts, journal) the package suite.
         let out = if m.caught_by.iter().all(|c| c.starts_with("package-")) {
-            let debs = [deb_of(&work, &target, &b, Some("0.1.0-1"))?, deb_of(&work, &target, &b, Some("0.1.0-2"))?];
+            let debs = test_debs(&work, &target, &b)?;
             run_package(&k, &b, &debs, &format!("mutant-{}", m.name), Duration::from_secs(900))?
         } else if m.caught_by.iter().all(|c| c.starts_with("systemd-")) {
             run_systemd_tagged(&k, &b, "systemd", &format!("mutant-{}", m.name), Duration::from_secs(900))?
