@@ -78,6 +78,13 @@ pub const MAP_UNIT_OWNERS: &str = "UNIT_OWNERS";
 /// audited) decisions each opener process had on each protected object, so
 /// that repeated decisions become one record with a count (see `Event`).
 pub const MAP_BURSTS: &str = "BURSTS";
+/// `BPF_MAP_TYPE_HASH`: address of a `super_block` that systemd's setup
+/// created -> `SetupSb`. systemd builds each unit's credentials on a
+/// filesystem of their own (ramfs or tmpfs, mounted in a private namespace
+/// up to v258, a detached `fsmount` from v259), so the regular files setup
+/// creates on it are the unit's credentials from their first instant,
+/// whatever their names. The entry goes with the superblock.
+pub const MAP_SETUP_SBS: &str = "SETUP_SBS";
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -97,13 +104,51 @@ pub const PROG_TASK_ALLOC: &str = "guard_task_alloc";
 pub const PROG_TASK_FREE: &str = "guard_task_free";
 pub const PROG_BPRM_CHECK: &str = "guard_bprm_check_security";
 pub const PROG_TASK_FIX_SETUID: &str = "guard_task_fix_setuid";
+pub const PROG_SB_ALLOC: &str = "guard_sb_alloc_security";
+pub const PROG_SB_FREE: &str = "guard_sb_free_security";
+pub const PROG_MOVE_MOUNT: &str = "guard_move_mount";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
+/// `bpf` as Linux 6.15 and later declare it, with a fourth `bool kernel`
+/// parameter (loaded instead of `PROG_BPF` where the kernel's BTF says so).
+pub const PROG_BPF_KFLAG: &str = "guard_bpf_kflag";
+
+/// Every program in the object, as (the enforcing program it stands for,
+/// the ELF program, the number of parameters of the hook it reads, without
+/// the LSM's return value). An LSM program's arguments are slots of its
+/// context, and the previous verdict is the slot after the last parameter:
+/// CO-RE does not relocate them, so a hook whose parameter list changed
+/// between kernels has one program per shape. The agent loads the one whose
+/// count equals the BTF prototype of `bpf_lsm_<hook>` on the running
+/// kernel, and refuses to run where none does.
+pub const PROGRAM_VARIANTS: [(&str, &str, usize); 21] = [
+    (PROG_BPF, PROG_BPF, 3),
+    (PROG_BPF, PROG_BPF_KFLAG, 4),
+    (PROG_BPRM_CHECK, PROG_BPRM_CHECK, 1),
+    (PROG_TASK_FIX_SETUID, PROG_TASK_FIX_SETUID, 3),
+    (PROG_BPF_MAP, PROG_BPF_MAP, 2),
+    (PROG_BPF_PROG, PROG_BPF_PROG, 1),
+    (PROG_SB_UMOUNT, PROG_SB_UMOUNT, 2),
+    (PROG_TASK_ALLOC, PROG_TASK_ALLOC, 2),
+    (PROG_TASK_FREE, PROG_TASK_FREE, 1),
+    (PROG_INODE_MKDIR, PROG_INODE_MKDIR, 3),
+    (PROG_SB_FREE, PROG_SB_FREE, 1),
+    (PROG_SB_ALLOC, PROG_SB_ALLOC, 1),
+    (PROG_MOVE_MOUNT, PROG_MOVE_MOUNT, 2),
+    (PROG_INODE_FREE, PROG_INODE_FREE, 1),
+    (PROG_D_INSTANTIATE, PROG_D_INSTANTIATE, 2),
+    (PROG_INODE_RENAME, PROG_INODE_RENAME, 4),
+    (PROG_INODE_UNLINK, PROG_INODE_UNLINK, 2),
+    (PROG_PATH_TRUNCATE, PROG_PATH_TRUNCATE, 1),
+    (PROG_PTRACE, PROG_PTRACE, 2),
+    (PROG_FILE_RECEIVE, PROG_FILE_RECEIVE, 1),
+    (PROG_FILE_OPEN, PROG_FILE_OPEN, 1),
+];
 
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 17] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 20] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
@@ -113,6 +158,9 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 17] = [
     (PROG_TASK_ALLOC, "task_alloc"),
     (PROG_TASK_FREE, "task_free"),
     (PROG_INODE_MKDIR, "inode_mkdir"),
+    (PROG_SB_FREE, "sb_free_security"),
+    (PROG_SB_ALLOC, "sb_alloc_security"),
+    (PROG_MOVE_MOUNT, "move_mount"),
     (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
     (PROG_INODE_RENAME, "inode_rename"),
@@ -164,6 +212,9 @@ pub const MAX_LINEAGE: u32 = 64 * 1024;
 pub const MAX_EXE_BINDINGS: u32 = 4096;
 /// Activations whose UID is remembered at once (`UNIT_OWNERS`; LRU).
 pub const MAX_UNIT_OWNERS: u32 = 16 * 1024;
+/// Superblocks systemd's setup made that are alive at once (a few per
+/// running unit with credentials or a private /dev, /tmp, ...).
+pub const MAX_SETUP_SBS: u32 = 16 * 1024;
 /// Default size of `BURSTS`: (opener process, object, decision) keys tracked
 /// at once (`guard run --max-openers` sets it at load). A decision whose key
 /// finds no room is `CNT_UNTRACKED`: reported on its own, as before.
@@ -255,6 +306,29 @@ impl InodeRule {
     }
 }
 
+/// Value of `SETUP_SBS`: whose filesystem it is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetupSb {
+    /// The unit (`SETUP_SB_UNIT`), as `UNIT_CGROUPS` had it.
+    pub unit: UnitPolicy,
+    /// `SETUP_SB_*`.
+    pub state: u32,
+    /// `SETUP_SB_F_*`.
+    pub flags: u32,
+}
+
+/// Made by setup in a protected unit's cgroup: its files are that unit's.
+pub const SETUP_SB_UNIT: u32 = 1;
+/// Made by systemd outside every unit (PID 1's `(sd-refresh-creds)`), not
+/// attached yet: its files are closed to everyone.
+pub const SETUP_SB_PENDING: u32 = 2;
+/// Attached to the credentials directory of a unit with no policy.
+pub const SETUP_SB_UNPROTECTED: u32 = 3;
+/// A file on it could not be tagged: it may not be attached (the unit fails
+/// to start or refresh; closed).
+pub const SETUP_SB_F_UNTAGGED: u32 = 1;
+
 /// Value of `UNIT_NAMES` and `UNIT_CGROUPS`: the unit's policy id in each
 /// generation it has a policy in (0 in `gen`: none in that bank).
 #[repr(C)]
@@ -313,9 +387,16 @@ pub const RULE_F_CGROUP_PROCS: u32 = 1 << 5;
 /// service itself, not root elsewhere.
 pub const RULE_F_SETUP_ONLY: u32 = 1 << 6;
 /// A credential file systemd's setup created for a protected unit, tagged
-/// by the kernel the instant it was created (`.#cred*` made by systemd in
-/// the unit's cgroup). Judged like any protected file.
+/// by the kernel the instant it was created: a regular file that setup
+/// makes on a filesystem setup itself created (`SETUP_SBS`). Judged like
+/// any protected file.
 pub const RULE_F_CREDENTIAL: u32 = 1 << 7;
+/// With `RULE_F_CREDENTIAL`: the file's unit is its superblock's
+/// (`SETUP_SBS`), learned only when systemd attaches that filesystem to a
+/// unit's credentials directory (a credentials refresh by a helper of PID 1,
+/// outside every unit). Until then nobody may open it; attached to a unit
+/// with no policy, it is not judged.
+pub const RULE_F_SB_OWNED: u32 = 1 << 8;
 
 // --------------------------------------------------------- policy table
 
@@ -789,6 +870,8 @@ pub struct KernelLayout {
     pub linux_binprm_file: u32,
     pub task_group_leader: u32,
     pub task_start_boottime: u32,
+    pub vfsmount_mnt_sb: u32,
+    pub task_real_parent: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -799,9 +882,10 @@ pub const LAYOUT_MAGIC: u32 = 0x6775_6172;
 /// `KernelLayout::magic` as compiled into the object (non-zero keeps it in `.rodata`).
 pub const LAYOUT_UNFILLED: u32 = 0xffff_ffff;
 
-/// `S_IFMT` / `S_IFDIR` (stable ABI).
+/// `S_IFMT` / `S_IFDIR` / `S_IFREG` (stable ABI).
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFDIR: u16 = 0o040000;
+pub const S_IFREG: u16 = 0o100000;
 
 /// `FMODE_READ` / `FMODE_WRITE` from `include/linux/fs.h` (stable ABI since 2.6).
 pub const FMODE_READ: u32 = 0x1;
@@ -822,7 +906,8 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 160);
+    assert!(core::mem::size_of::<KernelLayout>() == 168);
+    assert!(core::mem::size_of::<SetupSb>() == 24);
     assert!(core::mem::size_of::<BurstKey>() == 40);
     assert!(core::mem::size_of::<BurstState>() == 88 + COMM_LEN);
     assert!(core::mem::size_of::<Event>() == 112 + COMM_LEN + EVENT_PATH_LEN);
@@ -839,6 +924,7 @@ mod pod {
     unsafe impl aya::Pod for super::RateKey {}
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::KernelLayout {}
+    unsafe impl aya::Pod for super::SetupSb {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::FileKey {}
     unsafe impl aya::Pod for super::ObjKey {}

@@ -25,15 +25,15 @@
 //!   targets, so every such task is marked; the mark only ever matters when
 //!   it touches a protected file or process.)
 
-use aya_ebpf::{bindings::inode, helpers::bpf_probe_read_kernel_str_bytes};
+use aya_ebpf::bindings::inode;
 use guard_common::*;
 
 use crate::{
-    decide::{in_unit, unit_policy, EACCES},
     layout::{current_task, is_dir, off, read_u64, sb_magic},
     maps::{count, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, TAINTED, UNIT_CGROUPS, UNIT_NAMES},
     report::{report, Rate, Subject},
     self_protect::current_trust,
+    unit::{in_unit, name_at, unit_policy, EACCES},
 };
 
 /// Is the current task planted by a non-systemd `CLONE_INTO_CGROUP`?
@@ -51,16 +51,6 @@ unsafe fn kn_of(i: *const u8) -> *const u8 {
 #[inline(always)]
 unsafe fn kn_id(kn: *const u8) -> u64 {
     unsafe { read_u64(kn, off!(kernfs_node_id)) }
-}
-
-/// A NUL-padded copy of the C string at `p` (at most `UNIT_NAME_LEN - 1` bytes).
-#[inline(always)]
-unsafe fn name_at(p: *const u8) -> UnitName {
-    let mut key = UnitName { name: [0; UNIT_NAME_LEN] };
-    if !p.is_null() {
-        let _ = unsafe { bpf_probe_read_kernel_str_bytes(p, &mut key.name) };
-    }
-    key
 }
 
 #[inline(always)]

@@ -13,10 +13,7 @@
 //! filled in) DENY, in enforce and audit mode alike, and are counted in
 //! `CNT_INTERNAL_ERRORS`: guard fails closed.
 
-use aya_ebpf::{
-    bindings::inode,
-    helpers::{bpf_get_current_uid_gid, generated::bpf_get_current_ancestor_cgroup_id},
-};
+use aya_ebpf::{bindings::inode, helpers::bpf_get_current_uid_gid};
 use guard_common::*;
 
 use crate::{
@@ -24,10 +21,10 @@ use crate::{
     layout::{current_euid, current_task, exe_key, layout_ok},
     maps::{active_gen, count, policy_stats, ALLOWED_UIDS, EXE_BINDINGS, INODE_RULES, POLICIES, UNIT_OWNERS},
     report::{report, Rate, Subject},
-    self_protect, systemd,
+    self_protect,
+    systemd::{self, SbOwner},
+    unit::{cgroup_matches, unit_policy, EACCES},
 };
-
-pub const EACCES: i32 = 13;
 
 #[inline(always)]
 fn uid_allowed(policy: &PolicyEntry, policy_id: u32, uid: u32) -> bool {
@@ -70,6 +67,21 @@ pub fn judge(inode: *mut inode, policy_id: u32, flags: u32, subject: &Subject) -
     }
     if flags & RULE_F_CGROUP_PROCS != 0 {
         return cgroup::judge_procs_open(inode, policy_id, subject);
+    }
+    if flags & RULE_F_SB_OWNED != 0 {
+        // A credential of a refresh: its unit is its filesystem's.
+        return match unsafe { systemd::sb_owner(inode) } {
+            SbOwner::Unit(unit) => match unit_policy(&unit) {
+                Some(id) => {
+                    count(CNT_PROTECTED_HITS);
+                    decide(inode, id, flags, subject)
+                }
+                None => 0,
+            },
+            SbOwner::Unprotected => 0,
+            SbOwner::Pending if systemd::current_is_setup() => 0,
+            SbOwner::Pending => self_protect::tamper(inode, subject),
+        };
     }
     count(CNT_PROTECTED_HITS);
     decide(inode, policy_id, flags, subject)
@@ -121,24 +133,6 @@ pub fn decide(inode: *mut inode, policy_id: u32, flags: u32, subject: &Subject) 
     }
     report(inode, policy_id, Rate { per_sec: policy.rate_per_sec, burst: policy.rate_burst }, decision, subject);
     if decision == DECISION_AUDITED { 0 } else { -EACCES }
-}
-
-#[inline(always)]
-fn cgroup_matches(policy: &PolicyEntry) -> bool {
-    policy.cgroup_id != 0
-        && unsafe { bpf_get_current_ancestor_cgroup_id(policy.cgroup_level as i32) } == policy.cgroup_id
-}
-
-/// The policy of a unit in the generation in force.
-#[inline(always)]
-pub fn unit_policy(unit: &UnitPolicy) -> Option<u32> {
-    unit.id(active_gen())
-}
-
-/// Whether the current task is in the unit's cgroup (or below it).
-#[inline(always)]
-pub fn in_unit(policy_id: u32) -> bool {
-    POLICIES.get(policy_id).is_some_and(cgroup_matches)
 }
 
 /// Fail closed: deny, count, log (aya-log; never reached on the hot path)

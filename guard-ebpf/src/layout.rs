@@ -56,6 +56,8 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     linux_binprm_file: 0,
     task_group_leader: 0,
     task_start_boottime: 0,
+    vfsmount_mnt_sb: 0,
+    task_real_parent: 0,
     magic: LAYOUT_UNFILLED,
 };
 
@@ -155,6 +157,33 @@ pub unsafe fn current_euid() -> Option<u32> {
         return None;
     }
     unsafe { bpf_probe_read_kernel(cred.add(off!(cred_euid)) as *const u32).ok() }
+}
+
+/// The cgroup-v2 id of `task` (`task->cgroups->dfl_cgrp->kn->id`; 0 if
+/// any link is missing).
+#[inline(always)]
+pub unsafe fn task_cgroup_id(task: *const u8) -> u64 {
+    unsafe {
+        let cset = read_u64(task, off!(task_cgroups)) as *const u8;
+        if cset.is_null() {
+            return 0;
+        }
+        let cgrp = read_u64(cset, off!(css_set_dfl_cgrp)) as *const u8;
+        if cgrp.is_null() {
+            return 0;
+        }
+        let kn = read_u64(cgrp, off!(cgroup_kn)) as *const u8;
+        if kn.is_null() {
+            return 0;
+        }
+        read_u64(kn, off!(kernfs_node_id))
+    }
+}
+
+/// `inode->i_mode` is a regular file.
+#[inline(always)]
+pub unsafe fn is_reg(i: *mut inode) -> bool {
+    unsafe { read_u16(i as *const u8, off!(inode_i_mode)) & S_IFMT == S_IFREG }
 }
 
 /// `inode->i_mode` is a directory.

@@ -32,15 +32,17 @@ mod maps;
 mod report;
 mod self_protect;
 mod systemd;
+mod unit;
 
 use aya_ebpf::{bindings::inode, macros::lsm, programs::LsmContext};
 use guard_common::*;
 
 use crate::{
-    decide::{decide, judge, judge_inode, unit_policy},
-    layout::{is_dir, load_ptr, off, read_u32, read_u64},
+    decide::{decide, judge, judge_inode},
+    layout::{is_dir, load_ptr, off, read_u32, read_u64, task_cgroup_id},
     maps::{active_gen, count, policy_stats, INODE_RULES, UNIT_CGROUPS},
     report::Subject,
+    unit::unit_policy,
 };
 
 /// `PTRACE_MODE_ATTACH` from `include/linux/ptrace.h`.
@@ -120,7 +122,7 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         if !INODE_RULES.get_ptr_mut(new_inode).is_null() || evict::restore(new_inode) {
             return 0;
         }
-        if systemd::on_instantiate(dentry, new_inode) {
+        if systemd::on_instantiate(new_inode) {
             return 0;
         }
         let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
@@ -204,7 +206,7 @@ pub fn guard_inode_rename(ctx: LsmContext) -> i32 {
             return verdict;
         }
         let moved: *mut inode = load_ptr(old_dentry, off!(dentry_d_inode));
-        let verdict = systemd::on_rename(old_dentry, moved);
+        let verdict = systemd::on_rename(moved);
         if verdict != 0 {
             return verdict;
         }
@@ -329,20 +331,10 @@ pub fn guard_ptrace_access_check(ctx: LsmContext) -> i32 {
         if !attach {
             return 0;
         }
-        // child->cgroups->dfl_cgrp->kn->id
-        let cset = read_u64(child, off!(task_cgroups)) as *const u8;
-        if cset.is_null() {
+        let target_cgroup = task_cgroup_id(child);
+        if target_cgroup == 0 {
             return 0;
         }
-        let cgrp = read_u64(cset, off!(css_set_dfl_cgrp)) as *const u8;
-        if cgrp.is_null() {
-            return 0;
-        }
-        let kn = read_u64(cgrp, off!(cgroup_kn)) as *const u8;
-        if kn.is_null() {
-            return 0;
-        }
-        let target_cgroup = read_u64(kn, off!(kernfs_node_id));
         let Some(policy_id) = UNIT_CGROUPS.get(target_cgroup).and_then(unit_policy) else {
             return 0;
         };
@@ -371,10 +363,27 @@ pub fn guard_bprm_check_security(ctx: LsmContext) -> i32 {
     }
 }
 
-/// `bpf(int cmd, union bpf_attr *attr, unsigned int size)` (6.1 to 6.12).
+/// `bpf(int cmd, union bpf_attr *attr, unsigned int size)`: the form up to
+/// Linux 6.14 (the previous verdict is slot 3).
 #[lsm(hook = "bpf")]
 pub fn guard_bpf(ctx: LsmContext) -> i32 {
-    let ret: i32 = ctx.arg(3);
+    bpf_hook(&ctx, 3)
+}
+
+/// `bpf(int cmd, union bpf_attr *attr, unsigned int size, bool kernel)`:
+/// the form from Linux 6.15 (the previous verdict is slot 4). `kernel` is
+/// not read: commands a `BPF_PROG_TYPE_SYSCALL` program issues carry it
+/// too, so it proves nothing about who asks.
+#[lsm(hook = "bpf")]
+pub fn guard_bpf_kflag(ctx: LsmContext) -> i32 {
+    bpf_hook(&ctx, 4)
+}
+
+/// Both shapes of `bpf`: `verdict_slot` is the previous verdict's slot, the
+/// only thing that differs between them.
+#[inline(always)]
+fn bpf_hook(ctx: &LsmContext, verdict_slot: usize) -> i32 {
+    let ret: i32 = ctx.arg(verdict_slot);
     if ret != 0 {
         return ret;
     }
@@ -407,6 +416,35 @@ pub fn guard_bpf_prog(ctx: LsmContext) -> i32 {
         if aux.is_null() { 0 } else { read_u32(aux, off!(bpf_prog_aux_id)) }
     };
     self_protect::on_object_fd(OBJ_PROG, id)
+}
+
+/// `sb_alloc_security(struct super_block *sb)`: a filesystem is created
+/// (systemd's setup building a unit's credentials; see `systemd`).
+#[lsm(hook = "sb_alloc_security")]
+pub fn guard_sb_alloc_security(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    systemd::on_sb_alloc(ctx.arg(0))
+}
+
+/// `sb_free_security(struct super_block *sb)`.
+#[lsm(hook = "sb_free_security")]
+pub fn guard_sb_free_security(ctx: LsmContext) -> i32 {
+    systemd::on_sb_free(ctx.arg(0));
+    0
+}
+
+/// `move_mount(const struct path *from_path, const struct path *to_path)`:
+/// systemd attaching a unit's credentials (v259 on; see `systemd`).
+#[lsm(hook = "move_mount")]
+pub fn guard_move_mount(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(2);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { systemd::on_move_mount(ctx.arg(0), ctx.arg(1)) }
 }
 
 /// `sb_umount(struct vfsmount *mnt, int flags)`.

@@ -40,6 +40,10 @@ pub static TAINTED: HashMap<u64, u32, { MAX_TAINTED as usize }> = HashMap::new()
 #[btf_map]
 pub static LINEAGE: HashMap<u64, u32, { MAX_LINEAGE as usize }> = HashMap::new();
 
+/// Filesystems systemd's setup created (see `systemd.rs`), by `super_block` address.
+#[btf_map]
+pub static SETUP_SBS: HashMap<u64, SetupSb, { MAX_SETUP_SBS as usize }> = HashMap::new();
+
 #[btf_map]
 pub static UNIT_OWNERS: LruHashMap<u64, u32, { MAX_UNIT_OWNERS as usize }> = LruHashMap::new();
 

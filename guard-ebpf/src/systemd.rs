@@ -19,27 +19,42 @@
 //!   cgroup switches to a non-zero UID (`task_fix_setuid`), that UID is the
 //!   unit's for this activation (`UNIT_OWNERS`, by cgroup id: each start
 //!   has a new cgroup, and `DynamicUser=` may pick a new UID each time).
-//! - **Credentials.** systemd writes every credential as `.#cred<random>`
-//!   and renames it into place, from setup in the unit's cgroup, in a mount
-//!   namespace of its own and before the mount is moved to
-//!   `/run/credentials/<unit>` (v252 to v258). Such a file is tagged for
-//!   the unit as it is created (`d_instantiate`), so no path to it, the
-//!   private workspace included, is ever open to anyone else.
+//! - **Credentials.** systemd builds a unit's credentials on a filesystem
+//!   of their own: a ramfs or tmpfs that setup mounts in a private namespace
+//!   and moves to `/run/credentials/<unit>` (v252 to v258, files written as
+//!   `.#cred<random>` and renamed), or a detached `fsmount` written through
+//!   its fd, files created under their final names, and attached with
+//!   `move_mount` (v259 on). Either way setup creates that superblock
+//!   (`sb_alloc_security`) from the unit's cgroup, so it is recorded for the
+//!   unit (`SETUP_SBS`), and every regular file setup creates on it is the
+//!   unit's from its first instant (`d_instantiate`), before a byte is
+//!   written and before any path to it exists outside systemd's fds. No
+//!   name is read.
+//! - **Refresh.** From v260 a reload with `RefreshOnReload=credentials`
+//!   builds the new set in `(sd-refresh-creds)`, a fork of PID 1 in
+//!   `init.scope`: its filesystem is *pending* (its files are closed to
+//!   everyone but systemd's setup) until `move_mount` attaches it to a
+//!   unit's credentials directory, which names the unit (or a unit with no
+//!   policy, which releases it).
+//! - **Fail closed.** A superblock that cannot be recorded is refused
+//!   (the unit fails to start); a file that cannot be tagged marks its
+//!   filesystem, which may then be neither renamed into place (v252 to
+//!   v258) nor attached (v259 on).
 
 use aya_ebpf::{
     bindings::inode,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_uid_gid},
 };
 use guard_common::*;
 
 use crate::{
-    layout::{current_euid, current_task, off, read_u32, read_u64},
-    maps::{count, policy_stats, INODE_RULES, LINEAGE, UNIT_CGROUPS, UNIT_OWNERS},
+    layout::{current_euid, current_task, is_reg, off, read_u32, read_u64, task_cgroup_id},
+    maps::{count, policy_stats, INODE_RULES, LINEAGE, SETUP_SBS, UNIT_NAMES, UNIT_OWNERS},
     self_protect::{current_trust, inode_trust},
+    unit::{current_unit, name_at, unit_policy, EACCES},
 };
 
-/// The name prefix systemd gives a credential while it writes it.
-const CRED_TEMP_PREFIX: &[u8] = b".#cred";
+const ENOMEM: i32 = 12;
 
 #[inline(always)]
 unsafe fn is_pid1(task: *const u8) -> bool {
@@ -68,13 +83,6 @@ pub fn current_is_setup() -> bool {
     // The executable is checked once: lineage is then the map or being PID 1.
     let task = current_task();
     current_trust() == TRUST_SYSTEMD && (unsafe { LINEAGE.get(task as u64) }.is_some() || unsafe { is_pid1(task) })
-}
-
-/// The protected unit whose cgroup the current task is in, if any.
-#[inline(always)]
-fn current_unit() -> Option<(u64, UnitPolicy)> {
-    let cg = unsafe { bpf_get_current_cgroup_id() };
-    unsafe { UNIT_CGROUPS.get(cg) }.map(|p| (cg, *p))
 }
 
 /// `task_alloc`: a child of systemd's lineage is of it. If the mark cannot
@@ -126,54 +134,192 @@ pub unsafe fn on_setuid(new_cred: *const u8) {
     }
 }
 
+/// `sb_alloc_security(sb)`: a filesystem systemd's setup creates, from a
+/// protected unit's cgroup (its credentials, a private /tmp or /dev) or from
+/// PID 1's lineage outside every unit (a credentials refresh). Bystanders
+/// pay one cgroup-id lookup; a mount is never a hot path.
 #[inline(always)]
-unsafe fn is_cred_temp(dentry: *const u8) -> bool {
-    let name_p = unsafe { read_u64(dentry, off!(dentry_d_name) + off!(qstr_name)) } as *const u8;
-    if name_p.is_null() {
-        return false;
-    }
-    let mut name = [0u8; 8];
-    unsafe { bpf_probe_read_kernel_str_bytes(name_p, &mut name) }.is_ok() && name.starts_with(CRED_TEMP_PREFIX)
-}
-
-/// `inode_rename` by setup in a protected unit's cgroup of a credential
-/// it wrote: refused if the kernel could not tag it (see `on_instantiate`),
-/// so an unprotected credential never takes its place.
-#[inline(always)]
-pub unsafe fn on_rename(old_dentry: *const u8, moved: *mut inode) -> i32 {
-    if moved.is_null() || !unsafe { is_cred_temp(old_dentry) } || !unsafe { INODE_RULES.get_ptr_mut(moved) }.is_null() {
-        return 0;
-    }
-    if current_unit().is_none() || !current_is_setup() {
-        return 0;
-    }
-    // Counted as an internal error when tagging failed; not a decision.
-    -crate::decide::EACCES
-}
-
-/// `d_instantiate` of a new inode: a credential being written by setup in a
-/// protected unit's cgroup is the unit's from this instant.
-#[inline(always)]
-pub unsafe fn on_instantiate(dentry: *const u8, child: *mut inode) -> bool {
-    if !unsafe { is_cred_temp(dentry) } {
-        return false;
-    }
-    let Some((_, unit)) = current_unit() else { return false };
+pub fn on_sb_alloc(sb: u64) -> i32 {
+    let entry = match current_unit() {
+        Some((_, unit)) => SetupSb {
+            unit,
+            state: SETUP_SB_UNIT,
+            flags: 0,
+        },
+        // A helper PID 1 forked in its own cgroup (`(sd-refresh-creds)`);
+        // not PID 1 itself, which mounts for the whole system, nor setup in
+        // an unprotected unit's cgroup.
+        None if unsafe { is_pid1_helper() } => SetupSb {
+            unit: UnitPolicy::default(),
+            state: SETUP_SB_PENDING,
+            flags: 0,
+        },
+        None => return 0,
+    };
     if !current_is_setup() {
+        return 0;
+    }
+    if SETUP_SBS.insert(sb, entry, 0).is_err() {
+        count(CNT_INTERNAL_ERRORS);
+        aya_log_ebpf::error!(&(), "could not record a filesystem systemd's setup creates; refusing it (the unit fails to start)");
+        return -ENOMEM;
+    }
+    0
+}
+
+/// A child of PID 1 in PID 1's own cgroup.
+#[inline(always)]
+unsafe fn is_pid1_helper() -> bool {
+    unsafe {
+        let parent = read_u64(current_task(), off!(task_real_parent)) as *const u8;
+        !parent.is_null()
+            && is_pid1(parent)
+            && task_cgroup_id(parent) == bpf_get_current_cgroup_id()
+    }
+}
+
+/// `sb_free_security(sb)`: the address may be reused.
+#[inline(always)]
+pub fn on_sb_free(sb: u64) {
+    let _ = SETUP_SBS.remove(sb);
+}
+
+#[inline(always)]
+unsafe fn setup_sb_of(i: *const u8) -> Option<*mut SetupSb> {
+    let magic = unsafe { sb_magic_of(i) };
+    if magic != TMPFS_MAGIC && magic != RAMFS_MAGIC {
+        return None;
+    }
+    let sb = unsafe { read_u64(i, off!(inode_i_sb)) };
+    SETUP_SBS.get_ptr_mut(sb)
+}
+
+#[inline(always)]
+unsafe fn sb_magic_of(i: *const u8) -> u64 {
+    unsafe { crate::layout::sb_magic(i) }
+}
+
+/// Who a `RULE_F_SB_OWNED` credential belongs to.
+pub enum SbOwner {
+    Unit(UnitPolicy),
+    Unprotected,
+    Pending,
+}
+
+/// The owner of credential `inode`, from its filesystem's `SETUP_SBS` entry
+/// (none: pending, closed).
+#[inline(always)]
+pub unsafe fn sb_owner(inode: *mut inode) -> SbOwner {
+    match unsafe { setup_sb_of(inode as *const u8) } {
+        Some(e) => match unsafe { (*e).state } {
+            SETUP_SB_UNIT => SbOwner::Unit(unsafe { (*e).unit }),
+            SETUP_SB_UNPROTECTED => SbOwner::Unprotected,
+            _ => SbOwner::Pending,
+        },
+        None => SbOwner::Pending,
+    }
+}
+
+/// `d_instantiate` of a new inode: a regular file systemd's setup creates
+/// on a filesystem setup created is a credential from this instant.
+#[inline(always)]
+pub unsafe fn on_instantiate(child: *mut inode) -> bool {
+    let Some(e) = (unsafe { setup_sb_of(child as *const u8) }) else {
+        return false;
+    };
+    if !unsafe { is_reg(child) } || !current_is_setup() {
         return false;
     }
-    let mut rule = InodeRule::for_unit(&unit, RULE_F_CREDENTIAL);
+    let (state, unit) = unsafe { ((*e).state, (*e).unit) };
+    let mut rule = match state {
+        SETUP_SB_UNIT => InodeRule::for_unit(&unit, RULE_F_CREDENTIAL),
+        SETUP_SB_PENDING => InodeRule::any(0, RULE_F_CREDENTIAL | RULE_F_SB_OWNED),
+        _ => return false,
+    };
     let slot = unsafe { INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule)) };
     if slot.is_null() {
-        // This hook cannot refuse; `on_rename` refuses to put the
-        // unprotected file in place, so the unit fails to start (closed).
+        // This hook cannot refuse: the filesystem is marked, and may be
+        // neither renamed into place nor attached (`on_rename`, `on_move_mount`).
+        unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
         count(CNT_INTERNAL_ERRORS);
-        aya_log_ebpf::error!(&(), "could not protect a credential systemd is writing");
+        aya_log_ebpf::error!(&(), "could not protect a credential systemd is writing; its filesystem will not be attached");
         return false;
     }
     unsafe { *slot = rule };
-    if let Some(s) = crate::decide::unit_policy(&unit).and_then(policy_stats) {
+    if let Some(s) = unit_policy(&unit).and_then(policy_stats) {
         s.credentials += 1;
     }
     true
+}
+
+/// `inode_rename` (v252 to v258 rename each credential into place, then
+/// move the filesystem): refused on a filesystem with an untagged file.
+#[inline(always)]
+pub unsafe fn on_rename(moved: *mut inode) -> i32 {
+    if moved.is_null() {
+        return 0;
+    }
+    match unsafe { setup_sb_of(moved as *const u8) } {
+        Some(e) if unsafe { (*e).flags } & SETUP_SB_F_UNTAGGED != 0 => -EACCES,
+        _ => 0,
+    }
+}
+
+/// `move_mount(from, to)` (v259 on): attaching a filesystem systemd's setup
+/// made. One with an untagged file is refused; a pending one (a refresh)
+/// takes the unit whose credentials directory it goes to: the unit of the
+/// filesystem it goes beneath, or the directory's name.
+#[inline(always)]
+pub unsafe fn on_move_mount(from_path: *const u8, to_path: *const u8) -> i32 {
+    let from_sb = unsafe { path_sb(from_path) };
+    let Some(e) = SETUP_SBS.get_ptr_mut(from_sb) else {
+        return 0;
+    };
+    if unsafe { (*e).flags } & SETUP_SB_F_UNTAGGED != 0 {
+        count(CNT_INTERNAL_ERRORS);
+        return -EACCES;
+    }
+    if unsafe { (*e).state } != SETUP_SB_PENDING {
+        return 0;
+    }
+    let to_sb = unsafe { path_sb(to_path) };
+    let owner = match unsafe { SETUP_SBS.get(to_sb) } {
+        Some(top) if top.state == SETUP_SB_UNIT || top.state == SETUP_SB_UNPROTECTED => Some(*top),
+        _ => None,
+    };
+    let owner = owner.unwrap_or_else(|| {
+        let dentry = unsafe { read_u64(to_path, off!(path_dentry)) } as *const u8;
+        let name_p =
+            unsafe { read_u64(dentry, off!(dentry_d_name) + off!(qstr_name)) } as *const u8;
+        match unsafe { UNIT_NAMES.get(name_at(name_p)) } {
+            Some(unit) => SetupSb {
+                unit: *unit,
+                state: SETUP_SB_UNIT,
+                flags: 0,
+            },
+            None => SetupSb {
+                unit: UnitPolicy::default(),
+                state: SETUP_SB_UNPROTECTED,
+                flags: 0,
+            },
+        }
+    });
+    unsafe {
+        (*e).unit = owner.unit;
+        (*e).state = owner.state;
+    }
+    0
+}
+
+/// The superblock of `struct path *p` (`p->mnt->mnt_sb`).
+#[inline(always)]
+unsafe fn path_sb(p: *const u8) -> u64 {
+    unsafe {
+        let mnt = read_u64(p, off!(path_mnt)) as *const u8;
+        if mnt.is_null() {
+            0
+        } else {
+            read_u64(mnt, off!(vfsmount_mnt_sb))
+        }
+    }
 }

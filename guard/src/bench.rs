@@ -187,8 +187,7 @@ fn run(args: &BenchArgs) -> Result<Report> {
     }
     pin_to_current_cpu();
     let cgroups = BenchCgroups::new(&args.cgroup_root)?;
-    let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
-    let layout = kernel::btf::kernel_layout(&btf)?;
+    let target = kernel::Target::running()?;
 
     std::fs::create_dir_all(&args.dir)?;
     let unprotected = args.dir.join("unprotected");
@@ -197,8 +196,12 @@ fn run(args: &BenchArgs) -> Result<Report> {
 
     // One Kernel (own maps) per protected-file count, plus one for `empty`.
     let mut kernels = Vec::new();
-    let mut variants = vec![Variant { name: "baseline".into(), kernel: None, secret: None }];
-    let mut floor = Kernel::load(&layout, 1 << 16, DEFAULT_MAX_BURSTS, true)?;
+    let mut variants = vec![Variant {
+        name: "baseline".into(),
+        kernel: None,
+        secret: None,
+    }];
+    let mut floor = Kernel::load(&target, 1 << 16, DEFAULT_MAX_BURSTS, true)?;
     floor.events = None;
     kernels.push(floor);
     variants.push(Variant { name: "empty".into(), kernel: Some((0, PROG_EMPTY)), secret: None });
@@ -214,8 +217,11 @@ fn run(args: &BenchArgs) -> Result<Report> {
             paths.push(p);
         }
         let t = Instant::now();
-        let (k, tagged) = guard_kernel(&layout, &args.cgroup_root, n, paths.clone())?;
-        eprintln!("bench: guard-{n}: {tagged} files tagged in {} ms", t.elapsed().as_millis());
+        let (k, tagged) = guard_kernel(&target, &args.cgroup_root, n, paths.clone())?;
+        eprintln!(
+            "bench: guard-{n}: {tagged} files tagged in {} ms",
+            t.elapsed().as_millis()
+        );
         kernels.push(k);
         variants.push(Variant {
             name: format!("guard-{n}"),
@@ -317,8 +323,13 @@ fn run(args: &BenchArgs) -> Result<Report> {
 /// A guard `Kernel` (own maps) protecting `paths` for root in the
 /// `guard-bench/owner` cgroup: everyone else is an outsider. Returns it with
 /// the number of files tagged.
-pub(crate) fn guard_kernel(layout: &guard_common::KernelLayout, cgroup_root: &Path, n: usize, paths: Vec<PathBuf>) -> Result<(Kernel, usize)> {
-    let mut k = Kernel::load(layout, 1 << 22, DEFAULT_MAX_BURSTS, true)?;
+pub(crate) fn guard_kernel(
+    target: &kernel::Target,
+    cgroup_root: &Path,
+    n: usize,
+    paths: Vec<PathBuf>,
+) -> Result<(Kernel, usize)> {
+    let mut k = Kernel::load(target, 1 << 22, DEFAULT_MAX_BURSTS, true)?;
     let policy = Policy {
         id: 0,
         name: format!("bench-{n}"),

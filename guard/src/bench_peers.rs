@@ -302,8 +302,7 @@ fn run(args: &PeersArgs) -> Result<PeerReport> {
     // SAFETY: plain syscall.
     let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize;
     let cgroups = BenchCgroups::new(&args.cgroup_root)?;
-    let btf = kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
-    let layout = kernel::btf::kernel_layout(&btf)?;
+    let target = kernel::Target::running()?;
 
     let d = &args.dir;
     for sub in ["open", "closed"] {
@@ -326,10 +325,10 @@ fn run(args: &PeersArgs) -> Result<PeerReport> {
     }
 
     let mut kernels = Vec::new();
-    let mut floor = kernel::Kernel::load(&layout, 1 << 16, guard_common::DEFAULT_MAX_BURSTS, true)?;
+    let mut floor = kernel::Kernel::load(&target, 1 << 16, guard_common::DEFAULT_MAX_BURSTS, true)?;
     floor.events = None;
     kernels.push(floor);
-    let (k, _) = bench::guard_kernel(&layout, &args.cgroup_root, 1, vec![secret.clone()])?;
+    let (k, _) = bench::guard_kernel(&target, &args.cgroup_root, 1, vec![secret.clone()])?;
     kernels.push(k);
     let always_attached = attached_file_open_programs();
 

@@ -128,11 +128,13 @@ pub fn main(args: RunArgs) -> ExitCode {
         return ExitCode::from(exit::KERNEL_UNSUPPORTED);
     }
     // Parsed once: for the hooks here, for the struct layout in `serve`.
-    let btf = match kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
+    let (btf, programs) = match kernel::btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))
         .map_err(|e| vec![e.to_string()])
-        .and_then(|btf| preflight::check_hooks(&btf).map(|()| btf).map_err(|m| m.iter().map(|x| x.to_string()).collect()))
-    {
-        Ok(btf) => btf,
+        .and_then(|btf| match preflight::check_hooks(&btf) {
+            Ok(programs) => Ok((btf, programs)),
+            Err(m) => Err(m.iter().map(|x| x.to_string()).collect()),
+        }) {
+        Ok(found) => found,
         Err(missing) => {
             for m in &missing {
                 eprintln!("error: {m}");
@@ -151,7 +153,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(serve(args, set, btf)) {
+    match rt.block_on(serve(args, set, btf, programs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -160,9 +162,29 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> Result<()> {
+async fn serve(
+    args: RunArgs,
+    set: policy::PolicySet,
+    btf: kernel::btf::Btf,
+    programs: preflight::Programs,
+) -> Result<()> {
     let t0 = Instant::now();
-    let layout = kernel::btf::kernel_layout(&btf).context("this kernel's structs lack a field guard reads")?;
+    let layout = kernel::btf::kernel_layout(&btf)
+        .context("this kernel's structs lack a field guard reads")?;
+    let target = kernel::Target { layout, programs };
+    for c in &target.programs.0 {
+        if guard_common::PROGRAM_VARIANTS
+            .iter()
+            .filter(|v| v.0 == c.name)
+            .count()
+            > 1
+        {
+            eprintln!(
+                "guard: LSM hook `{}` takes {} parameters here: loading {}",
+                c.hook, c.params, c.elf
+            );
+        }
+    }
     pins::ensure_bpffs()?;
     for gap in preflight::hardening_gaps() {
         log::warn!("host hardening: {gap}");
@@ -177,9 +199,116 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
              (what `cargo xtask build` does). Nothing was loaded"
         );
     }
-    let trust = Trust::new(&args.allow_bpf_exe, &args.cgroup_writer, !args.no_systemd_cgroup_writer)?;
-    let policy_hash = enforce::policy_hash(&set, &trust.fingerprint());
-    let object_hash = kernel::object_hash(&layout);
+    let trust = Trust::new(
+        &args.allow_bpf_exe,
+        &args.cgroup_writer,
+        !args.no_systemd_cgroup_writer,
+    )?;
+    let Started {
+        mut k,
+        enforcer,
+        how,
+        replaced,
+    } = start_instance(&args, &set, &trust, &target)?;
+    let ours = k.instance.clone().context("no instance")?;
+    let ring = k.events.take().context("ring buffer already taken")?;
+    let bursts = k.bursts.take();
+    let klog = k.logger.take();
+    let stats_fd = if args.prog_stats || args.metrics.is_some() {
+        Some(kernel::enable_runtime_stats()?)
+    } else {
+        None
+    };
+    eprintln!(
+        "{} [{how}; hooks: {}] ({} ms)",
+        enforcer.summary(),
+        k.attached().join(","),
+        t0.elapsed().as_millis()
+    );
+    if let Some(dir) = args.pid_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing --pid-file {}", args.pid_file.display()))?;
+
+    let kernel = Arc::new(Mutex::new(k));
+    let enforcer = Arc::new(Mutex::new(enforcer));
+    let hub = Hub::new();
+    let journal = spawn_consumers(&args, &kernel, &hub, klog)?;
+    let namer = Namer::new(&args.passwd, &args.cgroup_root);
+    let mut reader = tokio::spawn(feed::read_ring(
+        ring,
+        bursts,
+        hub.clone(),
+        enforcer.clone(),
+        namer,
+    ));
+    let mut watcher = tokio::spawn(watch_units(
+        kernel.clone(),
+        enforcer.clone(),
+        Duration::from_millis(args.reconcile_ms),
+    ));
+
+    // This start's admin records go out before readiness is told.
+    hub.publish_admin(&Admin::new("agent-started", &ours, &how));
+    for r in &replaced {
+        hub.publish_admin(&Admin::new("replaced", &ours, r));
+    }
+    // Ready: every hook is attached and every consumer of the feed runs.
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing --ready-file {}", path.display()))?;
+    }
+    let status = format!(
+        "enforcing: {}{}",
+        enforcer.lock().unwrap().summary(),
+        if journal { "; feed to the journal" } else { "" }
+    );
+    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut reloads = 0u64;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                reloads += 1;
+                let ctx = ReloadCtx { args: &args, trust: &trust, kernel: &kernel, enforcer: &enforcer, hub: &hub, instance: &ours };
+                tokio::task::block_in_place(|| reload(&ctx, reloads));
+                continue;
+            }
+            _ = term.recv() => log::info!("SIGTERM"),
+            _ = int.recv() => log::info!("SIGINT"),
+            r = &mut reader => log::error!("feed reader stopped: {r:?}"),
+            r = &mut watcher => log::error!("unit watcher stopped: {r:?}"),
+        }
+        break;
+    }
+    stop(&args, &kernel, &trust, &hub, &ours).await;
+    drop(stats_fd);
+    Ok(())
+}
+
+/// The instance this agent serves, and what happened to get it.
+struct Started {
+    k: Kernel,
+    enforcer: Enforcer,
+    how: String,
+    /// One line per older instance retired.
+    replaced: Vec<String>,
+}
+
+/// Adopts the pinned instance if it already enforces this very object and
+/// policy set; otherwise loads, fills and arms a new one. Older instances
+/// are retired only once this one enforces (no gap).
+fn start_instance(
+    args: &RunArgs,
+    set: &policy::PolicySet,
+    trust: &Trust,
+    target: &kernel::Target,
+) -> Result<Started> {
+    let policy_hash = enforce::policy_hash(set, &trust.fingerprint());
+    let object_hash = target.object_hash();
     let existing = pins::instances(&args.pin_root);
     // Adopt only a complete instance of this very object and policy set
     // (an arm interrupted between pins leaves one with links missing).
@@ -192,26 +321,29 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         pins::read_state(d).is_ok_and(|st| st.policy_hash == policy_hash && st.object_hash == object_hash)
             && pins::link_names(d) == all_hooks
     });
-    let (mut k, enforcer, how) = match adoptable {
+    let (k, enforcer, how) = match adoptable {
         Some(dir) => {
             let mut k = Kernel::adopt(dir)?;
             // The generation in force goes on: same ids, same slots.
-            let mut enforcer = Enforcer::new(&set, &args.cgroup_root, k.active_gen().max(1));
-            enforcer.install(&mut k).context("bringing the adopted instance up to date")?;
+            let mut enforcer = Enforcer::new(set, &args.cgroup_root, k.active_gen().max(1));
+            enforcer
+                .install(&mut k)
+                .context("bringing the adopted instance up to date")?;
             enforcer.activate(&mut k)?;
             (k, enforcer, format!("adopted instance {} (no reload, no re-attach)", dir.display()))
         }
         None => {
-            let mut k = Kernel::load(&layout, args.ringbuf_bytes, args.max_openers, false)?;
-            let mut enforcer = Enforcer::new(&set, &args.cgroup_root, 1);
-            enforcer.install(&mut k).context("installing policies (nothing was attached)")?;
+            let mut k = Kernel::load(target, args.ringbuf_bytes, args.max_openers, false)?;
+            let mut enforcer = Enforcer::new(set, &args.cgroup_root, 1);
+            enforcer
+                .install(&mut k)
+                .context("installing policies (nothing was attached)")?;
             enforcer.activate(&mut k)?;
-            let dir = k.arm(&args.pin_root, &trust, policy_hash, object_hash)?;
+            let dir = k.arm(&args.pin_root, trust, policy_hash, object_hash)?;
             (k, enforcer, format!("armed instance {}", dir.display()))
         }
     };
     let ours = k.instance.clone().context("no instance")?;
-    // The new instance enforces; only now do older ones go (no gap).
     let mut replaced = Vec::new();
     for old in existing.iter().filter(|d| **d != ours) {
         let was = pins::read_state(old).map(|st| format!("policy {:016x} object {:016x}", st.policy_hash, st.object_hash)).unwrap_or_default();
@@ -233,26 +365,23 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
             ),
         }
     }
-    let ring = k.events.take().context("ring buffer already taken")?;
-    let bursts = k.bursts.take();
-    let klog = k.logger.take();
-    let stats_fd = if args.prog_stats || args.metrics.is_some() {
-        Some(kernel::enable_runtime_stats()?)
-    } else {
-        None
-    };
-    eprintln!("{} [{how}; hooks: {}] ({} ms)", enforcer.summary(), k.attached().join(","), t0.elapsed().as_millis());
-    if let Some(dir) = args.pid_file.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(&args.pid_file, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing --pid-file {}", args.pid_file.display()))?;
+    Ok(Started {
+        k,
+        enforcer,
+        how,
+        replaced,
+    })
+}
 
-    let kernel = Arc::new(Mutex::new(k));
-    let enforcer = Arc::new(Mutex::new(enforcer));
-    let hub = Hub::new();
-
-    // Consumers first, so the first record has somewhere to go.
+/// Starts every consumer of the feed (output, subscribers, metrics, the
+/// kernel-side log, the journal), so the first record has somewhere to go.
+/// Returns whether the feed goes to the journal.
+fn spawn_consumers(
+    args: &RunArgs,
+    kernel: &Arc<Mutex<Kernel>>,
+    hub: &Hub,
+    klog: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+) -> Result<bool> {
     let output: Box<dyn std::io::Write + Send> = match &args.events_file {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()
@@ -269,7 +398,7 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
     // there as well would put every record in twice (once structured, once
     // as an opaque MESSAGE). An --events-file or a terminal still gets them.
     if args.events_file.is_some() || human || !journal {
-        feed::spawn_output(&hub, output, human);
+        feed::spawn_output(hub, output, human);
     }
     if !args.no_socket {
         let listener = feed::socket::bind(&args.socket)?;
@@ -291,67 +420,38 @@ async fn serve(args: RunArgs, set: policy::PolicySet, btf: kernel::btf::Btf) -> 
         });
     }
     if journal {
-        feed::journal::spawn(&hub);
+        feed::journal::spawn(hub);
     }
-    let namer = Namer::new(&args.passwd, &args.cgroup_root);
-    let reader = tokio::spawn(feed::read_ring(ring, bursts, hub.clone(), enforcer.clone(), namer));
-    let watcher = tokio::spawn(watch_units(kernel.clone(), enforcer.clone(), Duration::from_millis(args.reconcile_ms)));
+    Ok(journal)
+}
 
-    // This start's admin records go out before readiness is told.
-    hub.publish_admin(&Admin::new("agent-started", &ours, &how));
-    for r in &replaced {
-        hub.publish_admin(&Admin::new("replaced", &ours, r));
-    }
-    // Ready: every hook is attached and every consumer of the feed runs.
-    if let Some(path) = &args.ready_file {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing --ready-file {}", path.display()))?;
-    }
-    let status = format!("enforcing: {}{}", enforcer.lock().unwrap().summary(), if journal { "; feed to the journal" } else { "" });
-    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let (mut reader, mut watcher) = (reader, watcher);
-    let mut reloads = 0u64;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                reloads += 1;
-                let ctx = ReloadCtx { args: &args, trust: &trust, kernel: &kernel, enforcer: &enforcer, hub: &hub, instance: &ours };
-                tokio::task::block_in_place(|| reload(&ctx, reloads));
-                continue;
-            }
-            _ = term.recv() => log::info!("SIGTERM"),
-            _ = int.recv() => log::info!("SIGINT"),
-            r = &mut reader => log::error!("feed reader stopped: {r:?}"),
-            r = &mut watcher => log::error!("unit watcher stopped: {r:?}"),
-        }
-        break;
-    }
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping the agent; the kernel keeps enforcing".into())]);
+/// The agent stops; the kernel keeps enforcing unless the instance was
+/// unloaded. Says which, on the feed and the console.
+async fn stop(args: &RunArgs, kernel: &Arc<Mutex<Kernel>>, trust: &Trust, hub: &Hub, ours: &Path) {
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping the agent; the kernel keeps enforcing".into()),
+    ]);
     // Let the feed drain what the kernel already wrote.
     tokio::time::sleep(Duration::from_millis(200)).await;
     if ours.exists() {
-        handover_if_replaced(&kernel, &trust.guard, &hub, &ours);
+        handover_if_replaced(kernel, &trust.guard, hub, ours);
         hub.publish_admin(&Admin::new(
             "agent-stopped",
-            &ours,
+            ours,
             "the agent stopped; the kernel keeps enforcing this instance (`guard unload` stops it)",
         ));
         eprintln!("guard: agent stopping; instance {} keeps enforcing", ours.display());
     } else {
         let by = std::fs::read_to_string(crate::UNLOAD_NOTE).unwrap_or_default();
-        hub.publish_admin(&Admin::new("unloaded", &ours, by.trim()));
+        hub.publish_admin(&Admin::new("unloaded", ours, by.trim()));
         eprintln!("guard: the instance was unloaded (`guard unload`); exiting");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(stats_fd);
     if !args.no_socket {
         let _ = std::fs::remove_file(&args.socket);
     }
     let _ = std::fs::remove_file(&args.pid_file);
-    Ok(())
 }
 
 /// Tells systemd (`Type=notify`) how the agent is doing; a no-op when

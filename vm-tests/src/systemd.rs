@@ -208,12 +208,13 @@ pub fn test_main() -> i32 {
         }
     }
     type Seed = (&'static str, fn() -> Result<String, String>);
-    let seeds: [Seed; 6] = [
+    let seeds: [Seed; 7] = [
         ("seed-dynamicuser-encrypted-state", seed_myapp),
         ("seed-same-static-user-units-isolated", seed_twins),
         ("seed-exe-binding-shell-refused", seed_bound),
         ("seed-creds-decrypt-with-confined-host-key", seed_host_key),
         ("seed-restart-race-20", seed_restart_race),
+        ("seed-loadcredential-refresh-race", seed_loader_race),
         ("reload-50-under-load-one-bad-set", reload_under_load),
     ];
     for (name, f) in seeds {
@@ -243,6 +244,7 @@ pub(crate) const OUTSIDE: &str = "/system.slice/guard-test.service";
 /// Another unit, for "the same UID from another unit".
 const OTHER_UNIT: &str = "/system.slice/other.service";
 const MYAPP_CRED: &str = "/run/credentials/myapp.service/api_key";
+const LOADER_CRED: &str = "/run/credentials/loader.service/token";
 const MYAPP_STATE: &str = "/var/lib/private/myapp/secret";
 const MYAPP_SOURCE: &str = "/etc/credstore.encrypted/api_key.cred";
 const MYAPP_LOG: &str = "/run/myapp-log/start.log";
@@ -412,35 +414,115 @@ fn seed_host_key() -> Result<String, String> {
     ))
 }
 
-/// 4. 20 restarts while root opens the credential in a tight loop.
+/// 4. 20 restarts and 5 reloads of myapp (DynamicUser=, PrivateMounts=,
+/// LoadCredentialEncrypted=) while root opens its credential in a tight loop.
 fn seed_restart_race() -> Result<String, String> {
-    const RESTARTS: usize = 20;
-    active("myapp.service")?;
+    race(&Race {
+        unit: "myapp.service",
+        cred: MYAPP_CRED,
+        log_dir: "/run/myapp-log",
+        lines_per_start: 2,
+        restarts: 20,
+        reloads: 5,
+    })
+}
+
+/// 7. The same for loader.service: LoadCredential= from a file,
+/// PrivateMounts=, and RefreshOnReload=credentials, where systemd 260 and
+/// later build a new set of credentials at every reload, in a helper of
+/// PID 1 outside the unit.
+fn seed_loader_race() -> Result<String, String> {
+    race(&Race {
+        unit: "loader.service",
+        cred: LOADER_CRED,
+        log_dir: "/run/loader-log",
+        lines_per_start: 1,
+        restarts: 20,
+        reloads: 10,
+    })
+}
+
+struct Race {
+    unit: &'static str,
+    cred: &'static str,
+    /// Where the unit appends what its own reads at each start found
+    /// (`start.log`, `lines_per_start` lines ending in `-ok`).
+    log_dir: &'static str,
+    lines_per_start: usize,
+    restarts: usize,
+    reloads: usize,
+}
+
+/// `restarts` restarts, then `reloads` reloads, while root outside the unit
+/// opens its credential in a tight loop: root never reads it. The unit
+/// reads it first thing at every start; during the reloads a process of the
+/// unit (its cgroup, its UID) opens it in a tight loop too and is never
+/// refused.
+fn race(r: &Race) -> Result<String, String> {
+    active(r.unit)?;
+    let start_log = format!("{}/start.log", r.log_dir);
     let stop = "/tmp/hammer.stop";
     let _ = std::fs::remove_file(stop);
-    let before = log_lines(MYAPP_LOG, 2)?.len();
-    let hammer = background(OUTSIDE, ROOT, "hammer", &[MYAPP_CRED, stop]);
+    let before = log_lines(&start_log, r.lines_per_start)?.len();
+    let outsider = background(OUTSIDE, ROOT, "hammer", &[r.cred, stop]);
     let t = Instant::now();
     let mut slowest = Duration::ZERO;
-    for i in 0..RESTARTS {
-        let r = Instant::now();
-        systemctl(&["restart", "myapp.service"])?;
-        log_lines(MYAPP_LOG, before + 2 * (i + 1))?;
-        slowest = slowest.max(r.elapsed());
+    for i in 0..r.restarts {
+        let t = Instant::now();
+        systemctl(&["restart", r.unit])?;
+        log_lines(&start_log, before + r.lines_per_start * (i + 1))?;
+        slowest = slowest.max(t.elapsed());
     }
-    let took = t.elapsed();
+    let restarts_took = t.elapsed();
+    // The reloads: the unit's own process hammers too (a reload keeps the
+    // cgroup, so it lives through them).
+    let (cg, uid) = (cgroup_of(r.unit)?, uid_of(r.unit)?);
+    let owner_stop = "/tmp/owner-hammer.stop";
+    let _ = std::fs::remove_file(owner_stop);
+    let owner = background(&cg, uid, "hammer", &[r.cred, owner_stop]);
+    let mut refreshed = 0;
+    for _ in 0..r.reloads {
+        let ino = inode(r.cred);
+        systemctl(&["reload", r.unit])?;
+        if inode(r.cred) != ino {
+            refreshed += 1;
+        }
+    }
+    std::fs::write(owner_stop, b"").map_err(|e| format!("{owner_stop}: {e}"))?;
     std::fs::write(stop, b"").map_err(|e| format!("{stop}: {e}"))?;
-    let Hammer { opens, read, eacces, enoent } = hammer_counts(&hammer.finish())?;
-    let lines = log_lines(MYAPP_LOG, before + 2 * RESTARTS)?;
-    let starts = &lines[before..];
-    let failed: Vec<&String> = starts.iter().filter(|l| !l.ends_with("-ok")).collect();
-    if read != 0 || !failed.is_empty() || eacces == 0 {
-        return Err(format!("{RESTARTS} restarts: outsider opens={opens} read={read} eacces={eacces} enoent={enoent}; unit start failures {failed:?}"));
+    let own = hammer_counts(&owner.finish())?;
+    let Hammer {
+        opens,
+        read,
+        eacces,
+        enoent,
+    } = hammer_counts(&outsider.finish())?;
+    let lines = log_lines(&start_log, before + r.lines_per_start * r.restarts)?;
+    let failed: Vec<&String> = lines[before..]
+        .iter()
+        .filter(|l| !l.ends_with("-ok"))
+        .collect();
+    let what = format!(
+        "{} ({} restarts, {} reloads)",
+        r.unit, r.restarts, r.reloads
+    );
+    if read != 0 || !failed.is_empty() || eacces == 0 || own.eacces != 0 || own.read == 0 {
+        return Err(format!(
+            "{what}: outsider opens={opens} read={read} eacces={eacces} enoent={enoent}; the unit's reads that failed at start {failed:?}; \
+             the unit's process during the reloads: opens={} read={} eacces={} enoent={}",
+            own.opens, own.read, own.eacces, own.enoent
+        ));
     }
     Ok(format!(
-        "{RESTARTS} restarts in {:.1} s (slowest {} ms): outsider {opens} opens, 0 reads ({eacces} EACCES, {enoent} ENOENT between mounts); the unit read its credential and state at all {RESTARTS} starts",
-        took.as_secs_f64(),
-        slowest.as_millis()
+        "{what}: restarts in {:.1} s (slowest {} ms); outsider {opens} opens, 0 reads ({eacces} EACCES, {enoent} ENOENT between \
+         mounts); the unit read its credential at all {} starts, and its process {} times in {} opens during the reloads, \
+         0 refused; {refreshed} of {} reloads built new credentials",
+        restarts_took.as_secs_f64(),
+        slowest.as_millis(),
+        r.restarts,
+        own.read,
+        own.opens,
+        r.reloads
     ))
 }
 

@@ -107,6 +107,31 @@ StateDirectory=myapp
 RuntimeDirectory=myapp-log
 RuntimeDirectoryPreserve=yes
 ExecStart=/bin/sh -c '{ if cat \"$CREDENTIALS_DIRECTORY/api_key\" >/dev/null; then echo cred-ok; else echo cred-FAIL; fi; if cat /var/lib/myapp/secret >/dev/null; then echo state-ok; else echo state-FAIL; fi; } >> /run/myapp-log/start.log 2>&1; exec sleep infinity'
+ExecReload=/bin/true
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// LoadCredential= from a plain file, PrivateMounts=, a static User=, and
+/// RefreshOnReload=credentials (systemd 260 on; older ones ignore the
+/// line): each start reads the credential as the unit's user and appends
+/// the outcome to /run/loader-log/start.log.
+const LOADER_UNIT: &str = "[Unit]
+Description=seed setup: LoadCredential from a file, PrivateMounts, refresh on reload
+Wants=guard.service
+After=guard.service
+StartLimitIntervalSec=0
+
+[Service]
+User=svc
+PrivateMounts=yes
+LoadCredential=token:/etc/loader/token
+RefreshOnReload=credentials
+RuntimeDirectory=loader-log
+RuntimeDirectoryPreserve=yes
+ExecStart=/bin/sh -c 'if cat \"$CREDENTIALS_DIRECTORY/token\" >/dev/null; then echo start-ok; else echo start-FAIL; fi >> /run/loader-log/start.log 2>&1; exec sleep infinity'
+ExecReload=/bin/true
 
 [Install]
 WantedBy=multi-user.target
@@ -265,7 +290,13 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
             // the dynamic UID at start), each twin's own file.
             ir.dir("/var/lib/private", 0o700);
             ir.dir("/var/lib/private/myapp", 0o700);
-            ir.file_bytes("/var/lib/private/myapp/secret", b"myapp-state-secret".to_vec(), 0o600);
+            ir.file_bytes(
+                "/var/lib/private/myapp/secret",
+                b"myapp-state-secret".to_vec(),
+                0o600,
+            );
+            ir.dir("/etc/loader", 0o755);
+            ir.file_bytes("/etc/loader/token", b"loader-token-secret".to_vec(), 0o600);
             for twin in ["twin-a", "twin-b"] {
                 ir.dir(&format!("/etc/{twin}"), 0o755);
                 ir.file_bytes(&format!("/etc/{twin}/secret"), format!("{twin}-file-secret").into_bytes(), 0o644);
@@ -288,7 +319,13 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
             install_unit(ir, "twin-b.service", &twin_unit("twin-b"), "multi-user.target");
             install_unit(ir, "bound.service", BOUND_UNIT, "multi-user.target");
             install_unit(ir, "plain.service", PLAIN_UNIT, "multi-user.target");
-            install_unit(ir, "guard-test.service", &test_unit(command), "multi-user.target");
+            install_unit(ir, "loader.service", LOADER_UNIT, "multi-user.target");
+            install_unit(
+                ir,
+                "guard-test.service",
+                &test_unit(command),
+                "multi-user.target",
+            );
             Ok(())
         },
         out,

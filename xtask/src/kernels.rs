@@ -1,6 +1,7 @@
-//! Test kernels: Debian cloud kernels for bookworm (6.1) and trixie (6.12),
-//! fetched with apt and cached as `<cache_root>/kernels/<name>/vmlinuz`
-//! (+ a `version` file holding the Debian package name).
+//! Test kernels: Debian cloud kernels for bookworm (6.1), trixie (6.12) and
+//! forky (7.x, testing), fetched with apt and cached as
+//! `<cache_root>/kernels/<name>/vmlinuz` (+ a `version` file holding the
+//! Debian package name).
 //!
 //! No mirror host is ever written down: the archive URI is read at run time
 //! from the host's apt configuration ([`host_debian_mirror`]).
@@ -11,11 +12,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::exec::{cmdline, exec, exec_output, unpack_downloaded_deb};
+use crate::exec::{cmdline, exec, exec_output};
 
 #[derive(Debug, Clone)]
 pub struct Kernel {
-    /// "bookworm-6.1" or "trixie-6.12".
+    /// "bookworm-6.1", "trixie-6.12" or "forky-7.2".
     pub name: String,
     pub vmlinuz: PathBuf,
     /// Debian package the image came from, e.g. `linux-image-6.1.0-50-cloud-amd64`.
@@ -27,9 +28,43 @@ pub struct Kernel {
 
 pub const BOOKWORM: &str = "bookworm-6.1";
 pub const TRIXIE: &str = "trixie-6.12";
+pub const FORKY: &str = "forky-7.2";
 
-pub fn kernel_names() -> [&'static str; 2] {
-    [BOOKWORM, TRIXIE]
+pub fn kernel_names() -> [&'static str; 3] {
+    [BOOKWORM, TRIXIE, FORKY]
+}
+
+/// How a test kernel is found in the archive.
+struct Spec {
+    /// The suite of a private apt state; `None`: the host's own apt lists.
+    suite: Option<&'static str>,
+    /// Package-name regex (POSIX ERE, for `apt-cache search --names-only`).
+    regex: &'static str,
+    /// The prefix [`newest_package`] keeps.
+    prefix: &'static str,
+}
+
+fn spec(name: &str) -> Result<Spec> {
+    Ok(match name {
+        // Only the 6.1 ABI packages; bookworm also carries 6.12 backports.
+        BOOKWORM => Spec {
+            suite: None,
+            regex: r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64$",
+            prefix: "linux-image-6.1.0-",
+        },
+        TRIXIE => Spec {
+            suite: Some("trixie"),
+            regex: r"^linux-image-6\.12[.0-9]*[^ ]*-cloud-amd64$",
+            prefix: "linux-image-6.12",
+        },
+        // Testing: the newest 7.x (7.2.12+deb14 when this was written).
+        FORKY => Spec {
+            suite: Some("forky"),
+            regex: r"^linux-image-7\.[0-9][.0-9]*[^ ]*-cloud-amd64$",
+            prefix: "linux-image-7.",
+        },
+        other => bail!("unknown kernel {other:?} (known: {:?})", kernel_names()),
+    })
 }
 
 /// Where kernels are cached: `<cache_root>/kernels` (cache_root is e.g. `target/vm`).
@@ -37,8 +72,8 @@ pub fn kernels_dir(cache_root: &Path) -> PathBuf {
     cache_root.join("kernels")
 }
 
-/// Both test kernels, bookworm-6.1 first, trixie-6.12 second; downloads any
-/// that is not cached under `<cache_root>/kernels/<name>/`.
+/// All test kernels, in [`kernel_names`] order; downloads any that is not
+/// cached under `<cache_root>/kernels/<name>/`.
 pub fn ensure_kernels(cache_root: &Path) -> Result<Vec<Kernel>> {
     kernel_names()
         .iter()
@@ -48,6 +83,7 @@ pub fn ensure_kernels(cache_root: &Path) -> Result<Vec<Kernel>> {
 
 /// One test kernel by name (see [`kernel_names`]).
 pub fn ensure_kernel(cache_root: &Path, name: &str) -> Result<Kernel> {
+    let spec = spec(name)?;
     let dir = kernels_dir(cache_root).join(name);
     if let Some(k) = cached(&dir, name) {
         eprintln!(
@@ -59,12 +95,11 @@ pub fn ensure_kernel(cache_root: &Path, name: &str) -> Result<Kernel> {
     }
     eprintln!("kernels: {name}: not cached, downloading");
     let started = std::time::Instant::now();
-    let apt = match name {
-        BOOKWORM => AptState::Host,
-        TRIXIE => AptState::private_trixie(&kernels_dir(cache_root).join(".apt-trixie"))?,
-        other => bail!("unknown kernel {other:?} (known: {:?})", kernel_names()),
+    let apt = match spec.suite {
+        None => AptState::Host,
+        Some(suite) => AptState::private(&kernels_dir(cache_root), suite)?,
     };
-    let package = resolve_package(&apt, name)?;
+    let package = resolve_package(&apt, &spec)?;
     download_kernel(&apt, &package, &dir, name)
         .with_context(|| format!("fetching kernel {name} ({package})"))?;
     eprintln!(
@@ -90,14 +125,55 @@ fn cached(dir: &Path, name: &str) -> Option<Kernel> {
     })
 }
 
+/// The host's Debian archive keyring (what a private apt state tries first).
+const HOST_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Suites that get a private apt state, oldest first. A suite whose
+/// signatures the host's keyring cannot check takes the newer
+/// `debian-archive-keyring` of the suite before it (whose lists the host
+/// *can* check), see [`AptState::private`].
+const PRIVATE_SUITES: [&str; 2] = ["trixie", "forky"];
+
+/// `<kernels_dir>/.apt-<suite>`: a private apt state (sources, lists, cache).
+fn private_dir(kernels_dir: &Path, suite: &str) -> PathBuf {
+    kernels_dir.join(format!(".apt-{suite}"))
+}
+
+/// A Debian archive keyring for `suite` newer than the host's, if a private
+/// apt state had to take one (see [`AptState::private`]): debootstrap of
+/// that suite must verify with it too (`--keyring`).
+pub fn suite_keyring(cache_root: &Path, suite: &str) -> Option<PathBuf> {
+    let k =
+        private_dir(&kernels_dir(cache_root), suite).join("keyrings/debian-archive-keyring.gpg");
+    k.is_file().then_some(k)
+}
+
 /// Which apt state to use: the host's, or a private one (only extra `-o` options differ).
 enum AptState {
     Host,
-    Private { options: Vec<String> },
+    Private {
+        options: Vec<String>,
+        /// The keyring its lists were verified with; `None`: `Trusted: yes`.
+        keyring: Option<PathBuf>,
+    },
+}
+
+/// The outcome of one `apt-get update` of a private state.
+enum Update {
+    Done,
+    /// Failed on signatures (unknown or expired key): try another keyring.
+    KeyProblem,
 }
 
 impl AptState {
-    fn private_trixie(dir: &Path) -> Result<AptState> {
+    /// A private apt state for `suite` in `<kernels_dir>/.apt-<suite>`, so
+    /// the host's lists are untouched. Its lists are verified with, in turn:
+    /// the host's keyring; a keyring taken before (see [`suite_keyring`]);
+    /// the `debian-archive-keyring` package of the previous entry of
+    /// [`PRIVATE_SUITES`], downloaded through that suite's verified state.
+    /// Only trixie keeps the old last resort, `Trusted: yes`.
+    fn private(kernels_dir: &Path, suite: &str) -> Result<AptState> {
+        let dir = private_dir(kernels_dir, suite);
         fs::create_dir_all(dir.join("sources.list.d"))?;
         fs::create_dir_all(dir.join("lists/partial"))?;
         fs::create_dir_all(dir.join("cache/archives/partial"))?;
@@ -112,52 +188,114 @@ impl AptState {
             format!("Dir::Cache={}", dir.join("cache").display()),
         ];
         let uri = host_debian_mirror()?;
-        let sources = dir.join("sources.list.d/trixie.sources");
-        let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
-        let state = AptState::Private { options };
-        // Preferred: verify with the host's Debian archive keyring (bookworm's
-        // debian-archive-keyring 2023.3+deb12u2 already carries trixie's keys).
-        if keyring.is_file() {
-            write_trixie_sources(&sources, &uri, &format!("Signed-By: {}", keyring.display()))?;
-            let mut update = state.apt_get(&["update"]);
-            eprintln!("==> {}", cmdline(&update));
-            let out = update.output().context("running apt-get update")?;
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            eprint!("{text}");
-            if out.status.success() {
-                return Ok(state);
+        let sources = dir.join(format!("sources.list.d/{suite}.sources"));
+        let own = dir.join("keyrings/debian-archive-keyring.gpg");
+        let state = |keyring: Option<PathBuf>| AptState::Private {
+            options: options.clone(),
+            keyring,
+        };
+        // Preferred: the host's Debian archive keyring (bookworm's
+        // debian-archive-keyring 2023.3+deb12u2 already carries trixie's
+        // keys, and forky is signed with the bookworm and trixie keys).
+        for keyring in [PathBuf::from(HOST_KEYRING), own.clone()] {
+            if keyring.is_file() {
+                let s = state(Some(keyring.clone()));
+                if let Update::Done = s.update_private(&sources, &uri, suite)? {
+                    return Ok(s);
+                }
             }
-            let key_problem = [
-                "NO_PUBKEY",
-                "EXPKEYSIG",
-                "not signed",
-                "signatures couldn't be verified",
-            ]
+        }
+        // A newer keyring, from the suite before this one, through apt's own
+        // checks (signed lists, hashed .deb).
+        let previous = PRIVATE_SUITES
             .iter()
-            .any(|m| text.contains(m));
-            if !key_problem {
-                bail!("private trixie `apt-get update` failed: {}", out.status);
+            .position(|s| *s == suite)
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| PRIVATE_SUITES[i]);
+        let mut tried = HOST_KEYRING.to_string();
+        if let Some(prev) = previous {
+            eprintln!(
+                "kernels: the host's keyring cannot verify {suite}; \
+                 taking debian-archive-keyring from {prev}"
+            );
+            let prev_state = AptState::private(kernels_dir, prev)?;
+            if let AptState::Private {
+                keyring: Some(_), ..
+            } = prev_state
+            {
+                fetch_archive_keyring(&prev_state, &dir, &own)?;
+                let s = state(Some(own.clone()));
+                if let Update::Done = s.update_private(&sources, &uri, suite)? {
+                    return Ok(s);
+                }
+                tried += &format!(", {prev}'s debian-archive-keyring");
+            } else {
+                tried += &format!("; {prev}'s own lists could not be verified either");
             }
+        }
+        if suite != "trixie" {
+            bail!(
+                "no keyring verifies the {suite} archive (tried {tried}); \
+                 install a newer debian-archive-keyring on the host"
+            );
         }
         // Documented fallback: a host keyring too old to know trixie's key.
         // The .debs are only unpacked for their vmlinuz, which boots in a
         // throw-away QEMU guest, never on the host.
         eprintln!(
-            "kernels: WARNING: falling back to `Trusted: yes` for the private trixie apt source"
+            "kernels: WARNING: falling back to `Trusted: yes` for the private {suite} apt source"
         );
-        write_trixie_sources(&sources, &uri, "Trusted: yes")?;
-        exec(&mut state.apt_get(&["update"]))?;
-        Ok(state)
+        write_sources(&sources, &uri, suite, "Trusted: yes")?;
+        let s = state(None);
+        exec(&mut s.apt_get(&["update"]))?;
+        Ok(s)
+    }
+
+    /// Writes the sources file for this state's keyring and runs `apt-get update`.
+    fn update_private(&self, sources: &Path, uri: &str, suite: &str) -> Result<Update> {
+        let AptState::Private {
+            keyring: Some(keyring),
+            ..
+        } = self
+        else {
+            bail!("update_private needs a private state with a keyring");
+        };
+        write_sources(
+            sources,
+            uri,
+            suite,
+            &format!("Signed-By: {}", keyring.display()),
+        )?;
+        let mut update = self.apt_get(&["update"]);
+        eprintln!("==> {}", cmdline(&update));
+        let out = update.output().context("running apt-get update")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprint!("{text}");
+        if out.status.success() {
+            return Ok(Update::Done);
+        }
+        let key_problem = [
+            "NO_PUBKEY",
+            "EXPKEYSIG",
+            "not signed",
+            "signatures couldn't be verified",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
+        if !key_problem {
+            bail!("private {suite} `apt-get update` failed: {}", out.status);
+        }
+        Ok(Update::KeyProblem)
     }
 
     fn options(&self) -> &[String] {
         match self {
             AptState::Host => &[],
-            AptState::Private { options } => options,
+            AptState::Private { options, .. } => options,
         }
     }
 
@@ -180,21 +318,44 @@ impl AptState {
     }
 }
 
-fn write_trixie_sources(path: &Path, uri: &str, trust_line: &str) -> Result<()> {
+fn write_sources(path: &Path, uri: &str, suite: &str, trust_line: &str) -> Result<()> {
     let text = format!(
-        "# Private apt source used by xtask only to download trixie kernels.\n\
-         Types: deb\nURIs: {uri}\nSuites: trixie\nComponents: main\n{trust_line}\n"
+        "# Private apt source used by xtask only to download {suite} kernels.\n\
+         Types: deb\nURIs: {uri}\nSuites: {suite}\nComponents: main\n{trust_line}\n"
     );
     fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Package-name regex (POSIX ERE, for `apt-cache search --names-only`) per kernel.
-fn package_regex(name: &str) -> &'static str {
-    match name {
-        // Only the 6.1 ABI packages; bookworm also carries 6.12 backports.
-        BOOKWORM => r"^linux-image-6\.1\.0-[0-9]+-cloud-amd64$",
-        _ => r"^linux-image-6\.12[.0-9]*[^ ]*-cloud-amd64$",
+/// Downloads `debian-archive-keyring` with `apt` (a verified state) and
+/// installs its binary keyring as `dest`.
+fn fetch_archive_keyring(apt: &AptState, dir: &Path, dest: &Path) -> Result<()> {
+    let work = dir.join("keyring.download");
+    if work.exists() {
+        fs::remove_dir_all(&work)?;
     }
+    fs::create_dir_all(&work)?;
+    exec(
+        apt.apt_get(&["download", "debian-archive-keyring"])
+            .current_dir(&work),
+    )?;
+    let tree = unpack_debs(&work)?;
+    // A regular file (an absolute symlink would point into the host).
+    let found = ["debian-archive-keyring.pgp", "debian-archive-keyring.gpg"]
+        .iter()
+        .map(|n| tree.join("usr/share/keyrings").join(n))
+        .find(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .context(
+            "debian-archive-keyring has no usr/share/keyrings/debian-archive-keyring.{pgp,gpg}",
+        )?;
+    fs::create_dir_all(dest.parent().context("keyring path has no parent")?)?;
+    fs::copy(&found, dest)?;
+    fs::remove_dir_all(&work)?;
+    eprintln!(
+        "kernels: keyring {} installed as {}",
+        found.display(),
+        dest.display()
+    );
+    Ok(())
 }
 
 /// Numeric sort key of a kernel package: all digit runs between
@@ -223,30 +384,94 @@ fn newest_package(search_output: &str, prefix: &str) -> Option<String> {
         .map(|(_, p)| p)
 }
 
-fn resolve_package(apt: &AptState, name: &str) -> Result<String> {
-    let prefix = match name {
-        BOOKWORM => "linux-image-6.1.0-",
-        _ => "linux-image-6.12",
-    };
+fn resolve_package(apt: &AptState, spec: &Spec) -> Result<String> {
     let search = |apt: &AptState| -> Result<Option<String>> {
-        let out =
-            exec_output(&mut apt.apt_cache(&["search", "--names-only", package_regex(name)]))?;
-        Ok(newest_package(&out, prefix))
+        let out = exec_output(&mut apt.apt_cache(&["search", "--names-only", spec.regex]))?;
+        Ok(newest_package(&out, spec.prefix))
     };
     if let Some(p) = search(apt)? {
         return Ok(p);
     }
     if let AptState::Host = apt {
-        eprintln!("kernels: no {name} kernel in the host's apt lists; running apt-get update");
+        eprintln!("kernels: no matching kernel in the host's apt lists; running apt-get update");
         exec(&mut apt.apt_get(&["update"]))?;
         if let Some(p) = search(apt)? {
             return Ok(p);
         }
     }
-    bail!(
-        "no package matching {} found by apt-cache",
-        package_regex(name)
-    )
+    bail!("no package matching {} found by apt-cache", spec.regex)
+}
+
+/// The packages to download for the image package `package`: itself and,
+/// transitively, every dependency pinned to its exact version (`(= V)`), i.e.
+/// the rest of the same kernel build. From 7.x `linux-image-<ver>` holds no
+/// files and depends on `linux-binary-<ver>` (vmlinuz), `linux-modules-<ver>`
+/// and `linux-base-<ver>`; the 6.1 and 6.12 images have no such dependency.
+fn kernel_packages(apt: &AptState, package: &str) -> Result<Vec<String>> {
+    let mut all = vec![package.to_string()];
+    let mut i = 0;
+    while i < all.len() {
+        let stanza = exec_output(&mut apt.apt_cache(&["show", "--no-all-versions", &all[i]]))?;
+        for dep in same_build_deps(&stanza) {
+            if !all.contains(&dep) {
+                all.push(dep);
+            }
+        }
+        i += 1;
+    }
+    Ok(all)
+}
+
+/// From one `apt-cache show` stanza: the (Pre-)Depends alternatives pinned
+/// with `(= <this package's Version>)`.
+fn same_build_deps(stanza: &str) -> Vec<String> {
+    let field = |name: &str| {
+        stanza
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(str::trim)
+    };
+    let Some(version) = field("Version") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for deps in [field("Pre-Depends"), field("Depends")]
+        .into_iter()
+        .flatten()
+    {
+        for alt in deps.split([',', '|']) {
+            let alt = alt.trim();
+            let (name, rest) = alt.split_once(' ').unwrap_or((alt, ""));
+            let pinned = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|r| r.trim().strip_prefix('='))
+                .is_some_and(|v| v.trim() == version);
+            let name = name.split(':').next().unwrap_or(name);
+            if pinned && !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `dpkg-deb -x` of every `.deb` in `work` into `work/x`; returns `work/x`.
+fn unpack_debs(work: &Path) -> Result<PathBuf> {
+    let mut debs: Vec<PathBuf> = fs::read_dir(work)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    if debs.is_empty() {
+        bail!("apt-get download left no .deb in {}", work.display());
+    }
+    debs.sort();
+    let extract = work.join("x");
+    for deb in &debs {
+        exec(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&extract))?;
+    }
+    Ok(extract)
 }
 
 fn download_kernel(apt: &AptState, package: &str, dir: &Path, name: &str) -> Result<()> {
@@ -256,8 +481,9 @@ fn download_kernel(apt: &AptState, package: &str, dir: &Path, name: &str) -> Res
     }
     fs::create_dir_all(&work)?;
     let work = work.canonicalize()?;
-    let mut download = apt.apt_get(&["download", package]);
-    download.current_dir(&work);
+    let packages = kernel_packages(apt, package)?;
+    let mut download = apt.apt_get(&["download"]);
+    download.args(&packages).current_dir(&work);
     if let Err(e) = exec(&mut download) {
         // Host lists may be stale (old ABI packages vanish from the archive).
         if let AptState::Host = apt {
@@ -268,21 +494,24 @@ fn download_kernel(apt: &AptState, package: &str, dir: &Path, name: &str) -> Res
             return Err(e);
         }
     }
-    let (deb, extract) = unpack_downloaded_deb(&work)?;
-    let vmlinuz = fs::read_dir(extract.join("boot"))
-        .with_context(|| format!("{} has no boot/ directory", deb.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .with_context(|| format!("{} has no boot/vmlinuz-*", deb.display()))?;
+    let extract = unpack_debs(&work)?;
+    let what = packages.join(", ");
+    // Found by content, not by package: bookworm and trixie ship
+    // boot/vmlinuz-<ver>, 7.x usr/lib/modules/<ver>/vmlinuz (linux-binary-*).
+    let vmlinuz = find_one(&extract, |n| n == "vmlinuz" || n.starts_with("vmlinuz-"))
+        .with_context(|| format!("looking for vmlinuz* in {what}"))?;
+    // bookworm ships /lib/modules, trixie (merged /usr) /usr/lib/modules; 7.x
+    // in linux-modules-*.
+    let module = find_one(&extract, |n| {
+        ["loop.ko", "loop.ko.xz", "loop.ko.zst"].contains(&n)
+    })
+    .with_context(|| format!("looking for loop.ko in {what}"))?;
+    eprintln!(
+        "kernels: {name}: {} and {}",
+        vmlinuz.strip_prefix(&extract).unwrap_or(&vmlinuz).display(),
+        module.strip_prefix(&extract).unwrap_or(&module).display()
+    );
     fs::create_dir_all(dir)?;
-    // bookworm ships /lib/modules, trixie (merged /usr) /usr/lib/modules.
-    let module = ["lib/modules", "usr/lib/modules"]
-        .iter()
-        .find_map(|d| find_file(&extract.join(d), &["loop.ko", "loop.ko.xz", "loop.ko.zst"]))
-        .with_context(|| format!("{} has no loop.ko module", deb.display()))?;
     if module.extension().is_some_and(|x| x == "ko") {
         fs::copy(&module, dir.join("loop.ko"))?;
     } else {
@@ -300,20 +529,33 @@ fn download_kernel(apt: &AptState, package: &str, dir: &Path, name: &str) -> Res
     Ok(())
 }
 
-/// The first file below `root` whose name is one of `names`.
-fn find_file(root: &Path, names: &[&str]) -> Option<PathBuf> {
+/// The one regular file below `root` whose name satisfies `wanted`
+/// (symlinks are neither followed nor returned); an error if none or several.
+fn find_one(root: &Path, wanted: impl Fn(&str) -> bool) -> Result<PathBuf> {
+    let found = find_files(root, &wanted)?;
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no such file below {}", root.display()),
+        many => bail!("several candidates: {many:?}"),
+    }
+}
+
+fn find_files(root: &Path, wanted: &impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).ok()?.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| names.contains(&n)) {
-                return Some(p);
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() && e.file_name().to_str().is_some_and(wanted) {
+                out.push(e.path());
             }
         }
     }
-    None
+    out.sort();
+    Ok(out)
 }
 
 /// One apt source entry (one URI/suite pair) of the host's configuration.
@@ -479,6 +721,93 @@ mod tests {
             newest_package(out, "linux-image-6.12").unwrap(),
             "linux-image-6.12.57+deb13-cloud-amd64"
         );
+    }
+
+    #[test]
+    fn picks_newest_forky_kernel() {
+        let out = "linux-image-7.2-cloud-amd64 - meta\n\
+                   linux-image-7.2.9+deb14-cloud-amd64 - x\n\
+                   linux-image-7.2.12+deb14-cloud-amd64 - x\n\
+                   linux-image-7.10.1+deb14-cloud-amd64 - x\n\
+                   linux-image-6.12.57+deb13-cloud-amd64 - x\n";
+        let forky = spec(FORKY).unwrap();
+        assert_eq!(forky.suite, Some("forky"));
+        assert_eq!(
+            newest_package(out, forky.prefix).unwrap(),
+            "linux-image-7.10.1+deb14-cloud-amd64"
+        );
+        assert_eq!(spec(TRIXIE).unwrap().suite, Some("trixie"));
+        assert_eq!(spec(BOOKWORM).unwrap().suite, None);
+        assert!(spec("sid-7.3").is_err());
+        for name in kernel_names() {
+            assert!(spec(name).is_ok(), "{name}");
+            let suite = spec(name).unwrap().suite;
+            assert!(suite.is_none_or(|s| PRIVATE_SUITES.contains(&s)), "{name}");
+        }
+    }
+
+    #[test]
+    fn same_build_dependencies() {
+        // forky's 7.x image: a metapackage over the same build's parts.
+        let forky = "Package: linux-image-7.2.12+deb14-cloud-amd64\n\
+                     Source: linux-signed-amd64 (7.2.12+1)\n\
+                     Version: 7.2.12-1\n\
+                     Depends: dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, linux-base-7.2.12+deb14-cloud-amd64 (= 7.2.12-1), linux-binary-7.2.12+deb14-cloud-amd64 (= 7.2.12-1), linux-modules-7.2.12+deb14-cloud-amd64 (= 7.2.12-1)\n\
+                     Pre-Depends: linux-base (>= 4.17~)\n\
+                     Recommends: apparmor\n";
+        assert_eq!(
+            same_build_deps(forky),
+            vec![
+                "linux-base-7.2.12+deb14-cloud-amd64",
+                "linux-binary-7.2.12+deb14-cloud-amd64",
+                "linux-modules-7.2.12+deb14-cloud-amd64"
+            ]
+        );
+        let modules = "Package: linux-modules-7.2.12+deb14-cloud-amd64\n\
+                       Version: 7.2.12-1\n\
+                       Depends: kmod, linux-base-7.2.12+deb14-cloud-amd64 (= 7.2.12-1)\n";
+        assert_eq!(
+            same_build_deps(modules),
+            vec!["linux-base-7.2.12+deb14-cloud-amd64"]
+        );
+        // 6.12 and 6.1: one self-contained package.
+        let trixie = "Package: linux-image-6.12.117+deb13-cloud-amd64\n\
+                      Version: 6.12.117-1\n\
+                      Depends: kmod, initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool\n\
+                      Pre-Depends: linux-base (>= 4.12~)\n";
+        assert!(same_build_deps(trixie).is_empty());
+        // Another version pinned: not the same build.
+        let other = "Version: 1-1\nDepends: a (= 1-2), b:any (= 1-1)\n";
+        assert_eq!(same_build_deps(other), vec!["b"]);
+    }
+
+    #[test]
+    fn finds_files_by_content() {
+        let root = std::env::temp_dir().join(format!("xtask-find-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let deep = root.join("usr/lib/modules/7.2.12+deb14-cloud-amd64/kernel/drivers/block");
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(
+            root.join("usr/lib/modules/7.2.12+deb14-cloud-amd64/vmlinuz"),
+            b"k",
+        )
+        .unwrap();
+        fs::write(deep.join("loop.ko.xz"), b"m").unwrap();
+        std::os::unix::fs::symlink("/boot/vmlinuz-host", root.join("vmlinuz-link")).unwrap();
+        let vmlinuz = find_one(&root, |n| n == "vmlinuz" || n.starts_with("vmlinuz-")).unwrap();
+        assert!(
+            vmlinuz.ends_with("7.2.12+deb14-cloud-amd64/vmlinuz"),
+            "{vmlinuz:?}"
+        );
+        assert!(find_one(&root, |n| n == "loop.ko.xz").is_ok());
+        assert!(find_one(&root, |n| n == "loop.ko").is_err());
+        fs::create_dir_all(root.join("boot")).unwrap();
+        fs::write(root.join("boot/vmlinuz-7.2"), b"k").unwrap();
+        assert!(
+            find_one(&root, |n| n.starts_with("vmlinuz")).is_err(),
+            "two candidates"
+        );
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

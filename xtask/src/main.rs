@@ -57,7 +57,7 @@ enum Task {
     /// Every test: host unit tests, then on each kernel the scenario suite,
     /// the systemd suite and a short benchmark run.
     Test {
-        /// Only this kernel (bookworm-6.1 or trixie-6.12).
+        /// Only this kernel (bookworm-6.1, trixie-6.12 or forky-7.2).
         #[arg(long)]
         kernel: Option<String>,
         /// Skip the host unit tests.
@@ -751,8 +751,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "always-allow",
         file: "guard-ebpf/src/decide.rs",
-        from: "if decision == DECISION_AUDITED { 0 } else { -EACCES }\n}\n\n#[inline(always)]\nfn cgroup_matches",
-        to: "let _ = decision; 0\n}\n\n#[inline(always)]\nfn cgroup_matches",
+        from: "if decision == DECISION_AUDITED { 0 } else { -EACCES }\n}\n\n/// Fail closed",
+        to: "let _ = decision; 0\n}\n\n/// Fail closed",
         caught_by: &["2-login-user-denied", "4-root-outside-unit-denied", "7-new-file-in-protected-dir"],
     },
     Mutant {
@@ -878,8 +878,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "retire-before-arm",
         file: "guard/src/run.rs",
-        from: "            let mut k = Kernel::load(&layout, args.ringbuf_bytes, args.max_openers, false)?;",
-        to: "            for old in &existing {\n                let _ = pins::retire(old);\n            }\n            let mut k = Kernel::load(&layout, args.ringbuf_bytes, args.max_openers, false)?;",
+        from: "            let mut k = Kernel::load(target, args.ringbuf_bytes, args.max_openers, false)?;",
+        to: "            for old in &existing {\n                let _ = pins::retire(old);\n            }\n            let mut k = Kernel::load(target, args.ringbuf_bytes, args.max_openers, false)?;",
         caught_by: &["23-upgrade-replaces-instance-with-no-gap"],
     },
     Mutant {
@@ -903,14 +903,24 @@ const MUTANTS: &[Mutant] = &[
         to: "    let Some(kept) = (unsafe { EVICTED.get(key) }) else {\n        return false;\n    };\n    if true {\n        let _ = kept;\n        return false;",
         caught_by: &["20-rules-outlive-inode-eviction"],
     },
+    // Issue 17: one build for every kernel's hook shapes.
+    Mutant {
+        name: "wrong-hook-variant",
+        file: "guard/src/kernel/preflight.rs",
+        // Always the last program built for a hook: the 4-argument `bpf`
+        // on 6.1 and 6.12, where it would read `size` as the verdict.
+        from: "let pick = guard_common::PROGRAM_VARIANTS.iter().find(|&&(n, _, p)| n == name && Some(p) == found);",
+        to: "let pick = guard_common::PROGRAM_VARIANTS.iter().filter(|&&(n, _, _)| n == name).last();",
+        caught_by: &["0-guard-attaches-on-this-kernel"],
+    },
     // Issue 8: systemd's lifecycle (caught by the systemd suite).
     Mutant {
         name: "credentials-tagged-late",
         file: "guard-ebpf/src/systemd.rs",
-        // Neither tagged at creation nor refused at the rename: the agent's
-        // tag after the mount appears is all that is left.
-        from: "&& name.starts_with(CRED_TEMP_PREFIX)",
-        to: "&& name.starts_with(CRED_TEMP_PREFIX) && false",
+        // Not tagged at creation (whatever writer systemd uses): the
+        // agent's tag after the mount appears is all that is left.
+        from: "    if !unsafe { is_reg(child) } || !current_is_setup() {\n        return false;\n    }\n    let (state, unit)",
+        to: "    if true || !unsafe { is_reg(child) } || !current_is_setup() {\n        return false;\n    }\n    let (state, unit)",
         caught_by: &["systemd-seed-restart-race-20"],
     },
     Mutant {

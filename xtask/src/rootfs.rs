@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::exec::exec;
 use crate::initramfs::Initramfs;
-use crate::kernels::host_debian_mirror;
+use crate::kernels::{host_debian_mirror, suite_keyring};
 
 /// Extra kernel command line for booting [`systemd_initramfs`] images.
 pub const SYSTEMD_APPEND: &str = "rdinit=/lib/systemd/systemd systemd.unit=multi-user.target";
@@ -31,9 +31,17 @@ pub const SYSTEMD_MEM_MB: u32 = 2048;
 /// kernel generation boots its own distribution's systemd (systemd's
 /// credential code differs between them: filesystem, ACLs, executor).
 pub fn suite_for(kernel: &str) -> &'static str {
-    if kernel.starts_with("trixie") { "trixie" } else { "bookworm" }
+    if kernel.starts_with("forky") {
+        "forky"
+    } else if kernel.starts_with("trixie") {
+        "trixie"
+    } else {
+        "bookworm"
+    }
 }
-/// `libbpf1`: systemd (built with BPF_FRAMEWORK, trixie) dlopens it for
+/// The same list resolves on bookworm, trixie and forky (checked against
+/// forky's systemd 262-1, udev 262-1, libbpf1 1:1.7.0-1, apparmor 4.1.8).
+/// `libbpf1`: systemd (built with BPF_FRAMEWORK, trixie on) dlopens it for
 /// `RestrictFileSystems=`; `apparmor`: `apparmor_parser` for the AppArmor
 /// peer in `guard bench-peers`. The `.complete` marker records this list, so
 /// changing it rebuilds a cached rootfs.
@@ -58,6 +66,8 @@ pub const MASKED_UNITS: &[&str] = &[
 /// `<cache_root>/rootfs-<suite>-systemd`, debootstrapped once (minbase +
 /// systemd, systemd-sysv, dbus, udev, acl) from the host's configured
 /// Debian mirror; rebuilt if its `.complete` marker is missing. Needs root.
+/// A suite the host's debootstrap has no script for (forky on bookworm) is
+/// built with the `sid` script.
 pub fn ensure_systemd_rootfs(cache_root: &Path, suite: &str) -> Result<PathBuf> {
     fs::create_dir_all(cache_root)?;
     let dir = cache_root.canonicalize()?.join(format!("rootfs-{suite}-systemd"));
@@ -71,15 +81,19 @@ pub fn ensure_systemd_rootfs(cache_root: &Path, suite: &str) -> Result<PathBuf> 
         }
         let mirror = host_debian_mirror()?;
         let started = Instant::now();
-        exec(
-            Command::new("debootstrap")
-                .arg("--variant=minbase")
-                .arg(format!("--include={INCLUDE}"))
-                .arg(suite)
-                .arg(&dir)
-                .arg(&mirror),
-        )
-        .with_context(|| format!("debootstrap into {} failed", dir.display()))?;
+        let mut cmd = Command::new("debootstrap");
+        cmd.arg("--variant=minbase")
+            .arg(format!("--include={INCLUDE}"));
+        // A newer archive keyring than the host's, where the kernel's private
+        // apt state needed one for this suite.
+        if let Some(keyring) = suite_keyring(cache_root, suite) {
+            cmd.arg(format!("--keyring={}", keyring.display()));
+        }
+        cmd.arg(suite).arg(&dir).arg(&mirror);
+        if let Some(script) = debootstrap_script(Path::new(SCRIPTS), suite) {
+            cmd.arg(script);
+        }
+        exec(&mut cmd).with_context(|| format!("debootstrap into {} failed", dir.display()))?;
         eprintln!("rootfs: debootstrap {suite} took {:.1?}", started.elapsed());
         // Downloaded .debs are not needed in the image.
         if let Ok(rd) = fs::read_dir(dir.join("var/cache/apt/archives")) {
@@ -93,6 +107,17 @@ pub fn ensure_systemd_rootfs(cache_root: &Path, suite: &str) -> Result<PathBuf> 
     configure(&dir)?;
     fs::write(dir.join(MARKER), marker)?;
     Ok(dir)
+}
+
+/// debootstrap's suite scripts.
+const SCRIPTS: &str = "/usr/share/debootstrap/scripts";
+
+/// The script to name on debootstrap's command line: none where
+/// `<scripts>/<suite>` exists; `sid`'s for a suite newer than the host's
+/// debootstrap (bookworm's has none for forky; Debian's scripts for trixie,
+/// forky and sid are one and the same).
+fn debootstrap_script(scripts: &Path, suite: &str) -> Option<PathBuf> {
+    (!scripts.join(suite).exists()).then(|| scripts.join("sid"))
 }
 
 /// Idempotent tweaks for a fast, quiet boot.
@@ -256,6 +281,23 @@ pub fn install_unit(ir: &mut Initramfs, name: &str, text: &str, wanted_by: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suites() {
+        assert_eq!(suite_for(crate::kernels::BOOKWORM), "bookworm");
+        assert_eq!(suite_for(crate::kernels::TRIXIE), "trixie");
+        assert_eq!(suite_for(crate::kernels::FORKY), "forky");
+        let scripts = std::env::temp_dir().join(format!("xtask-scripts-{}", std::process::id()));
+        fs::create_dir_all(&scripts).unwrap();
+        fs::write(scripts.join("sid"), "").unwrap();
+        symlink("sid", scripts.join("trixie")).unwrap();
+        assert_eq!(debootstrap_script(&scripts, "trixie"), None);
+        assert_eq!(
+            debootstrap_script(&scripts, "forky"),
+            Some(scripts.join("sid"))
+        );
+        fs::remove_dir_all(&scripts).unwrap();
+    }
 
     #[test]
     fn globs() {

@@ -235,6 +235,8 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         linux_binprm_file: f("linux_binprm", "file")?,
         task_group_leader: f("task_struct", "group_leader")?,
         task_start_boottime: f("task_struct", "start_boottime")?,
+        vfsmount_mnt_sb: f("vfsmount", "mnt_sb")?,
+        task_real_parent: f("task_struct", "real_parent")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -143,8 +143,11 @@ pub struct Kernel {
     pub events: Option<RingBuf<MapData>>,
     /// The per-opener counts behind coalesced records; taken by the event reader.
     pub bursts: Option<HashMap<MapData, BurstKey, BurstState>>,
-    /// Attached but not pinned (the bench; an instance before `arm` pins it).
+    /// Attached but not pinned (the bench; an instance before `arm` pins it),
+    /// by enforcing program name.
     links: Vec<(&'static str, LsmLinkId)>,
+    /// The ELF program loaded for each enforcing program (fresh loads).
+    chosen: Vec<(&'static str, &'static str)>,
     /// Kernel-side diagnostics (aya-log); taken by the agent, which drains it.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The pin directory of this instance, once armed or adopted.
@@ -155,14 +158,66 @@ pub struct Kernel {
     map_fds: Vec<(&'static str, std::os::fd::OwnedFd)>,
 }
 
+/// What a load needs from the running kernel: its struct layout, and the
+/// program built for each hook's shape there.
+pub struct Target {
+    pub layout: KernelLayout,
+    pub programs: preflight::Programs,
+}
+
+impl Target {
+    /// From the running kernel's BTF, checked (every hook, every field).
+    pub fn running() -> Result<Self> {
+        let btf = btf::Btf::from_file(Path::new("/sys/kernel/btf/vmlinux"))?;
+        Self::of(&btf)
+    }
+
+    pub fn of(btf: &btf::Btf) -> Result<Self> {
+        let programs = preflight::check_hooks(btf).map_err(|m| {
+            anyhow!(
+                "{}",
+                m.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        let layout =
+            btf::kernel_layout(btf).context("this kernel's structs lack a field guard reads")?;
+        Ok(Self { layout, programs })
+    }
+
+    /// The fingerprint of the eBPF object, the layout it is loaded with and
+    /// the program variants chosen for this kernel.
+    pub fn object_hash(&self) -> u64 {
+        // SAFETY: KernelLayout is repr(C) plain u32s with no padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                &self.layout as *const KernelLayout as *const u8,
+                std::mem::size_of::<KernelLayout>(),
+            )
+        };
+        let elves: Vec<&[u8]> = self.programs.0.iter().map(|c| c.elf.as_bytes()).collect();
+        fnv64(&[&[OBJECT, bytes][..], &elves[..]].concat())
+    }
+}
+
 /// Kernel counters summed over CPUs, indexed by `CNT_*`.
 pub type Counters = [u64; CNT_MAX as usize];
 
 impl Kernel {
-    /// Creates the maps and loads (verifies) every enforcing program (and,
-    /// for the bench, the empty one); attaches nothing.
-    pub fn load(layout: &KernelLayout, ringbuf_bytes: u32, max_openers: u32, with_empty: bool) -> Result<Self> {
-        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
+    /// Creates the maps and loads (verifies) every enforcing program, each
+    /// in the variant `programs` chose for this kernel's hook (and, for the
+    /// bench, the empty one); attaches nothing.
+    pub fn load(
+        target: &Target,
+        ringbuf_bytes: u32,
+        max_openers: u32,
+        with_empty: bool,
+    ) -> Result<Self> {
+        let (layout, programs) = (&target.layout, &target.programs);
+        let btf =
+            aya::Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
         let mut loader = EbpfLoader::new();
         loader.btf(Some(&btf));
         loader.override_global(GLOBAL_LAYOUT, layout, true);
@@ -172,27 +227,50 @@ impl Kernel {
         // Must be taken before the programs load (it holds the log map's fd).
         let logger = aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| anyhow!("kernel-side logger: {e}"))?;
 
-        let names: Vec<(&'static str, &'static str)> =
-            ENFORCING_PROGRAMS.iter().copied().chain(with_empty.then_some((PROG_EMPTY, "file_open"))).collect();
-        let mut programs = Vec::new();
-        for (name, hook) in names {
+        let mut chosen: Vec<(&'static str, &'static str, &'static str)> = Vec::new();
+        for (name, hook) in ENFORCING_PROGRAMS {
+            let c = programs
+                .get(name)
+                .with_context(|| format!("no program chosen for {name} (LSM hook {hook})"))?;
+            chosen.push((name, c.elf, hook));
+        }
+        if with_empty {
+            chosen.push((PROG_EMPTY, PROG_EMPTY, "file_open"));
+        }
+        let mut loaded = Vec::new();
+        for &(name, elf, hook) in &chosen {
             let prog: &mut Lsm = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .program_mut(elf)
+                .with_context(|| format!("program {elf} missing from the eBPF object"))?
                 .try_into()
-                .with_context(|| format!("program {name} is not an LSM program"))?;
+                .with_context(|| format!("program {elf} is not an LSM program"))?;
             prog.load(hook, &btf)
                 .map_err(|e| explain_load_error(anyhow!(e)))
-                .with_context(|| format!("the kernel refused program {name} (LSM hook {hook})"))?;
-            programs.push((name.to_string(), prog.info()?.id()));
+                .with_context(|| format!("the kernel refused program {elf} (LSM hook {hook})"))?;
+            loaded.push((name.to_string(), prog.info()?.id()));
         }
+        let chosen = chosen
+            .into_iter()
+            .map(|(name, elf, _)| (name, elf))
+            .collect();
 
         let map_fds = pins::map_fds(&ebpf)?;
         let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"));
         let maps = Maps::from_taken(&mut take)?;
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
         let bursts = Some(HashMap::try_from(take(MAP_BURSTS)?)?);
-        Ok(Self { ebpf: Some(ebpf), maps, events, bursts, links: Vec::new(), logger: Some(logger), instance: None, programs, map_fds })
+        Ok(Self {
+            ebpf: Some(ebpf),
+            maps,
+            events,
+            bursts,
+            links: Vec::new(),
+            chosen,
+            logger: Some(logger),
+            instance: None,
+            programs: loaded,
+            map_fds,
+        })
     }
 
     /// Opens an instance that is already enforcing, from its pins. Nothing
@@ -228,23 +306,57 @@ impl Kernel {
             .iter()
             .find(|(n, _)| n == PROG_FILE_OPEN)
             .and_then(|(_, id)| aya_log::EbpfLogger::init_from_id(*id).ok());
-        Ok(Self { ebpf: None, maps, events, bursts, links: Vec::new(), logger, instance: Some(dir.to_path_buf()), programs, map_fds: Vec::new() })
+        Ok(Self {
+            ebpf: None,
+            maps,
+            events,
+            bursts,
+            links: Vec::new(),
+            chosen: Vec::new(),
+            logger,
+            instance: Some(dir.to_path_buf()),
+            programs,
+            map_fds: Vec::new(),
+        })
+    }
+
+    /// The ELF program loaded for enforcing program `name`.
+    pub(crate) fn elf_of(&self, name: &str) -> Result<&'static str> {
+        self.chosen
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, elf)| *elf)
+            .with_context(|| format!("program {name} was not loaded"))
     }
 
     /// Attaches one program of a fresh load (unpinned: it lives as long as this `Kernel`).
     pub fn attach(&mut self, name: &'static str) -> Result<()> {
-        let ebpf = self.ebpf.as_mut().context("an adopted instance has no programs to attach")?;
-        let prog: &mut Lsm = ebpf.program_mut(name).context("program missing")?.try_into()?;
+        let elf = self.elf_of(name)?;
+        let ebpf = self
+            .ebpf
+            .as_mut()
+            .context("an adopted instance has no programs to attach")?;
+        let prog: &mut Lsm = ebpf
+            .program_mut(elf)
+            .context("program missing")?
+            .try_into()?;
         let id = prog.attach().map_err(|e| explain_load_error(anyhow!(e)))?;
         self.links.push((name, id));
         Ok(())
     }
 
     pub fn detach(&mut self, name: &str) -> Result<()> {
-        let Some(ebpf) = self.ebpf.as_mut() else { return Ok(()) };
+        if self.ebpf.is_none() {
+            return Ok(());
+        }
         while let Some(pos) = self.links.iter().position(|(n, _)| *n == name) {
             let (n, id) = self.links.remove(pos);
-            let prog: &mut Lsm = ebpf.program_mut(n).context("program missing")?.try_into()?;
+            let elf = self.elf_of(n)?;
+            let ebpf = self.ebpf.as_mut().context("not a fresh load")?;
+            let prog: &mut Lsm = ebpf
+                .program_mut(elf)
+                .context("program missing")?
+                .try_into()?;
             prog.detach(id)?;
         }
         Ok(())
@@ -461,13 +573,11 @@ fn set_unit_slot(v: &mut UnitPolicy, gen: u32, policy_id: Option<u32>) {
     }
 }
 
-/// The kernel truncates program names to 15 bytes; map one back to ours.
+/// The kernel truncates program names to 15 bytes; map one back to the
+/// enforcing program it stands for.
 fn full_program_name(short: &str) -> String {
-    ENFORCING_PROGRAMS
-        .iter()
-        .map(|(n, _)| *n)
-        .chain([PROG_EMPTY])
-        .find(|n| !short.is_empty() && n.starts_with(short))
+    preflight::Programs::name_of_elf(short)
+        .or_else(|| (!short.is_empty() && PROG_EMPTY.starts_with(short)).then_some(PROG_EMPTY))
         .unwrap_or(short)
         .to_string()
 }
@@ -484,15 +594,6 @@ pub fn fnv64(parts: &[&[u8]]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-/// The fingerprint of the eBPF object and the layout it is loaded with.
-pub fn object_hash(layout: &KernelLayout) -> u64 {
-    // SAFETY: KernelLayout is repr(C) plain u32s with no padding.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(layout as *const KernelLayout as *const u8, std::mem::size_of::<KernelLayout>())
-    };
-    fnv64(&[OBJECT, bytes])
 }
 
 /// Turns `bpf_prog_run` statistics on for as long as the fd lives.

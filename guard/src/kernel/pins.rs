@@ -191,9 +191,13 @@ impl Kernel {
         for (name, fd) in std::mem::take(&mut self.map_fds) {
             pin_fd(&fd, &map_pin(&dir, name))?;
         }
-        let ebpf = self.ebpf.as_mut().context("arm: not a fresh load")?;
         for (name, id) in std::mem::take(&mut self.links) {
-            let prog: &mut Lsm = ebpf.program_mut(name).context("program missing")?.try_into()?;
+            let elf = self.elf_of(name)?;
+            let ebpf = self.ebpf.as_mut().context("arm: not a fresh load")?;
+            let prog: &mut Lsm = ebpf
+                .program_mut(elf)
+                .context("program missing")?
+                .try_into()?;
             let link: FdLink = prog.take_link(id)?.into();
             let link_id = link.info()?.id();
             self.maps.objects.insert(ObjKey { kind: OBJ_LINK, id: link_id }, 1, 0)?;

@@ -33,7 +33,12 @@ pub enum Missing {
     CgroupV2(PathBuf),
     /// A BPF LSM hook guard attaches to is missing, or has another form
     /// than guard reads: the promise it keeps cannot be kept here.
-    Hook { hook: &'static str, found: Option<usize>, want: usize, promise: &'static str },
+    Hook {
+        hook: &'static str,
+        found: Option<usize>,
+        supported: Vec<usize>,
+        promise: &'static str,
+    },
 }
 
 impl fmt::Display for Missing {
@@ -64,13 +69,15 @@ impl fmt::Display for Missing {
                 f,
                 "this kernel has no BPF LSM hook `{hook}` (no bpf_lsm_{hook} in its BTF), so guard cannot keep \
                  this promise: {promise}.\n  fix: run guard on a kernel that has it (guard is tested on Debian's \
-                 6.1 and 6.12); nothing was loaded"
+                 6.1, 6.12 and 7.2); nothing was loaded"
             ),
-            Missing::Hook { hook, found: Some(n), want, promise } => write!(
+            Missing::Hook { hook, found: Some(n), supported, promise } => write!(
                 f,
-                "this kernel's BPF LSM hook `{hook}` takes {n} arguments; this guard build reads the {want}-argument \
-                 form of Linux 6.1 to 6.12, and would misread the verdict. Promise that cannot be kept: {promise}.\n  \
-                 fix: run a guard release built for this kernel, or a 6.1 to 6.12 kernel; nothing was loaded"
+                "this kernel's BPF LSM hook `{hook}` takes {n} arguments; this guard build has programs for the {} \
+                 form of it only, and would misread the verdict. Promise that cannot be kept: {promise}.\n  \
+                 fix: run a guard release that knows this kernel's form of `{hook}` (guard is tested on Debian's \
+                 6.1, 6.12 and 7.2 kernels); nothing was loaded",
+                supported.iter().map(|p| format!("{p}-argument")).collect::<Vec<_>>().join(" and ")
             ),
             Missing::CgroupV2(p) => write!(
                 f,
@@ -106,38 +113,154 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
     if missing.is_empty() { Ok(active) } else { Err(missing) }
 }
 
-/// Each hook guard attaches to, its parameter count (without the LSM's
-/// return value) as guard reads it, and the promise it keeps.
-pub const HOOKS: [(&str, usize, &str); 17] = [
-    ("bprm_check_security", 1, "a traced process cannot run guard's or systemd's binary and so take their trust; a unit's own program is never systemd's setup"),
-    ("task_fix_setuid", 3, "\"the unit's own user\" (@unit, DynamicUser=) is the UID systemd switched the unit to"),
-    ("file_open", 1, "a protected file opens only for its unit and allowed UIDs"),
-    ("file_receive", 1, "a protected file's fd cannot be passed out of its unit (SCM_RIGHTS, pidfd_getfd)"),
-    ("d_instantiate", 2, "new files inherit protection; rules come back after inode eviction; units' cgroups are recognised as they appear; a unit's credentials are protected as systemd creates them"),
-    ("inode_rename", 4, "protected files cannot be renamed or replaced by outsiders; guard's pins cannot be moved"),
-    ("inode_unlink", 2, "protected files and guard's pins cannot be deleted by outsiders"),
-    ("path_truncate", 1, "protected files and guard's binary cannot be truncated by outsiders"),
-    ("ptrace_access_check", 2, "the unit's and guard's memory cannot be read by others"),
-    ("bpf", 3, "nobody else can load or attach a program that overrides guard, or reach its links"),
-    ("bpf_map", 2, "nobody else can get an fd of guard's maps"),
-    ("bpf_prog", 1, "nobody else can get an fd of guard's programs"),
-    ("sb_umount", 2, "the bpffs holding guard's pins cannot be unmounted"),
-    ("task_alloc", 2, "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
-    ("task_free", 1, "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
-    ("inode_mkdir", 3, "only systemd creates a protected unit's cgroup or cgroups inside it"),
-    ("inode_free_security", 1, "rules outlive the inode cache"),
+/// Each hook guard attaches to, and the promise it keeps. The shapes of
+/// the hook that guard has a program for are in
+/// `guard_common::PROGRAM_VARIANTS`.
+pub const HOOKS: [(&str, &str); 20] = [
+    ("bprm_check_security", "a traced process cannot run guard's or systemd's binary and so take their trust; a unit's own program is never systemd's setup"),
+    ("task_fix_setuid", "\"the unit's own user\" (@unit, DynamicUser=) is the UID systemd switched the unit to"),
+    ("file_open", "a protected file opens only for its unit and allowed UIDs"),
+    ("file_receive", "a protected file's fd cannot be passed out of its unit (SCM_RIGHTS, pidfd_getfd)"),
+    ("d_instantiate", "new files inherit protection; rules come back after inode eviction; units' cgroups are recognised as they appear; a unit's credentials are protected as systemd creates them"),
+    ("inode_rename", "protected files cannot be renamed or replaced by outsiders; guard's pins cannot be moved"),
+    ("inode_unlink", "protected files and guard's pins cannot be deleted by outsiders"),
+    ("path_truncate", "protected files and guard's binary cannot be truncated by outsiders"),
+    ("ptrace_access_check", "the unit's and guard's memory cannot be read by others"),
+    ("bpf", "nobody else can load or attach a program that overrides guard, or reach its links"),
+    ("bpf_map", "nobody else can get an fd of guard's maps"),
+    ("bpf_prog", "nobody else can get an fd of guard's programs"),
+    ("sb_umount", "the bpffs holding guard's pins cannot be unmounted"),
+    ("task_alloc", "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
+    ("task_free", "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
+    ("inode_mkdir", "only systemd creates a protected unit's cgroup or cgroups inside it"),
+    ("inode_free_security", "rules outlive the inode cache"),
+    ("sb_alloc_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
+    ("sb_free_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
+    ("move_mount", "a refreshed set of credentials belongs to its unit; a set with a file guard could not protect is never attached"),
 ];
 
-/// Every hook guard needs, with the form guard reads, from the kernel's BTF.
-pub fn check_hooks(btf: &super::btf::Btf) -> Result<(), Vec<Missing>> {
-    let missing: Vec<Missing> = HOOKS
+/// The promise the enforcing program on `hook` keeps.
+fn promise_of(hook: &str) -> &'static str {
+    HOOKS
         .iter()
-        .filter_map(|&(hook, want, promise)| {
-            let found = btf.func_params(&format!("bpf_lsm_{hook}"));
-            (found != Some(want)).then_some(Missing::Hook { hook, found, want, promise })
-        })
-        .collect();
-    if missing.is_empty() { Ok(()) } else { Err(missing) }
+        .find(|(h, _)| *h == hook)
+        .map_or("(unlisted hook)", |(_, p)| p)
+}
+
+/// The parameter counts of `hook` that guard has a program for.
+fn shapes_of(name: &str) -> Vec<usize> {
+    guard_common::PROGRAM_VARIANTS
+        .iter()
+        .filter(|(n, _, _)| *n == name)
+        .map(|(_, _, p)| *p)
+        .collect()
+}
+
+/// The program chosen for one enforcing program on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chosen {
+    /// The enforcing program (`guard_common::ENFORCING_PROGRAMS`): the name
+    /// its link is pinned and reported under.
+    pub name: &'static str,
+    /// The ELF program loaded for it.
+    pub elf: &'static str,
+    pub hook: &'static str,
+    /// The hook's parameter count that program reads.
+    pub params: usize,
+}
+
+/// One program per enforcing program, each built for the shape its hook
+/// has on the running kernel (see `guard_common::PROGRAM_VARIANTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Programs(pub Vec<Chosen>);
+
+impl Programs {
+    /// The program loaded for enforcing program `name`.
+    pub fn get(&self, name: &str) -> Option<&Chosen> {
+        self.0.iter().find(|c| c.name == name)
+    }
+
+    /// The enforcing program an ELF program (or its name as the kernel
+    /// truncates it, 15 bytes) stands for.
+    pub fn name_of_elf(short: &str) -> Option<&'static str> {
+        guard_common::PROGRAM_VARIANTS
+            .iter()
+            .find(|(_, elf, _)| !short.is_empty() && elf.starts_with(short))
+            .map(|(name, _, _)| *name)
+    }
+}
+
+/// Picks, for each enforcing program, the variant whose parameter count is
+/// the one `params_of(hook)` reports (the BTF prototype of `bpf_lsm_<hook>`),
+/// never a kernel version. A hook that is missing, or has a shape guard was
+/// not built for, is a `Missing::Hook` naming the promise lost.
+pub fn select(params_of: impl Fn(&str) -> Option<usize>) -> Result<Programs, Vec<Missing>> {
+    let mut chosen = Vec::new();
+    let mut missing = Vec::new();
+    for (name, hook) in guard_common::ENFORCING_PROGRAMS {
+        let found = params_of(hook);
+        let pick = guard_common::PROGRAM_VARIANTS
+            .iter()
+            .find(|&&(n, _, p)| n == name && Some(p) == found);
+        match pick {
+            Some(&(_, elf, params)) => chosen.push(Chosen {
+                name,
+                elf,
+                hook,
+                params,
+            }),
+            None => missing.push(Missing::Hook {
+                hook,
+                found,
+                supported: shapes_of(name),
+                promise: promise_of(hook),
+            }),
+        }
+    }
+    if missing.is_empty() {
+        Ok(Programs(chosen))
+    } else {
+        Err(missing)
+    }
+}
+
+/// The check before anything loads: each chosen program reads exactly the
+/// parameters the running kernel's hook has. Independent of `select`, so a
+/// wrong pick (a program that would read a parameter as the verdict) is
+/// refused here.
+pub fn verify(
+    programs: &Programs,
+    params_of: impl Fn(&str) -> Option<usize>,
+) -> Result<(), Vec<Missing>> {
+    let mut missing = Vec::new();
+    for (name, hook) in guard_common::ENFORCING_PROGRAMS {
+        let found = params_of(hook);
+        let ok = programs
+            .get(name)
+            .is_some_and(|c| c.hook == hook && Some(c.params) == found);
+        if !ok {
+            missing.push(Missing::Hook {
+                hook,
+                found,
+                supported: shapes_of(name),
+                promise: promise_of(hook),
+            });
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
+/// Every hook guard needs, and the program for the form this kernel's BTF
+/// gives it: selected, then verified.
+pub fn check_hooks(btf: &super::btf::Btf) -> Result<Programs, Vec<Missing>> {
+    let params_of = |hook: &str| btf.func_params(&format!("bpf_lsm_{hook}"));
+    let programs = select(params_of)?;
+    verify(&programs, params_of)?;
+    Ok(programs)
 }
 
 /// The host hardening guard's threat model relies on, and what is missing
@@ -225,12 +348,104 @@ mod tests {
 mod hook_tests {
     use super::*;
 
+    /// The parameter counts of Debian's 6.1 and 6.12 kernels (`bpf` has 3)
+    /// and of 6.15 and later (`bpf` has 4), as their BTF gives them.
+    fn shape(bpf: usize) -> impl Fn(&str) -> Option<usize> {
+        move |hook: &str| {
+            if hook == "bpf" {
+                return Some(bpf);
+            }
+            let (name, _) = guard_common::ENFORCING_PROGRAMS
+                .iter()
+                .find(|(_, h)| *h == hook)?;
+            guard_common::PROGRAM_VARIANTS
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|v| v.2)
+        }
+    }
+
     #[test]
     fn the_hook_list_matches_what_is_attached() {
-        for (_, hook) in guard_common::ENFORCING_PROGRAMS {
-            assert!(HOOKS.iter().any(|(h, _, _)| *h == hook), "{hook} has no preflight entry");
+        for (name, hook) in guard_common::ENFORCING_PROGRAMS {
+            assert!(
+                HOOKS.iter().any(|(h, _)| *h == hook),
+                "{hook} has no preflight entry"
+            );
+            assert!(
+                !shapes_of(name).is_empty(),
+                "{name} has no program in PROGRAM_VARIANTS"
+            );
         }
         assert_eq!(HOOKS.len(), guard_common::ENFORCING_PROGRAMS.len());
+        for (name, _, _) in guard_common::PROGRAM_VARIANTS {
+            assert!(
+                guard_common::ENFORCING_PROGRAMS
+                    .iter()
+                    .any(|(n, _)| *n == name),
+                "{name} is not an enforcing program"
+            );
+        }
+    }
+
+    #[test]
+    fn each_bpf_shape_gets_its_own_program() {
+        let old = select(shape(3)).unwrap();
+        assert_eq!(
+            old.get(guard_common::PROG_BPF).unwrap().elf,
+            guard_common::PROG_BPF
+        );
+        let new = select(shape(4)).unwrap();
+        assert_eq!(
+            new.get(guard_common::PROG_BPF).unwrap().elf,
+            guard_common::PROG_BPF_KFLAG
+        );
+        assert_eq!(new.0.len(), guard_common::ENFORCING_PROGRAMS.len());
+        verify(&old, shape(3)).unwrap();
+        verify(&new, shape(4)).unwrap();
+    }
+
+    #[test]
+    fn a_wrong_variant_is_refused_before_anything_loads() {
+        let old = select(shape(3)).unwrap();
+        let errs = verify(&old, shape(4)).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let t = errs[0].to_string();
+        assert!(
+            t.contains("hook `bpf` takes 4 arguments") && t.contains("nothing was loaded"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_shape_names_the_forms_guard_has() {
+        let errs = select(shape(5)).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let t = errs[0].to_string();
+        assert!(
+            t.contains("takes 5 arguments") && t.contains("3-argument and 4-argument"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Promise that cannot be kept: nobody else can load or attach"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn names_the_kernel_truncates_map_back() {
+        assert_eq!(
+            Programs::name_of_elf("guard_bpf_kflag"),
+            Some(guard_common::PROG_BPF)
+        );
+        assert_eq!(
+            Programs::name_of_elf(&guard_common::PROG_BPF_KFLAG[..15]),
+            Some(guard_common::PROG_BPF)
+        );
+        assert_eq!(
+            Programs::name_of_elf(&guard_common::PROG_FILE_OPEN[..15]),
+            Some(guard_common::PROG_FILE_OPEN)
+        );
     }
 
     #[test]
@@ -241,26 +456,30 @@ mod hook_tests {
             return;
         }
         let btf = crate::kernel::btf::Btf::from_file(path).unwrap();
-        match check_hooks(&btf) {
-            Ok(()) => {}
-            // A newer host kernel may have the 4-argument bpf hook: then the
-            // message must say so and name the promise.
-            Err(m) => {
-                for x in &m {
-                    let t = x.to_string();
-                    assert!(t.to_lowercase().contains("promise"), "{t}");
-                }
-            }
-        }
+        // Every Debian kernel from 6.1 on has a program of guard's for each hook.
+        let programs = check_hooks(&btf).unwrap_or_else(|m| {
+            panic!(
+                "{}",
+                m.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        assert_eq!(programs.0.len(), guard_common::ENFORCING_PROGRAMS.len());
         assert!(btf.func_params("bpf_lsm_file_open").is_some());
     }
 
     #[test]
-    fn a_missing_or_reshaped_hook_names_the_lost_promise() {
-        let gone = Missing::Hook { hook: "bpf", found: None, want: 3, promise: "p1" };
-        assert!(gone.to_string().contains("no BPF LSM hook `bpf`") && gone.to_string().contains("p1"));
-        let reshaped = Missing::Hook { hook: "bpf", found: Some(4), want: 3, promise: "p2" };
-        let t = reshaped.to_string();
-        assert!(t.contains("takes 4 arguments") && t.contains("p2") && t.contains("nothing was loaded"), "{t}");
+    fn a_missing_hook_names_the_lost_promise() {
+        let gone = Missing::Hook {
+            hook: "bpf",
+            found: None,
+            supported: vec![3, 4],
+            promise: "p1",
+        };
+        assert!(
+            gone.to_string().contains("no BPF LSM hook `bpf`") && gone.to_string().contains("p1")
+        );
     }
 }
