@@ -199,9 +199,7 @@ pub fn select(params_of: impl Fn(&str) -> Option<usize>) -> Result<Programs, Vec
     let mut missing = Vec::new();
     for (name, hook) in guard_common::ENFORCING_PROGRAMS {
         let found = params_of(hook);
-        let pick = guard_common::PROGRAM_VARIANTS
-            .iter()
-            .find(|&&(n, _, p)| n == name && Some(p) == found);
+        let pick = guard_common::PROGRAM_VARIANTS.iter().find(|&&(n, _, p)| n == name && Some(p) == found);
         match pick {
             Some(&(_, elf, params)) => chosen.push(Chosen {
                 name,
