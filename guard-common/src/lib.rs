@@ -397,6 +397,13 @@ pub const RULE_F_CREDENTIAL: u32 = 1 << 7;
 /// outside every unit). Until then nobody may open it; attached to a unit
 /// with no policy, it is not judged.
 pub const RULE_F_SB_OWNED: u32 = 1 << 8;
+/// A file under `/proc/<pid>/` that shows a protected unit's process's
+/// memory (`environ`, `maps`, `pagemap`, ...) or changes what its core
+/// holds (`coredump_filter`), tagged by the kernel when procfs instantiates
+/// it. Judged like any of the unit's files. (From Linux 6.15, CAP_PERFMON
+/// passes the read-mode `ptrace_access_check` of these without asking
+/// the LSM, so the check moves to the open.)
+pub const RULE_F_PROC: u32 = 1 << 9;
 
 // --------------------------------------------------------- policy table
 
@@ -817,6 +824,7 @@ pub const ATTR_GET_ID: usize = 0;
 /// `s_magic` of filesystems whose inodes are never evicted while the file
 /// exists: an inode freed there is a file that is gone.
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 // ----------------------------------------------------- kernel struct layout
@@ -872,6 +880,10 @@ pub struct KernelLayout {
     pub task_start_boottime: u32,
     pub vfsmount_mnt_sb: u32,
     pub task_real_parent: u32,
+    pub proc_inode_vfs_inode: u32,
+    pub proc_inode_pid: u32,
+    pub pid_tasks: u32,
+    pub task_pid_links: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -906,7 +918,7 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 168);
+    assert!(core::mem::size_of::<KernelLayout>() == 184);
     assert!(core::mem::size_of::<SetupSb>() == 24);
     assert!(core::mem::size_of::<BurstKey>() == 40);
     assert!(core::mem::size_of::<BurstState>() == 88 + COMM_LEN);

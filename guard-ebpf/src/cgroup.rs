@@ -62,11 +62,9 @@ fn is_procs_file(name: &UnitName) -> bool {
 /// `d_instantiate` of a cgroupfs inode: recognise a protected unit's cgroup,
 /// its subcgroups and their `cgroup.procs`/`cgroup.threads`.
 #[inline(always)]
+/// (The caller checked the superblock's magic.)
 pub unsafe fn on_instantiate(child: *mut inode) {
     let i = child as *const u8;
-    if unsafe { sb_magic(i) } != CGROUP2_SUPER_MAGIC {
-        return;
-    }
     let kn = unsafe { kn_of(i) };
     if kn.is_null() {
         return;

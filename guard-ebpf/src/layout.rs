@@ -58,6 +58,10 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     task_start_boottime: 0,
     vfsmount_mnt_sb: 0,
     task_real_parent: 0,
+    proc_inode_vfs_inode: 0,
+    proc_inode_pid: 0,
+    pid_tasks: 0,
+    task_pid_links: 0,
     magic: LAYOUT_UNFILLED,
 };
 

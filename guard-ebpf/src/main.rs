@@ -29,6 +29,7 @@ mod decide;
 mod evict;
 mod layout;
 mod maps;
+mod procfs;
 mod report;
 mod self_protect;
 mod systemd;
@@ -39,7 +40,7 @@ use guard_common::*;
 
 use crate::{
     decide::{decide, judge, judge_inode},
-    layout::{is_dir, load_ptr, off, read_u32, read_u64, task_cgroup_id},
+    layout::{is_dir, load_ptr, off, read_u32, read_u64, sb_magic, task_cgroup_id},
     maps::{active_gen, count, policy_stats, INODE_RULES, UNIT_CGROUPS},
     report::Subject,
     unit::unit_policy,
@@ -127,7 +128,11 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         }
         let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
         inherit(parent, new_inode);
-        cgroup::on_instantiate(new_inode);
+        match sb_magic(new_inode as *const u8) {
+            CGROUP2_SUPER_MAGIC => cgroup::on_instantiate(new_inode),
+            PROC_SUPER_MAGIC => procfs::on_instantiate(dentry, new_inode),
+            _ => {}
+        }
     }
     0
 }

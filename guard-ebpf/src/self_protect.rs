@@ -43,6 +43,12 @@ pub fn trust_key(mut key: FileKey) -> FileKey {
     key
 }
 
+/// The `TRUST_*` of `task`'s executable (0: none).
+#[inline(always)]
+pub unsafe fn task_trust(task: *const u8) -> u32 {
+    trust_of(task)
+}
+
 #[inline(always)]
 fn trust_of(task: *const u8) -> u32 {
     match unsafe { exe_key(task) } {

@@ -210,6 +210,11 @@ pub enum SbOwner {
 /// (none: pending, closed).
 #[inline(always)]
 pub unsafe fn sb_owner(inode: *mut inode) -> SbOwner {
+    // (A typed `dentry->d_inode` may be null to the verifier of 6.15 and
+    // later, which refuses arithmetic on it before this check.)
+    if inode.is_null() {
+        return SbOwner::Pending;
+    }
     match unsafe { setup_sb_of(inode as *const u8) } {
         Some(e) => match unsafe { (*e).state } {
             SETUP_SB_UNIT => SbOwner::Unit(unsafe { (*e).unit }),

@@ -213,6 +213,11 @@ fn control() -> Outcome {
     let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
     checked += 1;
     ensure!(p.ok(), "without guard, process_vm_readv of a unit process: {}", p.describe());
+    for f in ["environ", "maps", "smaps", "pagemap", "auxv", "coredump_filter"] {
+        let p = probe(HOST, ROOT, "read", &[&format!("/proc/{pid}/{f}")]);
+        checked += 1;
+        ensure!(p.ok(), "without guard, root reading /proc/<unit pid>/{f}: {}", p.describe());
+    }
     let p = probe_bin(INTRUDER, HOST, ROOT, "traced-exec", &[GUARD, "--version"]);
     checked += 1;
     ensure!(p.ok(), "without guard, a traced process running {GUARD}: {}", p.describe());
@@ -452,10 +457,31 @@ fn memory_read() -> Outcome {
     let (pid, addr) = hold_target(&hold);
     let p = probe(HOST, ROOT, "vm-read", &[&pid, &addr]);
     let same_unit = probe(UNIT, SVC, "exec", &[UNIT_APP, "probe", "vm-read", &pid, &addr]);
+    // /proc files that show memory: refused to root outside (from Linux
+    // 6.15 CAP_PERFMON passes their read-mode ptrace check without the LSM,
+    // so guard judges the open); the unit reads its own; ps's files stay open.
+    let mut refused = Vec::new();
+    for f in ["environ", "maps", "smaps", "pagemap", "auxv", "coredump_filter"] {
+        let path = format!("/proc/{pid}/{f}");
+        let r = probe(HOST, ROOT, "read", &[&path]);
+        ensure!(r.denied(), "root reading {path} of a unit process: {} (expected denied)", r.describe());
+        let own = probe(UNIT, SVC, "read", &[&path]);
+        ensure!(own.ok(), "the unit reading its own {path}: {}", own.describe());
+        refused.push(f);
+    }
+    for f in ["stat", "status", "cmdline", "comm"] {
+        let path = format!("/proc/{pid}/{f}");
+        let r = probe(HOST, ROOT, "read", &[&path]);
+        ensure!(r.ok(), "root reading {path} (what ps reads): {} (expected allowed)", r.describe());
+    }
     kill(hold);
     ensure!(p.denied(), "root process_vm_readv of the unit: {} (expected denied)", p.describe());
     ensure!(same_unit.ok(), "the unit reading its own memory: {}", same_unit.describe());
-    Ok(format!("root: {}; the unit itself: allowed", p.describe()))
+    Ok(format!(
+        "root: process_vm_readv {}, /proc/<pid>/{{{}}} refused, stat/status/cmdline/comm readable; the unit itself: allowed",
+        p.describe(),
+        refused.join(",")
+    ))
 }
 
 /// A restart as systemd does it: the cgroup and the credentials mount go

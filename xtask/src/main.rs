@@ -913,6 +913,13 @@ const MUTANTS: &[Mutant] = &[
         to: "let pick = guard_common::PROGRAM_VARIANTS.iter().filter(|&&(n, _, _)| n == name).last();",
         caught_by: &["0-guard-attaches-on-this-kernel"],
     },
+    Mutant {
+        name: "proc-memory-files-open",
+        file: "guard-ebpf/src/procfs.rs",
+        from: "    if !unsafe { is_memory_file(dentry) } {",
+        to: "    if true || !unsafe { is_memory_file(dentry) } {",
+        caught_by: &["12-memory-read-of-unit-denied"],
+    },
     // Issue 8: systemd's lifecycle (caught by the systemd suite).
     Mutant {
         name: "credentials-tagged-late",
@@ -922,6 +929,15 @@ const MUTANTS: &[Mutant] = &[
         from: "    if !unsafe { is_reg(child) } || !current_is_setup() {\n        return false;\n    }\n    let (state, unit)",
         to: "    if true || !unsafe { is_reg(child) } || !current_is_setup() {\n        return false;\n    }\n    let (state, unit)",
         caught_by: &["systemd-seed-restart-race-20"],
+    },
+    Mutant {
+        name: "refresh-never-bound",
+        file: "guard-ebpf/src/systemd.rs",
+        // A refreshed set (systemd 260 on) stays pending when attached: its
+        // files stay closed to the unit itself. Run it on forky-7.2.
+        from: "    if unsafe { (*e).state } != SETUP_SB_PENDING {\n        return 0;\n    }",
+        to: "    if true || unsafe { (*e).state } != SETUP_SB_PENDING {\n        return 0;\n    }",
+        caught_by: &["systemd-seed-loadcredential-refresh-race"],
     },
     Mutant {
         name: "unit-user-ignored",

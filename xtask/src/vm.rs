@@ -32,6 +32,17 @@ pub const BASE_APPEND: &str =
 /// and `thread=single`. Without CX16 the kernel uses its software fallback:
 /// 0 failures in 9 boots, no measurable slowdown. Override with `GUARD_VM_CPU`.
 pub const QEMU_CPU: &str = "max,-cx16";
+/// QEMU CPU model for kernels that need `cmpxchg16b`: from Linux 6.18 BPF
+/// local storage (guard's inode storage) is allocated with `kmalloc_nolock`,
+/// which always fails without it (`mm/slub.c`: "not supported on
+/// architectures that don't implement cmpxchg16b"), so on 7.x every tag is
+/// refused with ENOMEM. Every real x86-64 CPU guard targets has it.
+pub const QEMU_CPU_CX16: &str = "max";
+
+/// The CPU model to boot `kernel` (a `kernels::Kernel::name`) with.
+pub fn qemu_cpu(kernel: &str) -> &'static str {
+    if kernel == crate::kernels::FORKY { QEMU_CPU_CX16 } else { QEMU_CPU }
+}
 /// QEMU accelerator. TCG, since KVM hangs on these hosts; single-threaded
 /// (both vCPUs on one host thread, interleaved). Multi-threaded TCG does not
 /// reliably emulate x86 cross-modifying code: when the kernel live-patches
@@ -188,7 +199,7 @@ pub fn run_vm(
     )
 }
 
-/// Boot `kernel` with `initrd` under `qemu-system-x86_64 -accel tcg -cpu max,-cx16`
+/// Boot `kernel` with `initrd` under `qemu-system-x86_64 -accel tcg -cpu max,-cx16` (`max` for 7.x)
 /// (see [`QEMU_CPU`]), with
 /// `console=ttyS0 panic=-1 lsm=...,bpf <extra_append>`, no network device.
 /// Every console line goes to `log_path` (and to stdout as `[<kernel>] line`
@@ -225,7 +236,7 @@ pub fn run_vm_with_mem(
         .trim_end()
         .to_string();
     let mut cmd = Command::new("qemu-system-x86_64");
-    let cpu = std::env::var("GUARD_VM_CPU").unwrap_or_else(|_| QEMU_CPU.to_string());
+    let cpu = std::env::var("GUARD_VM_CPU").unwrap_or_else(|_| qemu_cpu(&kernel.name).to_string());
     let accel = std::env::var("GUARD_VM_ACCEL").unwrap_or_else(|_| QEMU_ACCEL.to_string());
     cmd.args([
         "-accel",

@@ -237,6 +237,10 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         task_start_boottime: f("task_struct", "start_boottime")?,
         vfsmount_mnt_sb: f("vfsmount", "mnt_sb")?,
         task_real_parent: f("task_struct", "real_parent")?,
+        proc_inode_vfs_inode: f("proc_inode", "vfs_inode")?,
+        proc_inode_pid: f("proc_inode", "pid")?,
+        pid_tasks: f("pid", "tasks")?,
+        task_pid_links: f("task_struct", "pid_links")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -147,7 +147,7 @@ pub struct Kernel {
     /// by enforcing program name.
     links: Vec<(&'static str, LsmLinkId)>,
     /// The ELF program loaded for each enforcing program (fresh loads).
-    chosen: Vec<(&'static str, &'static str)>,
+    pub(crate) chosen: Vec<(&'static str, &'static str)>,
     /// Kernel-side diagnostics (aya-log); taken by the agent, which drains it.
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The pin directory of this instance, once armed or adopted.
@@ -223,6 +223,10 @@ impl Kernel {
         loader.override_global(GLOBAL_LAYOUT, layout, true);
         loader.map_max_entries(MAP_EVENTS, ringbuf_bytes);
         loader.map_max_entries(MAP_BURSTS, max_openers);
+        // A debugging knob: the verifier's full log in a load error.
+        if std::env::var_os("GUARD_VERIFIER_LOG").is_some_and(|v| v == "verbose") {
+            loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
         let mut ebpf = loader.load(OBJECT).map_err(|e| explain_load_error(anyhow!(e)))?;
         // Must be taken before the programs load (it holds the log map's fd).
         let logger = aya_log::EbpfLogger::init(&mut ebpf).map_err(|e| anyhow!("kernel-side logger: {e}"))?;
@@ -256,9 +260,10 @@ impl Kernel {
 
         let map_fds = pins::map_fds(&ebpf)?;
         let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"));
-        let maps = Maps::from_taken(&mut take)?;
+        let mut maps = Maps::from_taken(&mut take)?;
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
         let bursts = Some(HashMap::try_from(take(MAP_BURSTS)?)?);
+        maps.probe_inode_storage()?;
         Ok(Self {
             ebpf: Some(ebpf),
             maps,
@@ -499,6 +504,31 @@ impl Kernel {
 }
 
 impl Maps {
+    /// Whether this kernel can attach inode storage at all: a rule that
+    /// protects nothing (no generation) set on `/` and removed again. From
+    /// Linux 6.18 BPF local storage is allocated with `kmalloc_nolock`,
+    /// which fails on every call on a CPU without `cmpxchg16b`.
+    fn probe_inode_storage(&mut self) -> Result<()> {
+        let fd = open_o_path(Path::new("/"), 0).context("opening / (O_PATH) to test inode storage")?;
+        let had = self.rules.get(&fd.as_fd(), 0).ok();
+        let r = self.rules.insert(&fd.as_fd(), had.unwrap_or_default(), 0);
+        if had.is_none() {
+            let _ = self.rules.remove(&fd.as_fd());
+        }
+        match r {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOMEM) => Err(anyhow!(
+                "this kernel cannot attach BPF inode storage to a file (ENOMEM for a {}-byte value), so guard cannot \
+                 mark any file as protected. On Linux 6.18 and later the kernel allocates BPF local storage with \
+                 kmalloc_nolock, which needs the CPU's 16-byte compare-and-exchange: `grep -w cx16 /proc/cpuinfo` \
+                 must find it (a virtual machine started with `-cpu ...,-cx16` lacks it). Nothing was attached.\n  \
+                 fix: run on a CPU (or a VM CPU model) with cx16",
+                std::mem::size_of::<InodeRule>()
+            )),
+            Err(e) => Err(anyhow!(e).context("testing inode storage on / (nothing was attached)")),
+        }
+    }
+
     fn from_taken(take: &mut dyn FnMut(&str) -> Result<Map>) -> Result<Self> {
         let active = take(MAP_ACTIVE)?;
         Ok(Self {

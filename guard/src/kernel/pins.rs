@@ -136,12 +136,10 @@ impl Kernel {
         let ebpf = self.ebpf.as_ref().context("arm: not a fresh load")?;
         // What this instance is made of: no one else may get an fd of it.
         let mut map_ids = Vec::new();
-        for (name, prog) in ebpf.programs() {
-            // Only loaded programs have an id (the bench-only one is not loaded here).
-            if !self.programs.iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            let info = prog.info()?;
+        // Only the programs loaded for this kernel's hook shapes have an id
+        // (not the other shape's, nor the bench-only one).
+        for (_, elf) in &self.chosen {
+            let info = ebpf.program(elf).context("program missing")?.info()?;
             self.maps.objects.insert(ObjKey { kind: OBJ_PROG, id: info.id() }, 1, 0)?;
             map_ids.extend(info.map_ids()?.unwrap_or_default());
         }
