@@ -270,12 +270,26 @@ pub struct Background {
 }
 
 pub fn background(cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Background {
-    let mut child = Command::new(SELF)
-        .args(["probe", "--cgroup", cgroup, "--uid", &uid.to_string(), op])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawning background probe");
+    let mut cmd = Command::new(SELF);
+    cmd.args(["probe", "--cgroup", cgroup, "--uid", &uid.to_string(), op]).args(args);
+    background_of(cmd)
+}
+
+/// A unit's process started as systemd starts one: the harness (systemd's
+/// stand-in) creates it straight in the unit's cgroup (`clone3` with
+/// `CLONE_INTO_CGROUP`), switches it to `uid` and execs `UNIT_APP probe OP
+/// ARGS`, so that the service's own program starts inside the unit. (The
+/// harness, a Rust program, reads its own `/proc/self/maps` at startup,
+/// before any join: a process it moved would keep that procfs entry from
+/// before it was the unit's.)
+pub fn background_in_unit(cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Background {
+    let mut cmd = Command::new(SELF);
+    cmd.args(["probe", "spawn-in", cgroup, &uid.to_string(), op]).args(args);
+    background_of(cmd)
+}
+
+fn background_of(mut cmd: Command) -> Background {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawning background probe");
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
     reader.read_line(&mut first_line).unwrap();
