@@ -85,6 +85,13 @@ pub const MAP_BURSTS: &str = "BURSTS";
 /// creates on it are the unit's credentials from their first instant,
 /// whatever their names. The entry goes with the superblock.
 pub const MAP_SETUP_SBS: &str = "SETUP_SBS";
+/// `BPF_MAP_TYPE_ARRAY`, one `MemoryDoors`: which lockdown reasons and
+/// kernel file reads guard refuses while it protects anything (bit N is
+/// the enum's value N, read from the running kernel's BTF by name).
+pub const MAP_DOORS: &str = "DOORS";
+/// `BPF_MAP_TYPE_LRU_HASH`: id of a BPF map an allowed BPF tool or systemd
+/// holds -> 1. Nobody else may get an fd of it.
+pub const MAP_TOOL_MAPS: &str = "TOOL_MAPS";
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -107,6 +114,13 @@ pub const PROG_TASK_FIX_SETUID: &str = "guard_task_fix_setuid";
 pub const PROG_SB_ALLOC: &str = "guard_sb_alloc_security";
 pub const PROG_SB_FREE: &str = "guard_sb_free_security";
 pub const PROG_MOVE_MOUNT: &str = "guard_move_mount";
+pub const PROG_LOCKED_DOWN: &str = "guard_locked_down";
+pub const PROG_CRED_PREPARE: &str = "guard_cred_prepare";
+pub const PROG_TASK_KILL: &str = "guard_task_kill";
+pub const PROG_SIGIOTASK: &str = "guard_file_send_sigiotask";
+pub const PROG_SETRLIMIT: &str = "guard_task_setrlimit";
+pub const PROG_PERF_ALLOC: &str = "guard_perf_event_alloc";
+pub const PROG_KERNEL_READ_FILE: &str = "guard_kernel_read_file";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 /// `bpf` as Linux 6.15 and later declare it, with a fourth `bool kernel`
@@ -121,7 +135,7 @@ pub const PROG_BPF_KFLAG: &str = "guard_bpf_kflag";
 /// between kernels has one program per shape. The agent loads the one whose
 /// count equals the BTF prototype of `bpf_lsm_<hook>` on the running
 /// kernel, and refuses to run where none does.
-pub const PROGRAM_VARIANTS: [(&str, &str, usize); 21] = [
+pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
     (PROG_BPF, PROG_BPF, 3),
     (PROG_BPF, PROG_BPF_KFLAG, 4),
     (PROG_BPRM_CHECK, PROG_BPRM_CHECK, 1),
@@ -135,6 +149,13 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 21] = [
     (PROG_SB_FREE, PROG_SB_FREE, 1),
     (PROG_SB_ALLOC, PROG_SB_ALLOC, 1),
     (PROG_MOVE_MOUNT, PROG_MOVE_MOUNT, 2),
+    (PROG_LOCKED_DOWN, PROG_LOCKED_DOWN, 1),
+    (PROG_KERNEL_READ_FILE, PROG_KERNEL_READ_FILE, 3),
+    (PROG_CRED_PREPARE, PROG_CRED_PREPARE, 3),
+    (PROG_TASK_KILL, PROG_TASK_KILL, 4),
+    (PROG_SIGIOTASK, PROG_SIGIOTASK, 3),
+    (PROG_SETRLIMIT, PROG_SETRLIMIT, 3),
+    (PROG_PERF_ALLOC, PROG_PERF_ALLOC, 1),
     (PROG_INODE_FREE, PROG_INODE_FREE, 1),
     (PROG_D_INSTANTIATE, PROG_D_INSTANTIATE, 2),
     (PROG_INODE_RENAME, PROG_INODE_RENAME, 4),
@@ -148,7 +169,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 21] = [
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 20] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 27] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
@@ -161,6 +182,13 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 20] = [
     (PROG_SB_FREE, "sb_free_security"),
     (PROG_SB_ALLOC, "sb_alloc_security"),
     (PROG_MOVE_MOUNT, "move_mount"),
+    (PROG_LOCKED_DOWN, "locked_down"),
+    (PROG_KERNEL_READ_FILE, "kernel_read_file"),
+    (PROG_CRED_PREPARE, "cred_prepare"),
+    (PROG_TASK_KILL, "task_kill"),
+    (PROG_SIGIOTASK, "file_send_sigiotask"),
+    (PROG_SETRLIMIT, "task_setrlimit"),
+    (PROG_PERF_ALLOC, "perf_event_alloc"),
     (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
     (PROG_INODE_RENAME, "inode_rename"),
@@ -215,6 +243,8 @@ pub const MAX_UNIT_OWNERS: u32 = 16 * 1024;
 /// Superblocks systemd's setup made that are alive at once (a few per
 /// running unit with credentials or a private /dev, /tmp, ...).
 pub const MAX_SETUP_SBS: u32 = 16 * 1024;
+/// BPF maps of allowed tools and systemd remembered at once (LRU).
+pub const MAX_TOOL_MAPS: u32 = 16 * 1024;
 /// Default size of `BURSTS`: (opener process, object, decision) keys tracked
 /// at once (`guard run --max-openers` sets it at load). A decision whose key
 /// finds no room is `CNT_UNTRACKED`: reported on its own, as before.
@@ -304,6 +334,21 @@ impl InodeRule {
     pub fn any_flags(&self) -> u32 {
         (if self.gen[0] != 0 { self.flags[0] } else { 0 }) | (if self.gen[1] != 0 { self.flags[1] } else { 0 })
     }
+}
+
+/// Value of `DOORS` (see `MAP_DOORS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryDoors {
+    /// `enum lockdown_reason` values refused to everyone but guard.
+    pub lockdown_refused: u64,
+    /// Of those, the ones an allowed BPF tool may still pass (its programs
+    /// read kernel memory, attach kprobes, open perf events, use tracefs).
+    pub lockdown_tools: u64,
+    /// Of those, the ones systemd may pass (its programs read kernel memory).
+    pub lockdown_systemd: u64,
+    /// `enum kernel_read_file_id` values refused (kexec images).
+    pub read_file_refused: u64,
 }
 
 /// Value of `SETUP_SBS`: whose filesystem it is.
@@ -783,7 +828,16 @@ pub const HOOK_SB_UMOUNT: u32 = 10;
 pub const HOOK_INODE_MKDIR: u32 = 11;
 pub const HOOK_BPRM_CHECK: u32 = 12;
 
-pub const HOOK_NAMES: [&str; 13] = [
+pub const HOOK_LOCKED_DOWN: u32 = 13;
+/// A core dump of a protected unit's process (refused at `cred_prepare`).
+pub const HOOK_COREDUMP: u32 = 14;
+pub const HOOK_TASK_KILL: u32 = 15;
+pub const HOOK_SIGIOTASK: u32 = 16;
+pub const HOOK_SETRLIMIT: u32 = 17;
+pub const HOOK_PERF: u32 = 18;
+pub const HOOK_KERNEL_READ_FILE: u32 = 19;
+
+pub const HOOK_NAMES: [&str; 20] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -797,6 +851,13 @@ pub const HOOK_NAMES: [&str; 13] = [
     "sb_umount",
     "inode_mkdir",
     "bprm_check_security",
+    "locked_down",
+    "coredump",
+    "task_kill",
+    "file_send_sigiotask",
+    "task_setrlimit",
+    "perf_event_alloc",
+    "kernel_read_file",
 ];
 
 // ------------------------------------------------------------- bpf(2) ABI
@@ -884,6 +945,10 @@ pub struct KernelLayout {
     pub proc_inode_pid: u32,
     pub pid_tasks: u32,
     pub task_pid_links: u32,
+    pub task_flags: u32,
+    pub perf_event_attr: u32,
+    pub perf_event_hw: u32,
+    pub hw_perf_event_target: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -918,8 +983,9 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 184);
+    assert!(core::mem::size_of::<KernelLayout>() == 200);
     assert!(core::mem::size_of::<SetupSb>() == 24);
+    assert!(core::mem::size_of::<MemoryDoors>() == 32);
     assert!(core::mem::size_of::<BurstKey>() == 40);
     assert!(core::mem::size_of::<BurstState>() == 88 + COMM_LEN);
     assert!(core::mem::size_of::<Event>() == 112 + COMM_LEN + EVENT_PATH_LEN);
@@ -937,6 +1003,7 @@ mod pod {
     unsafe impl aya::Pod for super::RateState {}
     unsafe impl aya::Pod for super::KernelLayout {}
     unsafe impl aya::Pod for super::SetupSb {}
+    unsafe impl aya::Pod for super::MemoryDoors {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::FileKey {}
     unsafe impl aya::Pod for super::ObjKey {}

@@ -62,6 +62,10 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     proc_inode_pid: 0,
     pid_tasks: 0,
     task_pid_links: 0,
+    task_flags: 0,
+    perf_event_attr: 0,
+    perf_event_hw: 0,
+    hw_perf_event_target: 0,
     magic: LAYOUT_UNFILLED,
 };
 

@@ -29,6 +29,7 @@ mod decide;
 mod evict;
 mod layout;
 mod maps;
+mod memory;
 mod procfs;
 mod report;
 mod self_protect;
@@ -450,6 +451,78 @@ pub fn guard_move_mount(ctx: LsmContext) -> i32 {
         return ret;
     }
     unsafe { systemd::on_move_mount(ctx.arg(0), ctx.arg(1)) }
+}
+
+// ------------------------------------------------------ memory doors
+
+/// `locked_down(enum lockdown_reason what)`.
+#[lsm(hook = "locked_down")]
+pub fn guard_locked_down(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    memory::on_locked_down(ctx.arg(0))
+}
+
+/// `kernel_read_file(struct file *file, enum kernel_read_file_id id, bool contents)`.
+#[lsm(hook = "kernel_read_file")]
+pub fn guard_kernel_read_file(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    memory::on_kernel_read_file(ctx.arg(1))
+}
+
+/// `cred_prepare(struct cred *new, const struct cred *old, gfp_t gfp)`.
+#[lsm(hook = "cred_prepare")]
+pub fn guard_cred_prepare(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    memory::on_cred_prepare()
+}
+
+/// `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred)`.
+#[lsm(hook = "task_kill")]
+pub fn guard_task_kill(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(4);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { memory::on_task_kill(ctx.arg(0), ctx.arg(2)) }
+}
+
+/// `file_send_sigiotask(struct task_struct *tsk, struct fown_struct *fown, int sig)`.
+#[lsm(hook = "file_send_sigiotask")]
+pub fn guard_file_send_sigiotask(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { memory::on_sigiotask(ctx.arg(0), ctx.arg(2)) }
+}
+
+/// `task_setrlimit(struct task_struct *p, unsigned int resource, struct rlimit *new_rlim)`.
+#[lsm(hook = "task_setrlimit")]
+pub fn guard_task_setrlimit(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { memory::on_setrlimit(ctx.arg(0), ctx.arg(1)) }
+}
+
+/// `perf_event_alloc(struct perf_event *event)`.
+#[lsm(hook = "perf_event_alloc")]
+pub fn guard_perf_event_alloc(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { memory::on_perf_event_alloc(ctx.arg(0)) }
 }
 
 /// `sb_umount(struct vfsmount *mnt, int flags)`.

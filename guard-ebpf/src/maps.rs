@@ -44,6 +44,14 @@ pub static LINEAGE: HashMap<u64, u32, { MAX_LINEAGE as usize }> = HashMap::new()
 #[btf_map]
 pub static SETUP_SBS: HashMap<u64, SetupSb, { MAX_SETUP_SBS as usize }> = HashMap::new();
 
+/// What guard refuses of kernel memory (see `memory.rs`).
+#[btf_map]
+pub static DOORS: Array<MemoryDoors, 1> = Array::new();
+
+/// BPF maps an allowed BPF tool or systemd holds (see `self_protect.rs`).
+#[btf_map]
+pub static TOOL_MAPS: LruHashMap<u32, u32, { MAX_TOOL_MAPS as usize }> = LruHashMap::new();
+
 #[btf_map]
 pub static UNIT_OWNERS: LruHashMap<u64, u32, { MAX_UNIT_OWNERS as usize }> = LruHashMap::new();
 

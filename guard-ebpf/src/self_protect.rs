@@ -24,7 +24,7 @@ use guard_common::*;
 
 use crate::{
     layout::{current_task, exe_key, off, read_u32, read_u64},
-    maps::{count, GUARD_OBJECTS, SELF, TRUSTED},
+    maps::{active_gen, count, GUARD_OBJECTS, SELF, TOOL_MAPS, TRUSTED},
     report::{report, Rate, Subject},
 };
 
@@ -116,16 +116,25 @@ pub unsafe fn anchor(file: *const u8) {
     }
 }
 
-/// `bpf(2)`: refuses what could override guard's verdicts, and guard's links by id.
+/// `bpf(2)`: refuses what could override guard's verdicts, guard's links
+/// by id, and, while guard protects anything, every program load by
+/// anyone but guard, an allowed BPF tool and systemd: any program type
+/// loaded with CAP_PERFMON may read user memory (`bpf_probe_read_user`),
+/// some need no attach at all, so the load is the one choke point. An
+/// allowed tool's load is recorded (a `tamper` record, decision `audited`).
 #[inline(always)]
 pub unsafe fn on_bpf(cmd: u32, attr: *const u8) -> i32 {
     let dangerous = match cmd {
         BPF_PROG_LOAD => {
             let prog_type = unsafe { read_u32(attr, ATTR_PROG_TYPE) };
             let attach = unsafe { read_u32(attr, ATTR_EXPECTED_ATTACH_TYPE) };
-            prog_type == BPF_PROG_TYPE_LSM
+            let overrides = prog_type == BPF_PROG_TYPE_LSM
                 || prog_type == BPF_PROG_TYPE_EXT
-                || (prog_type == BPF_PROG_TYPE_TRACING && attach == BPF_MODIFY_RETURN)
+                || (prog_type == BPF_PROG_TYPE_TRACING && attach == BPF_MODIFY_RETURN);
+            if !overrides {
+                return unsafe { on_prog_load(prog_type) };
+            }
+            true
         }
         BPF_LINK_CREATE => {
             let attach = unsafe { read_u32(attr, ATTR_LINK_CREATE_ATTACH_TYPE) };
@@ -153,14 +162,57 @@ pub unsafe fn on_bpf(cmd: u32, attr: *const u8) -> i32 {
     tamper(core::ptr::null_mut(), &bpf_subject(HOOK_BPF, cmd))
 }
 
-/// A new fd of a map (`bpf_map`) or program (`bpf_prog`) with kernel id `id`.
+/// `BPF_PROG_LOAD` of a program that cannot override guard (see `on_bpf`).
 #[inline(always)]
-pub fn on_object_fd(kind: u32, id: u32) -> i32 {
-    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {
+unsafe fn on_prog_load(prog_type: u32) -> i32 {
+    if active_gen() == 0 {
         return 0;
     }
+    let trust = current_trust();
+    if trust == TRUST_GUARD || trust == TRUST_SYSTEMD {
+        return 0;
+    }
+    // detail: the command, and the program type above bit 16.
+    let subject = Subject { detail: BPF_PROG_LOAD | prog_type << 16, ..Subject::new(HOOK_BPF, ACCESS_ALTER) };
+    if trust == TRUST_BPF_TOOL {
+        // Allowed, and recorded: the program may read any process's memory.
+        report(core::ptr::null_mut(), SELF_POLICY_ID, TAMPER_RATE, DECISION_AUDITED, &subject);
+        return 0;
+    }
+    tamper(core::ptr::null_mut(), &subject)
+}
+
+/// A new fd of a map (`bpf_map`) or program (`bpf_prog`) with kernel id
+/// `id`: guard's own only for guard; while guard protects anything, any
+/// program only for guard, allowed BPF tools and systemd (`BPF_PROG_GET_FD_BY_ID`
+/// and `BPF_OBJ_GET` hand out programs already loaded), and a map that an
+/// allowed tool or systemd holds only for them (its maps steer what its
+/// programs read).
+#[inline(always)]
+pub fn on_object_fd(kind: u32, id: u32) -> i32 {
     let hook = if kind == OBJ_MAP { HOOK_BPF_MAP } else { HOOK_BPF_PROG };
-    only_guard(core::ptr::null_mut(), &bpf_subject(hook, id))
+    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_some() {
+        return only_guard(core::ptr::null_mut(), &bpf_subject(hook, id));
+    }
+    if active_gen() == 0 {
+        return 0;
+    }
+    let trust = current_trust();
+    let trusted = trust == TRUST_GUARD || trust == TRUST_BPF_TOOL || trust == TRUST_SYSTEMD;
+    if kind == OBJ_MAP {
+        if trusted {
+            if trust != TRUST_GUARD {
+                let _ = TOOL_MAPS.insert(id, 1, 0);
+            }
+            return 0;
+        }
+        if unsafe { TOOL_MAPS.get(id) }.is_none() {
+            return 0;
+        }
+    } else if trusted {
+        return 0;
+    }
+    tamper(core::ptr::null_mut(), &bpf_subject(hook, id))
 }
 
 #[inline(always)]

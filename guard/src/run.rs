@@ -171,7 +171,7 @@ async fn serve(
     let t0 = Instant::now();
     let layout = kernel::btf::kernel_layout(&btf)
         .context("this kernel's structs lack a field guard reads")?;
-    let target = kernel::Target { layout, programs };
+    let target = kernel::Target { layout, programs, doors: kernel::doors::doors(&btf)? };
     for c in &target.programs.0 {
         if guard_common::PROGRAM_VARIANTS
             .iter()

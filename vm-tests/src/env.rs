@@ -304,6 +304,20 @@ fn background_of(mut cmd: Command) -> Background {
 
 impl Background {
     /// Waits for the probe and returns what it reported after its first line.
+    /// Whether the probe process ended within `limit` (killed by a signal, say).
+    pub fn child_gone_within(mut self, limit: Duration) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
     pub fn finish(mut self) -> Probe {
         let _ = self.child.wait();
         let out = self.rest.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();

@@ -59,6 +59,12 @@ pub fn main(args: &[String]) -> i32 {
         Some("bpf-own-map-fd") => bpf::own_map_by_id(),
         Some("bpf-obj-get") => bpf::obj_get(&rest[1]),
         Some("bpf-load") => bpf::load(&rest[1]),
+        Some("bpf-load-pin") => bpf::load_pin(&rest[1], &rest[2]),
+        Some("perf") => op_perf(rest[1].parse().unwrap_or(-1), &rest[2]),
+        Some("kill") => op_kill(rest[1].parse().unwrap_or(0), rest[2].parse().unwrap_or(0)),
+        Some("prlimit") => op_prlimit(rest[1].parse().unwrap_or(0)),
+        Some("sigio") => op_sigio(rest[1].parse().unwrap_or(0), rest[2].parse().unwrap_or(0)),
+        Some("crash") => op_crash(),
         Some("bpf-link-create") => bpf::link_create(rest[1].parse().unwrap_or(0)),
         Some("bpf-rawtp-null") => bpf::raw_tp_null(),
         Some("umount") => op_umount(&rest[1], rest.get(2).map(String::as_str) == Some("lazy")),
@@ -142,6 +148,86 @@ fn op_hold(file: &str, ready: Option<&str>) -> std::io::Result<()> {
         std::thread::sleep(std::time::Duration::from_secs(3600));
         std::hint::black_box(&boxed);
     }
+}
+
+/// `perf_event_open` of a software cpu-clock event on process `pid` (or
+/// CPU 0 for every task, with pid -1), `sample` (user stack and registers,
+/// what a memory reader wants) or `count` (a counter, nothing sampled).
+fn op_perf(pid: i32, how: &str) -> std::io::Result<()> {
+    // UAPI struct perf_event_attr (PERF_ATTR_SIZE_VER8 is 136 bytes).
+    let mut attr = [0u64; 17];
+    attr[0] = 1 | (136u64 << 32); // type PERF_TYPE_SOFTWARE, size
+    attr[1] = 0; // PERF_COUNT_SW_CPU_CLOCK
+    if how == "sample" {
+        attr[2] = 100_000; // sample_period
+        attr[3] = 1 << 12 | 1 << 13; // PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER
+        attr[5] = 1 << 0; // disabled
+        attr[10] = 0xff; // sample_regs_user (attr word 10: offset 80)
+        attr[11] = 4096; // sample_stack_user (offset 88, u32)
+    } else {
+        attr[5] = 1 << 0;
+    }
+    let cpu = if pid == -1 { 0 } else { -1 };
+    // SAFETY: a valid attr for the syscall's duration.
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), pid, cpu, -1, 0u64) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: our own fd.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
+}
+
+fn op_kill(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: plain syscall.
+    if unsafe { libc::kill(pid, sig) } != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `prlimit` of another process: its core size limit to unlimited.
+fn op_prlimit(pid: i32) -> std::io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid pointers for the call.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_CORE, &lim, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A pipe whose SIGIO goes to `pid` as signal `sig` (`F_SETOWN` + `F_SETSIG`),
+/// then a write that raises it. The kernel sends it asynchronously: the
+/// caller checks whether `pid` survived.
+fn op_sigio(pid: i32, sig: i32) -> std::io::Result<()> {
+    const F_SETSIG: i32 = 10;
+    let mut fds = [0i32; 2];
+    // SAFETY: plain syscalls on our own fds.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0
+            || libc::fcntl(fds[0], libc::F_SETOWN, pid) != 0
+            || libc::fcntl(fds[0], F_SETSIG, sig) != 0
+            || libc::fcntl(fds[0], libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK) != 0
+            || libc::write(fds[1], b"x".as_ptr().cast(), 1) != 1
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    Ok(())
+}
+
+/// Dumps core: no core size limit, dumpable, SIGABRT to itself. The parent
+/// sees whether a core was written (`WCOREDUMP`).
+fn op_crash() -> std::io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscalls; the default SIGABRT action ends the process.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &lim);
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        libc::signal(libc::SIGABRT, libc::SIG_DFL);
+        libc::raise(libc::SIGABRT);
+    }
+    Err(std::io::Error::other("still alive after SIGABRT"))
 }
 
 /// A msghdr carrying one data byte and a control buffer of `controllen` bytes.
@@ -384,6 +470,7 @@ mod bpf {
 
     pub const MAP_CREATE: i64 = 0;
     pub const PROG_LOAD: i64 = 5;
+    pub const OBJ_PIN: i64 = 6;
     pub const OBJ_GET: i64 = 7;
     pub const PROG_GET_FD_BY_ID: i64 = 13;
     pub const MAP_GET_FD_BY_ID: i64 = 14;
@@ -446,14 +533,36 @@ mod bpf {
         Ok(())
     }
 
-    /// BPF_PROG_LOAD of `r0 = 0; exit` as `kind`: lsm, fmod_ret or ext. The
+    /// BPF_PROG_LOAD of `r0 = 0; exit` as `kind`: lsm, fmod_ret or ext (the
     /// attach target is left unset, so the kernel itself refuses the load
-    /// with EINVAL; a refusal with EPERM can only come from an LSM.
+    /// with EINVAL; a refusal with EPERM can only come from an LSM), or
+    /// socket_filter / raw_tracepoint (which load: any program loaded with
+    /// CAP_PERFMON may read user memory).
     pub fn load(kind: &str) -> io::Result<()> {
+        close(load_fd(kind)?);
+        Ok(())
+    }
+
+    /// Loads a `kind` program and pins it at `path` (an allowed tool's program
+    /// that outlives it, for others to try `BPF_OBJ_GET` on).
+    pub fn load_pin(kind: &str, path: &str) -> io::Result<()> {
+        let fd = load_fd(kind)?;
+        let c = std::ffi::CString::new(path).unwrap();
+        let mut a = [0u8; 128];
+        put64(&mut a, 0, c.as_ptr() as u64);
+        put32(&mut a, 8, fd as u32);
+        let r = sys(OBJ_PIN, &mut a);
+        close(fd);
+        r.map(|_| ())
+    }
+
+    fn load_fd(kind: &str) -> io::Result<i64> {
         let (prog_type, attach) = match kind {
             "lsm" => (29, 27),
             "fmod_ret" => (26, 26),
             "ext" => (28, 0),
+            "socket_filter" => (1, 0),
+            "raw_tracepoint" => (17, 0),
             _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
         };
         // mov64 r0, 0; exit
@@ -465,8 +574,7 @@ mod bpf {
         put64(&mut a, 8, insns.as_ptr() as u64);
         put64(&mut a, 16, license.as_ptr() as u64);
         put32(&mut a, 68, attach);
-        close(sys(PROG_LOAD, &mut a)?);
-        Ok(())
+        sys(PROG_LOAD, &mut a)
     }
 
     /// BPF_LINK_CREATE of an LSM attachment with a bogus program fd: EBADF

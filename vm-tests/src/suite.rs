@@ -101,6 +101,7 @@ pub fn main(args: &[String]) -> i32 {
     run("23-upgrade-replaces-instance-with-no-gap", &|| upgrade(&agent));
     run("16-flood-accounting", &|| flood(agent.borrow().as_ref().expect("agent")));
     run("24-flood-1000-openers", &|| flood_many(agent.borrow().as_ref().expect("agent")));
+    run("25-memory-doors-closed", &memory_doors);
     let status = agent.borrow_mut().take().expect("agent").stop();
     run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
     run("21-unload-is-the-off-switch", &unload);
@@ -218,6 +219,29 @@ fn control() -> Outcome {
         checked += 1;
         ensure!(p.ok(), "without guard, root opening /proc/<unit pid>/{f}: {}", p.describe());
     }
+    // The memory doors of scenario 25, without guard.
+    for (op, args) in [
+        ("open", vec!["/proc/kcore".to_string()]),
+        ("bpf-load", vec!["socket_filter".to_string()]),
+        ("bpf-load", vec!["raw_tracepoint".to_string()]),
+        ("perf", vec![pid.clone(), "sample".to_string()]),
+        ("perf", vec!["-1".to_string(), "sample".to_string()]),
+        ("prlimit", vec![pid.clone()]),
+    ] {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = probe(HOST, ROOT, op, &a);
+        checked += 1;
+        ensure!(p.ok(), "without guard, root {op} {args:?}: {}", p.describe());
+    }
+    let (dumped, _) = crash_in(UNIT)?;
+    checked += 1;
+    ensure!(dumped, "without guard, a unit process's SIGABRT wrote no core (core_pattern {})", CORE_PATTERN);
+    let victim = background(UNIT, SVC, "exec", &[UNIT_APP, "probe", "hold", KEY]);
+    let (vpid, _) = hold_target(&victim);
+    let p = probe(HOST, ROOT, "kill", &[&vpid, "6"]);
+    checked += 1;
+    let gone = victim.child_gone_within(Duration::from_secs(5));
+    ensure!(p.ok() && gone, "without guard, root's SIGABRT to a unit process: {} (gone: {gone})", p.describe());
     let p = probe_bin(INTRUDER, HOST, ROOT, "traced-exec", &[GUARD, "--version"]);
     checked += 1;
     ensure!(p.ok(), "without guard, a traced process running {GUARD}: {}", p.describe());
@@ -493,6 +517,89 @@ fn memory_read() -> Outcome {
         p.describe(),
         refused.join(",")
     ))
+}
+
+/// Where the suite's cores go (a file pattern: the simplest destination).
+const CORE_PATTERN: &str = "/tmp/cores/core.%p";
+
+/// A process of the unit at `cgroup` that aborts itself with no core
+/// limit: (whether the kernel wrote a core, its pid).
+fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
+    use std::os::unix::process::ExitStatusExt;
+    std::fs::create_dir_all("/tmp/cores").map_err(|e| e.to_string())?;
+    chmod("/tmp/cores", 0o1777);
+    std::fs::write("/proc/sys/kernel/core_pattern", CORE_PATTERN).map_err(|e| format!("core_pattern: {e}"))?;
+    let child = std::process::Command::new(UNIT_APP)
+        .args(["probe", "--cgroup", cgroup, "--uid", &SVC.to_string(), "crash"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    ensure!(out.status.signal() == Some(libc::SIGABRT), "the crashing probe ended with {:?}, not SIGABRT", out.status);
+    let file = std::path::Path::new("/tmp/cores").join(format!("core.{pid}"));
+    Ok((out.status.core_dumped() || file.exists(), pid))
+}
+
+/// 25. Reading a unit's secret without opening its files: kernel memory, a
+/// foreign BPF program, perf, a core dump, signals and limits that force
+/// one. Every door refused to root outside, each with a record; what
+/// stays open stays open.
+fn memory_doors() -> Outcome {
+    let hold = background(UNIT, SVC, "exec", &[UNIT_APP, "probe", "hold", KEY]);
+    let (pid, _) = hold_target(&hold);
+    let mut said = Vec::new();
+    // Kernel memory: /proc/kcore (LOCKDOWN_KCORE), a tamper record.
+    let p = probe(HOST, ROOT, "open", &["/proc/kcore"]);
+    ensure!(p.errno == Some(libc::EPERM), "root opening /proc/kcore: {} (expected EPERM)", p.describe());
+    let t = tamper_records_for(p.pid);
+    ensure!(t.iter().any(|r| r["hook"] == "locked_down" && r["detail"].as_str().is_some_and(|d| d.contains("LOCKDOWN_KCORE"))), "no locked_down tamper record naming LOCKDOWN_KCORE: {t:?}");
+    said.push("kcore EPERM (LOCKDOWN_KCORE)".to_string());
+    // Foreign BPF programs: any type, by root; an allowed tool's load is recorded.
+    for kind in ["socket_filter", "raw_tracepoint"] {
+        let p = probe(HOST, ROOT, "bpf-load", &[kind]);
+        ensure!(p.errno == Some(libc::EPERM), "root loading a {kind} program: {} (expected EPERM)", p.describe());
+        ensure!(!tamper_records_for(p.pid).is_empty(), "no tamper record for root's {kind} load");
+    }
+    let tool = probe_bin("/bin/bpf-tool", HOST, ROOT, "bpf-load-pin", &["socket_filter", "/sys/fs/bpf/tool-prog"]);
+    ensure!(tool.ok(), "the allowed BPF tool loading and pinning a socket filter: {}", tool.describe());
+    let allowed: Vec<_> = tamper_records_for(tool.pid).into_iter().filter(|r| r["decision"] == "audited").collect();
+    ensure!(!allowed.is_empty(), "the allowed tool's load was not recorded");
+    let p = probe(HOST, ROOT, "bpf-obj-get", &["/sys/fs/bpf/tool-prog"]);
+    ensure!(p.errno == Some(libc::EPERM), "root getting the allowed tool's program by its pin: {} (expected EPERM)", p.describe());
+    let _ = std::fs::remove_file("/sys/fs/bpf/tool-prog");
+    said.push("socket_filter and raw_tracepoint loads EPERM; the allowed tool's load recorded (audited), its pinned program refused to root".into());
+    // perf: sampling the unit's process, or every CPU's user stacks.
+    let p = probe(HOST, ROOT, "perf", &[&pid, "sample"]);
+    ensure!(p.denied(), "root sampling a unit process with perf: {} (expected denied)", p.describe());
+    ensure!(records_for(p.pid).iter().any(|r| r["hook"] == "perf_event_alloc"), "no perf_event_alloc record for the unit");
+    let p = probe(HOST, ROOT, "perf", &["-1", "sample"]);
+    ensure!(p.denied(), "root sampling user stacks CPU-wide: {} (expected denied)", p.describe());
+    let p = probe(HOST, ROOT, "perf", &["-1", "count"]);
+    ensure!(p.ok(), "root counting CPU-wide (nothing sampled): {} (expected allowed)", p.describe());
+    said.push("perf on the unit and CPU-wide user sampling denied, CPU-wide counting allowed".into());
+    // Forced core dumps: a signal, SIGIO, a limit.
+    let p = probe(HOST, ROOT, "kill", &[&pid, &libc::SIGABRT.to_string()]);
+    ensure!(p.denied(), "root's SIGABRT to a unit process: {} (expected denied)", p.describe());
+    let p2 = probe(HOST, ROOT, "sigio", &[&pid, &libc::SIGSEGV.to_string()]);
+    ensure!(p2.ok(), "root's F_SETOWN/F_SETSIG pipe: {}", p2.describe());
+    let p3 = probe(HOST, ROOT, "prlimit", &[&pid]);
+    ensure!(p3.denied(), "root's prlimit on a unit process: {} (expected denied)", p3.describe());
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    ensure!(alive, "the unit process died: a signal reached it");
+    let p4 = probe(HOST, ROOT, "kill", &[&pid, &libc::SIGTERM.to_string()]);
+    ensure!(p4.ok(), "root's SIGTERM (no core) to a unit process: {} (expected allowed)", p4.describe());
+    said.push("SIGABRT and prlimit denied, SIGSEGV by F_SETSIG not delivered, SIGTERM allowed".into());
+    kill(hold);
+    // A crash of the unit's own process: no core, a record.
+    let (dumped, cpid) = crash_in(UNIT)?;
+    ensure!(!dumped, "a unit process's crash wrote a core with guard enforcing");
+    ensure!(records_for(cpid).iter().any(|r| r["hook"] == "coredump"), "no coredump record for the crashing unit process {cpid}");
+    // Outside any unit, cores still work.
+    let (dumped, _) = crash_in(HOST)?;
+    ensure!(dumped, "a crash outside every unit wrote no core: guard refused too much");
+    said.push("a unit process's crash: no core, a record; outside the unit: a core".into());
+    Ok(said.join("; "))
 }
 
 /// A restart as systemd does it: the cgroup and the credentials mount go

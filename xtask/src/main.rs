@@ -829,8 +829,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "guard-objects-reachable",
         file: "guard-ebpf/src/self_protect.rs",
-        from: "    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {\n        return 0;",
-        to: "    if true || unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_none() {\n        return 0;",
+        from: "    if unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_some() {\n        return only_guard(",
+        to: "    if false && unsafe { GUARD_OBJECTS.get(ObjKey { kind, id }) }.is_some() {\n        return only_guard(",
         caught_by: &["19-root-cannot-touch-guard"],
     },
     Mutant {

@@ -86,6 +86,8 @@ pub fn entry(item: &Item) -> Option<Entry> {
 
 fn record_entry(r: &Record) -> Entry {
     let (id, priority) = match (r.kind, r.decision) {
+        // An allowed BPF tool's program load: recorded, not an alarm.
+        ("tamper", "audited") => (MSG_TAMPER, 5),
         ("tamper", _) => (MSG_TAMPER, 2),
         (_, "audited") => (MSG_AUDITED, 5),
         _ => (MSG_DENIED, 4),

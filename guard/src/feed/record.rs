@@ -84,6 +84,10 @@ fn tamper_detail(ev: &Event) -> String {
         HOOK_BPF => {
             let cmd = match ev.detail {
                 BPF_PROG_LOAD => "BPF_PROG_LOAD of an LSM, fmod_ret or freplace program".to_string(),
+                d if d & 0xffff == BPF_PROG_LOAD => format!(
+                    "BPF_PROG_LOAD of a program of type {} (any program loaded with CAP_PERFMON can read user memory)",
+                    d >> 16
+                ),
                 BPF_LINK_CREATE => "BPF_LINK_CREATE attaching an LSM or fmod_ret program".to_string(),
                 BPF_RAW_TRACEPOINT_OPEN => "BPF_RAW_TRACEPOINT_OPEN attaching a tracing/LSM program".to_string(),
                 BPF_LINK_GET_FD_BY_ID => "BPF_LINK_GET_FD_BY_ID of one of guard's links".to_string(),
@@ -91,8 +95,14 @@ fn tamper_detail(ev: &Event) -> String {
             };
             format!("bpf(2): {cmd}")
         }
-        HOOK_BPF_MAP => format!("an fd of guard's map id {}", ev.detail),
-        HOOK_BPF_PROG => format!("an fd of guard's program id {}", ev.detail),
+        HOOK_BPF_MAP => format!("an fd of map id {} (guard's, or an allowed BPF tool's)", ev.detail),
+        HOOK_BPF_PROG => format!("an fd of program id {} (guard's, or any while guard protects something)", ev.detail),
+        HOOK_LOCKED_DOWN => format!("lockdown reason {} ({})", ev.detail, crate::kernel::doors::reason_name(ev.detail)),
+        HOOK_KERNEL_READ_FILE => format!("kernel_read_file of kind {} (a kexec image)", ev.detail),
+        HOOK_PERF => format!(
+            "perf_event_open {}",
+            if ev.target_tgid != 0 { format!("on process {}", ev.target_tgid) } else { "CPU-wide, sampling user memory or registers".to_string() }
+        ),
         HOOK_SB_UMOUNT => "unmounting the bpffs holding guard's pins, or a mount above it".to_string(),
         HOOK_PTRACE => format!("ptrace-class access to guard's process {}", ev.target_tgid),
         HOOK_INODE_UNLINK | HOOK_INODE_RENAME => "removing or renaming one of guard's pins".to_string(),
@@ -285,7 +295,9 @@ impl Namer {
                 unit: cgroup.as_deref().and_then(units::unit_of_cgroup).map(String::from),
                 cgroup,
             },
-            target_pid: (ev.hook == HOOK_PTRACE).then_some(ev.target_tgid),
+            target_pid: (matches!(ev.hook, HOOK_PTRACE | HOOK_TASK_KILL | HOOK_SIGIOTASK | HOOK_SETRLIMIT | HOOK_PERF | HOOK_COREDUMP)
+                && ev.target_tgid != 0)
+                .then_some(ev.target_tgid),
             detail: tamper.then(|| tamper_detail(ev)),
         }
     }

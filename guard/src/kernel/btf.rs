@@ -45,6 +45,8 @@ struct Type {
     members: Vec<Member>,
     /// Number of members / parameters / enumerators.
     vlen: usize,
+    /// For an enum: (name offset, value) of each enumerator.
+    enumerators: Vec<(u32, i64)>,
 }
 
 /// A parsed BTF blob: enough to find struct member offsets.
@@ -81,7 +83,7 @@ impl Btf {
             .context("string section out of bounds")?
             .to_vec();
 
-        let mut types = vec![Type { name_off: 0, kind: 0, ref_type: 0, members: vec![], vlen: 0 }];
+        let mut types = vec![Type { name_off: 0, kind: 0, ref_type: 0, members: vec![], vlen: 0, enumerators: vec![] }];
         let mut pos = hdr_len + type_off;
         let end = pos + type_len;
         while pos < end {
@@ -93,6 +95,7 @@ impl Btf {
             let vlen = (info & 0xffff) as usize;
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
+            let mut enumerators = Vec::new();
             match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
                 KIND_ARRAY => pos += 12,
@@ -106,12 +109,24 @@ impl Btf {
                         pos += 12;
                     }
                 }
-                KIND_ENUM => pos += 8 * vlen,
+                KIND_ENUM => {
+                    for _ in 0..vlen {
+                        enumerators.push((u32_at(pos)?, i64::from(u32_at(pos + 4)? as i32)));
+                        pos += 8;
+                    }
+                }
+                KIND_ENUM64 => {
+                    for _ in 0..vlen {
+                        let v = u64::from(u32_at(pos + 4)?) | u64::from(u32_at(pos + 8)?) << 32;
+                        enumerators.push((u32_at(pos)?, v as i64));
+                        pos += 12;
+                    }
+                }
                 KIND_FUNC_PROTO => pos += 8 * vlen,
-                KIND_DATASEC | KIND_ENUM64 => pos += 12 * vlen,
+                KIND_DATASEC => pos += 12 * vlen,
                 _ => {}
             }
-            types.push(Type { name_off, kind, ref_type: size_or_type, members, vlen });
+            types.push(Type { name_off, kind, ref_type: size_or_type, members, vlen, enumerators });
         }
 
         let mut btf = Btf { strings, types, structs_by_name: HashMap::new() };
@@ -150,6 +165,15 @@ impl Btf {
         let f = self.types.iter().find(|t| t.kind == KIND_FUNC && self.name(t.name_off) == name)?;
         let proto = self.types.get(f.ref_type as usize)?;
         (proto.kind == KIND_FUNC_PROTO).then_some(proto.vlen)
+    }
+
+    /// The enumerators of `enum name`, by name (empty if BTF has no such enum).
+    pub fn enum_values(&self, name: &str) -> std::collections::BTreeMap<String, i64> {
+        self.types
+            .iter()
+            .find(|t| matches!(t.kind, KIND_ENUM | KIND_ENUM64) && self.name(t.name_off) == name)
+            .map(|t| t.enumerators.iter().map(|&(n, v)| (self.name(n).to_string(), v)).collect())
+            .unwrap_or_default()
     }
 
     /// Byte offset of `member` in `struct name`, searching anonymous
@@ -241,6 +265,10 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         proc_inode_pid: f("proc_inode", "pid")?,
         pid_tasks: f("pid", "tasks")?,
         task_pid_links: f("task_struct", "pid_links")?,
+        task_flags: f("task_struct", "flags")?,
+        perf_event_attr: f("perf_event", "attr")?,
+        perf_event_hw: f("perf_event", "hw")?,
+        hw_perf_event_target: f("hw_perf_event", "target")?,
         magic: LAYOUT_MAGIC,
     })
 }

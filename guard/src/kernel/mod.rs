@@ -16,6 +16,7 @@
 //! so an error before that leaves the kernel exactly as it was.
 
 pub mod btf;
+pub mod doors;
 mod hotpath;
 pub mod pathcount;
 pub mod pins;
@@ -163,6 +164,8 @@ pub struct Kernel {
 pub struct Target {
     pub layout: KernelLayout,
     pub programs: preflight::Programs,
+    /// What is refused of kernel memory (`MAP_DOORS`).
+    pub doors: MemoryDoors,
 }
 
 impl Target {
@@ -184,7 +187,7 @@ impl Target {
         })?;
         let layout =
             btf::kernel_layout(btf).context("this kernel's structs lack a field guard reads")?;
-        Ok(Self { layout, programs })
+        Ok(Self { layout, programs, doors: doors::doors(btf)? })
     }
 
     /// The fingerprint of the eBPF object, the layout it is loaded with and
@@ -264,6 +267,8 @@ impl Kernel {
         let events = Some(RingBuf::try_from(take(MAP_EVENTS)?)?);
         let bursts = Some(HashMap::try_from(take(MAP_BURSTS)?)?);
         maps.probe_inode_storage()?;
+        let mut doors: Array<MapData, MemoryDoors> = Array::try_from(take(MAP_DOORS)?)?;
+        doors.set(0, target.doors, 0).map_err(|e| anyhow!(e)).context("writing DOORS")?;
         Ok(Self {
             ebpf: Some(ebpf),
             maps,

@@ -116,7 +116,7 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
 /// Each hook guard attaches to, and the promise it keeps. The shapes of
 /// the hook that guard has a program for are in
 /// `guard_common::PROGRAM_VARIANTS`.
-pub const HOOKS: [(&str, &str); 20] = [
+pub const HOOKS: [(&str, &str); 27] = [
     ("bprm_check_security", "a traced process cannot run guard's or systemd's binary and so take their trust; a unit's own program is never systemd's setup"),
     ("task_fix_setuid", "\"the unit's own user\" (@unit, DynamicUser=) is the UID systemd switched the unit to"),
     ("file_open", "a protected file opens only for its unit and allowed UIDs"),
@@ -137,6 +137,13 @@ pub const HOOKS: [(&str, &str); 20] = [
     ("sb_alloc_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
     ("sb_free_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
     ("move_mount", "a refreshed set of credentials belongs to its unit; a set with a file guard could not protect is never attached"),
+    ("locked_down", "kernel memory (/proc/kcore, kprobes, BPF and perf kernel reads, tracefs, debugfs, hibernation) and the integrity routes to it (unsigned modules, kexec, /dev/mem, MSR, PCI, ACPI tables) are refused to all but guard"),
+    ("kernel_read_file", "no kexec image is loaded while guard protects anything"),
+    ("cred_prepare", "a protected unit's process never dumps core, whatever crashes it and wherever core_pattern points"),
+    ("task_kill", "nobody outside a unit but systemd sends its processes a signal that dumps core"),
+    ("file_send_sigiotask", "no F_SETOWN/F_SETSIG signal that dumps core reaches a protected unit's process"),
+    ("task_setrlimit", "nobody outside a unit changes its processes' resource limits"),
+    ("perf_event_alloc", "no perf event samples a protected unit's processes (or systemd's, or guard's) for an outsider, nor user memory CPU-wide"),
 ];
 
 /// The promise the enforcing program on `hook` keeps.
@@ -268,8 +275,10 @@ pub fn hardening_gaps() -> Vec<String> {
     let mut gaps = Vec::new();
     match read("/sys/kernel/security/lockdown") {
         Some(l) if l.contains("[none]") => gaps.push(
-            "kernel lockdown is off: root can load unsigned modules, use kexec or /dev/mem, each of which can remove \
-             guard. Boot with `lockdown=integrity` (and Secure Boot) to close them"
+            "kernel lockdown is off. While it protects anything, guard itself refuses every lockdown reason but \
+             LOCKDOWN_XFRM_SECRET to everyone but guard (/proc/kcore, kprobes and BPF kernel reads, perf, tracefs, \
+             debugfs, unsigned modules, kexec, /dev/mem, MSR, PCI, ACPI tables, hibernation); what no hook sees \
+             (a reboot into another command line, firmware) needs Secure Boot and `lockdown=integrity`"
                 .to_string(),
         ),
         None => gaps.push("cannot read /sys/kernel/security/lockdown: lockdown state unknown".to_string()),
@@ -279,6 +288,14 @@ pub fn hardening_gaps() -> Vec<String> {
         gaps.push(
             "kernel module loading is enabled: a module loaded by root runs below guard. Set \
              `kernel.modules_disabled=1` once boot has loaded what it needs, or rely on lockdown with module signing"
+                .to_string(),
+        );
+    }
+    if read("/sys/kernel/kexec_crash_loaded").as_deref() == Some("1") {
+        gaps.push(
+            "a crash kernel is loaded (kdump): after a panic, which root can cause, it reads all of memory, the \
+             units' secrets included. guard refuses new kexec loads while it protects anything, not one already \
+             loaded: unload it with `kexec -p -u` (or drop crashkernel= from the kernel command line)"
                 .to_string(),
         );
     }
