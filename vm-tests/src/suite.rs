@@ -529,7 +529,8 @@ fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
     std::fs::create_dir_all("/tmp/cores").map_err(|e| e.to_string())?;
     chmod("/tmp/cores", 0o1777);
     std::fs::write("/proc/sys/kernel/core_pattern", CORE_PATTERN).map_err(|e| format!("core_pattern: {e}"))?;
-    let child = std::process::Command::new(UNIT_APP)
+    // (The harness joins the unit, as systemd's stand-in may.)
+    let child = std::process::Command::new(SELF)
         .args(["probe", "--cgroup", cgroup, "--uid", &SVC.to_string(), "crash"])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -546,7 +547,7 @@ fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
 /// one. Every door refused to root outside, each with a record; what
 /// stays open stays open.
 fn memory_doors() -> Outcome {
-    let hold = background(UNIT, SVC, "exec", &[UNIT_APP, "probe", "hold", KEY]);
+    let hold = background_in_unit(UNIT, SVC, "hold", &[KEY]);
     let (pid, _) = hold_target(&hold);
     let mut said = Vec::new();
     // Kernel memory: /proc/kcore (LOCKDOWN_KCORE), a tamper record.

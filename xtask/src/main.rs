@@ -920,6 +920,42 @@ const MUTANTS: &[Mutant] = &[
         to: "    if true || !unsafe { is_memory_file(dentry) } {",
         caught_by: &["12-memory-read-of-unit-denied"],
     },
+    // Issue 18: the memory doors.
+    Mutant {
+        name: "lockdown-reasons-open",
+        file: "guard-ebpf/src/memory.rs",
+        from: "    if doors.lockdown_refused & bit == 0 {",
+        to: "    if true || doors.lockdown_refused & bit == 0 {",
+        caught_by: &["25-memory-doors-closed"],
+    },
+    Mutant {
+        name: "foreign-bpf-loads-allowed",
+        file: "guard-ebpf/src/self_protect.rs",
+        from: "unsafe fn on_prog_load(prog_type: u32) -> i32 {\n    if active_gen() == 0 {",
+        to: "unsafe fn on_prog_load(prog_type: u32) -> i32 {\n    if true || active_gen() == 0 {",
+        caught_by: &["25-memory-doors-closed"],
+    },
+    Mutant {
+        name: "perf-open-to-outsiders",
+        file: "guard-ebpf/src/memory.rs",
+        from: "    if trust == TRUST_GUARD || trust == TRUST_BPF_TOOL || trust == TRUST_SYSTEMD {\n        return 0;\n    }\n    let target",
+        to: "    if true || trust == TRUST_GUARD || trust == TRUST_BPF_TOOL || trust == TRUST_SYSTEMD {\n        return 0;\n    }\n    let target",
+        caught_by: &["25-memory-doors-closed"],
+    },
+    Mutant {
+        name: "unit-cores-dumped",
+        file: "guard-ebpf/src/memory.rs",
+        from: "    if flags & PF_SIGNALED == 0 {",
+        to: "    if true || flags & PF_SIGNALED == 0 {",
+        caught_by: &["25-memory-doors-closed"],
+    },
+    Mutant {
+        name: "dumping-signals-allowed",
+        file: "guard-ebpf/src/memory.rs",
+        from: "pub unsafe fn on_task_kill(target: *const u8, sig: u32) -> i32 {\n    if sig >= 64",
+        to: "pub unsafe fn on_task_kill(target: *const u8, sig: u32) -> i32 {\n    if true || sig >= 64",
+        caught_by: &["25-memory-doors-closed"],
+    },
     // Issue 8: systemd's lifecycle (caught by the systemd suite).
     Mutant {
         name: "credentials-tagged-late",
@@ -1016,6 +1052,10 @@ fn mutant_scenarios(chosen: &[&Mutant]) -> String {
     ];
     for m in chosen {
         for c in m.caught_by {
+            // 25 uses the allowed BPF tool the agent of 23 trusts.
+            if *c == "25-memory-doors-closed" && !names.contains(&"23-upgrade-replaces-instance-with-no-gap") {
+                names.push("23-upgrade-replaces-instance-with-no-gap");
+            }
             if !names.contains(c) {
                 names.push(c);
             }
