@@ -17,6 +17,7 @@ mod from_unit;
 mod kernel;
 mod policy;
 mod run;
+mod suggest;
 mod units;
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -142,6 +143,13 @@ enum PolicyCmd {
     /// `guard check` (exit 2 and nothing written if not); stdout unless
     /// --output.
     FromUnit(from_unit::FromUnitArgs),
+    /// Suggest the policy change that would allow what guard recorded
+    /// (audit or enforce records, from the journal or --events-file):
+    /// openers grouped by executable, unit and UID, with counts and times;
+    /// what looks like an attack (root shells, processes outside any unit,
+    /// tamper records) is flagged and left out. Prints a commented policy
+    /// (or --diff) that passes `guard check`; never applies it.
+    Suggest(suggest::SuggestArgs),
 }
 
 /// Exit codes, documented in the README.
@@ -158,6 +166,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { path, passwd } => check(&path, &passwd),
         Command::Policy { cmd: PolicyCmd::FromUnit(args) } => from_unit::main(args),
+        Command::Policy { cmd: PolicyCmd::Suggest(args) } => suggest::main(args),
         Command::Run(args) => run::main(args),
         Command::Events { follow: _, socket, unit, decision, json, human } => {
             use feed::events::{Filter, Format, View};
