@@ -16,6 +16,7 @@ mod feed;
 mod from_unit;
 mod kernel;
 mod policy;
+mod protected;
 mod run;
 mod suggest;
 mod units;
@@ -71,6 +72,10 @@ enum Command {
         pin_root: PathBuf,
         #[arg(long, default_value = "/sys/fs/cgroup")]
         cgroup_root: PathBuf,
+        /// The policy directory in force: protected files are counted under
+        /// its paths (and each unit's /run/credentials/<unit>/).
+        #[arg(long, default_value = "/etc/guard/policies")]
+        policy_dir: PathBuf,
     },
     /// Stop enforcing: remove guard's pinned programs and maps (root, with
     /// the guard binary the instance trusts). Recorded on the feed.
@@ -191,7 +196,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::BenchPeers(args) => bench_peers::main(args),
         Command::BenchWorker(args) => bench_peers::worker(args),
-        Command::Status { json, pin_root, cgroup_root } => admin::status(&pin_root, &cgroup_root, json),
+        Command::Status { json, pin_root, cgroup_root, policy_dir } => admin::status(&pin_root, &cgroup_root, &policy_dir, json),
         Command::Unload { pin_root, pid_file } => admin::unload(&pin_root, &pid_file),
         Command::Reload { pid_file, timeout } => admin::reload(&pid_file, std::time::Duration::from_secs(timeout)),
     }
