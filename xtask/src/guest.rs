@@ -191,6 +191,21 @@ ExecStart=/bin/sh -c 'if cat \"$CREDENTIALS_DIRECTORY/plain\" >/dev/null; then e
 WantedBy=multi-user.target
 ";
 
+/// A service rolled out with a policy in audit mode (`guard policy
+/// suggest`): DynamicUser=, and a helper run as root in the unit
+/// (ExecStartPre=+). Not enabled: the systemd suite starts it.
+const ROLLOUT_UNIT: &str = "[Unit]
+Description=seed setup: a service rolled out in audit mode
+After=guard.service
+
+[Service]
+DynamicUser=yes
+RuntimeDirectory=rollout
+RuntimeDirectoryPreserve=yes
+ExecStartPre=+/usr/bin/head -c 1 /etc/rollout/secret
+ExecStart=/bin/sh -c 'if cat /etc/rollout/secret >/dev/null; then echo read-ok; else echo read-FAIL; fi >> /run/rollout/start.log 2>&1; exec sleep infinity'
+";
+
 fn test_unit(command: &str) -> String {
     format!(
         "[Unit]
@@ -301,6 +316,9 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
                 ir.dir(&format!("/etc/{twin}"), 0o755);
                 ir.file_bytes(&format!("/etc/{twin}/secret"), format!("{twin}-file-secret").into_bytes(), 0o644);
             }
+            ir.dir("/etc/rollout", 0o755);
+            ir.file_bytes("/etc/rollout/secret", b"rollout-secret".to_vec(), 0o644);
+            ir.file_bytes("/etc/systemd/system/rollout.service", ROLLOUT_UNIT.as_bytes().to_vec(), 0o644);
             ir.dir("/etc/guard", 0o755);
             ir.dir("/etc/guard/policies", 0o755);
             for dir in [policies, test_policies] {

@@ -100,10 +100,10 @@ fn flag_of(s: &Seen) -> Option<Flag> {
         Some(Flag::Tamper)
     } else if s.opener_unit.is_empty() {
         Some(Flag::OutsideAnyUnit)
-    } else if s.opener_unit != s.unit {
-        Some(Flag::OtherUnit)
     } else if is_root_shell(s) {
         Some(Flag::RootShell)
+    } else if s.opener_unit != s.unit {
+        Some(Flag::OtherUnit)
     } else {
         None
     }
