@@ -250,6 +250,7 @@ async fn serve(
     ));
 
     // This start's admin records go out before readiness is told.
+    hub.stats.enforcing.store(1, std::sync::atomic::Ordering::Relaxed);
     hub.publish_admin(&Admin::new("agent-started", &ours, &how));
     for r in &replaced {
         hub.publish_admin(&Admin::new("replaced", &ours, r));

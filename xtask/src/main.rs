@@ -261,7 +261,17 @@ fn promtool_on_scrape(log: &str, save_as: &Path) -> Result<String> {
     std::fs::write(save_as, &text)?;
     let promtool = promtool::ensure_promtool(&root().join("target/tools/prometheus"))?;
     promtool::check_metrics(&promtool, &text)?;
-    Ok(format!("promtool check metrics: {} ({} lines) passes", save_as.display(), text.lines().count()))
+    // The shipped alerting rules: their fixtures, and every metric they
+    // name present in this real scrape.
+    let dir = root().join("guard/prometheus");
+    let tested = promtool::test_rules(&promtool, &dir.join("guard-alerts.yml"), &dir.join("guard-alerts.test.yml"))?;
+    let rules = std::fs::read_to_string(dir.join("guard-alerts.yml"))?;
+    let refs = promtool::rules_against_scrape(&rules, &text)?;
+    Ok(format!(
+        "promtool check metrics: {} ({} lines) passes; {tested}; the rules' {refs} metric references all in the scrape",
+        save_as.display(),
+        text.lines().count()
+    ))
 }
 
 /// The Debian release whose systemd runs the peer benchmark on every kernel:
