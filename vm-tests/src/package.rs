@@ -102,6 +102,9 @@ fn install() -> Result<String, String> {
         "/usr/share/fish/vendor_completions.d/guard.fish",
         "/etc/guard/policies/README.md",
         "/etc/guard/policies/examples/myapp.toml",
+        "/usr/share/man/man1/guard-policy-suggest.1.gz",
+        "/usr/share/guard/prometheus/guard-alerts.yml",
+        "/usr/share/guard/prometheus/guard-alerts.test.yml",
     ] {
         if !std::path::Path::new(f).is_file() {
             return Err(format!("the package did not install {f}"));
@@ -228,6 +231,145 @@ fn journal_denial() -> Result<String, String> {
         return Err("`journalctl -u guard.service` does not show the denial".into());
     }
     Ok(format!("pid {} refused (EACCES); one journal entry with MESSAGE_ID={MSG_DENIED}, {} fields checked", p.pid, want.len()))
+}
+
+const REMOTE_JOURNAL: &str = "/var/lib/guard-remote/all.journal";
+const REMOTE_URL: &str = "http://127.0.0.1:19532";
+
+/// Entries of the forwarded copy (systemd-journal-remote's output file).
+fn remote(matches: &[&str]) -> Vec<serde_json::Value> {
+    let file = format!("--file={REMOTE_JOURNAL}");
+    let mut args = vec![file.as_str()];
+    args.extend_from_slice(matches);
+    journal(&args)
+}
+
+/// A transient unit running one of systemd's journal tools.
+fn start_tool(unit: &str, args: &[&str]) -> Result<(), String> {
+    let mut a = vec!["--unit", unit, "--collect"];
+    a.extend_from_slice(args);
+    must("systemd-run", &a).map(|_| ())
+}
+
+/// An entry's fields a forwarder must keep: `MESSAGE_ID`, `PRIORITY` and
+/// every `GUARD_*` field, as journalctl printed them (strings, or arrays of
+/// bytes for values that are not printable UTF-8).
+fn carried(e: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    e.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("GUARD_") || *k == "MESSAGE_ID" || *k == "PRIORITY" || *k == "MESSAGE")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The journal forwarded as a fleet would: systemd-journal-upload to
+/// systemd-journal-remote (on the same machine). A denial by an opener
+/// with a long path of odd bytes, a tamper attempt and an admin record
+/// arrive with every field and MESSAGE_ID unchanged; the uploader restarts
+/// (its cursor in --save-state) without a gap or a duplicate.
+fn journal_forwarding() -> Result<String, String> {
+    let upload = "/usr/lib/systemd/systemd-journal-upload";
+    let remote_bin = "/usr/lib/systemd/systemd-journal-remote";
+    for b in [upload, remote_bin] {
+        if !std::path::Path::new(b).exists() {
+            return Err(format!("{b} missing: the image needs Debian's systemd-journal-remote package"));
+        }
+    }
+    std::fs::create_dir_all("/var/lib/guard-remote").map_err(|e| e.to_string())?;
+    std::fs::create_dir_all("/var/lib/guard-upload").map_err(|e| e.to_string())?;
+    start_tool("guard-remote", &[remote_bin, "--listen-http=127.0.0.1:19532", "--split-mode=none", &format!("--output={REMOTE_JOURNAL}")])?;
+    wait_for("journal-remote to listen", Duration::from_secs(20), || std::net::TcpStream::connect("127.0.0.1:19532").is_ok())?;
+    let uploader = [upload, "--url", REMOTE_URL, "--save-state=/var/lib/guard-upload/state"];
+    start_tool("guard-upload", &uploader)?;
+
+    // A denial by an executable with a long path holding odd bytes
+    // (control characters, quotes, non-ASCII: journald keeps a value with
+    // control characters as bytes, journalctl -o json prints it as an array).
+    let deep = format!("/tmp/{}", ["fleet-path-segment-of-some-length"; 8].join("/"));
+    std::fs::create_dir_all(&deep).map_err(|e| e.to_string())?;
+    let exe = format!("{deep}/odd\x01name-\u{e9}-\"quoted\"\ttab");
+    std::fs::copy("/usr/bin/vm-tests", &exe).map_err(|e| format!("copying the prober to {exe}: {e}"))?;
+    // Seen running first, so that guard names the short-lived opener's
+    // executable (as in journal-denial-fields).
+    let warm = background_bin(&exe, OUTSIDE, ROOT, "hammer", &[CRED, "/tmp/odd.stop"]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write("/tmp/odd.stop", b"").map_err(|e| e.to_string())?;
+    let _ = warm.finish();
+    let p = probe_bin(&exe, OUTSIDE, ROOT, "open", &[CRED]);
+    if p.errno != Some(libc::EACCES) {
+        return Err(format!("the odd-named opener: {} (expected EACCES)", p.describe()));
+    }
+    let denial = [format!("MESSAGE_ID={MSG_DENIED}"), format!("GUARD_PID={}", p.pid)];
+    // A tamper attempt: root reading the agent's environment.
+    let agent = show("guard.service", "MainPID");
+    let t = probe(OUTSIDE, ROOT, "open", &[&format!("/proc/{agent}/environ")]);
+    if t.errno.is_none() {
+        return Err(format!("root reading the agent's environment: {}", t.describe()));
+    }
+    let tamper = [format!("MESSAGE_ID={MSG_TAMPER}"), format!("GUARD_PID={}", t.pid)];
+    // An admin record.
+    must(BIN, &["reload"])?;
+    let admin = [format!("MESSAGE_ID={MSG_ADMIN}"), "GUARD_ACTION=reloaded".to_string()];
+    let refs = |m: &[String; 2]| -> Vec<String> { m.to_vec() };
+    let mut checked = Vec::new();
+    for (what, m) in [("denial", refs(&denial)), ("tamper", refs(&tamper)), ("admin", refs(&admin))] {
+        let args: Vec<&str> = m.iter().map(String::as_str).collect();
+        let mut local = Vec::new();
+        wait_for(&format!("the {what} entry in the local journal"), Duration::from_secs(20), || {
+            local = journal(&args);
+            !local.is_empty()
+        })?;
+        let want = carried(local.last().unwrap());
+        let mut got = Vec::new();
+        wait_for(&format!("the {what} entry forwarded"), Duration::from_secs(30), || {
+            got = remote(&args);
+            got.len() >= local.len()
+        })
+        .map_err(|e| format!("{e}: local {local:?}"))?;
+        if got.len() != local.len() {
+            return Err(format!("{what}: {} local entries, {} forwarded", local.len(), got.len()));
+        }
+        let have = carried(got.last().unwrap());
+        if have != want {
+            return Err(format!("{what}: the forwarded entry differs:\n local  {want:?}\n remote {have:?}"));
+        }
+        if want.keys().filter(|k| k.starts_with("GUARD_")).count() < 3 {
+            return Err(format!("{what}: too few GUARD_ fields: {want:?}"));
+        }
+        checked.push(format!("{what} ({} fields)", want.len()));
+    }
+    let exe_field = journal(&denial.iter().map(String::as_str).collect::<Vec<_>>()).last().map(|e| e["GUARD_EXE"].clone()).unwrap_or_default();
+
+    // The uploader restarts: nothing missed, nothing twice.
+    let count = |v: &[&str]| remote(v).len();
+    must("systemctl", &["stop", "guard-upload.service"])?;
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        let q = probe(OUTSIDE, ROOT, "open", &[CRED]);
+        during.push(format!("GUARD_PID={}", q.pid));
+    }
+    start_tool("guard-upload", &uploader)?;
+    let id = format!("MESSAGE_ID={MSG_DENIED}");
+    for pid in &during {
+        wait_for("a denial made while the uploader was down, forwarded", Duration::from_secs(30), || count(&[&id, pid]) >= 1)?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let local_all = journal(&[&id]).len();
+    let remote_all = count(&[&id]);
+    if local_all != remote_all {
+        return Err(format!("after the uploader's restart: {local_all} denial entries here, {remote_all} forwarded (a gap or a duplicate)"));
+    }
+    for pid in &during {
+        if count(&[&id, pid]) != 1 {
+            return Err(format!("{pid}: {} forwarded copies after the uploader's restart", count(&[&id, pid])));
+        }
+    }
+    let _ = must("systemctl", &["stop", "guard-upload.service", "guard-remote.service"]);
+    Ok(format!(
+        "{} arrived unchanged (GUARD_EXE {exe_field}); uploader restarted: {local_all} denial entries here, {remote_all} forwarded, each once",
+        checked.join(", ")
+    ))
 }
 
 /// The metrics endpoint of the shipped unit, printed for promtool (xtask).
@@ -441,11 +583,12 @@ pub fn main() -> i32 {
         return 1;
     }
     type Step = (&'static str, fn() -> Result<String, String>);
-    let steps: [Step; 11] = [
+    let steps: [Step; 12] = [
         ("install-enforces-nothing", install),
         ("from-unit-real-systemd", from_unit),
         ("start-ready-after-hooks", start_and_readiness),
         ("journal-denial-fields", journal_denial),
+        ("journal-forwarded-unchanged", journal_forwarding),
         ("metrics-scrape", metrics),
         ("unit-restart-sandboxed-agent", unit_restart),
         ("reload", reload),
