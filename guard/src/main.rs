@@ -12,6 +12,7 @@ mod bench;
 mod bench_peers;
 mod cli_docs;
 mod enforce;
+mod exposure;
 mod feed;
 mod from_unit;
 mod kernel;
@@ -207,6 +208,9 @@ fn check(path: &std::path::Path, passwd: &std::path::Path) -> ExitCode {
         Ok(set) => {
             for w in &set.warnings {
                 eprintln!("{w}");
+            }
+            for w in exposure::for_policies(&set.policies) {
+                eprintln!("warning: {w}");
             }
             println!(
                 "ok: {} policies, {} paths ({} not present yet)",

@@ -118,6 +118,14 @@ pub fn main(args: RunArgs) -> ExitCode {
     for w in &set.warnings {
         eprintln!("{w}");
     }
+    // Secrets already out (SetCredential=, Environment=): asked of systemd
+    // on the side, so that a slow D-Bus never delays enforcement.
+    let policies = set.policies.clone();
+    std::thread::spawn(move || {
+        for w in crate::exposure::for_policies(&policies) {
+            eprintln!("warning: {w}");
+        }
+    });
     // 2. Kernel features.
     let sys = preflight::SysPaths { cgroup_root: args.cgroup_root.clone(), ..Default::default() };
     if let Err(missing) = preflight::check(&sys) {
