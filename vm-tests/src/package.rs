@@ -372,6 +372,74 @@ fn journal_forwarding() -> Result<String, String> {
     ))
 }
 
+const FLOOD_DROPIN: &str = "/etc/systemd/system/guard.service.d/journal-flood.conf";
+/// journald's limit for guard.service during the flood (entries per 30 s).
+const FLOOD_BURST: u32 = 100;
+const FLOOD_OPENERS: u32 = 300;
+
+fn restart_guard() -> Result<(), String> {
+    must("systemctl", &["daemon-reload"])?;
+    must("systemctl", &["restart", "guard.service"])?;
+    wait_for("guard.service to enforce again", Duration::from_secs(60), || probe(OUTSIDE, ROOT, "open", &[CRED]).denied()).map(|_| ())
+}
+
+/// A denial flood past journald's rate limit: guard.service gets a low
+/// `LogRateLimitBurst=` and guard the same figure (`--journal-rate-burst`);
+/// 300 openers are refused. Every record is either in the journal or
+/// withheld by guard (counted, told in gap entries); journald suppresses
+/// nothing of guard's.
+fn journal_flood() -> Result<String, String> {
+    std::fs::create_dir_all("/etc/systemd/system/guard.service.d").map_err(|e| e.to_string())?;
+    std::fs::write(
+        FLOOD_DROPIN,
+        format!(
+            "[Service]\nLogRateLimitIntervalSec=30s\nLogRateLimitBurst={FLOOD_BURST}\nExecStart=\nExecStart={BIN} run --policy-dir /etc/guard/policies --metrics 127.0.0.1:9464 --journal-rate-burst {FLOOD_BURST} --journal-rate-interval 30\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    restart_guard()?;
+    let invocation = format!("_SYSTEMD_INVOCATION_ID={}", show("guard.service", "InvocationID"));
+    let t = Instant::now();
+    must("/bin/sh", &["-c", &format!("for i in $(seq {FLOOD_OPENERS}); do cat {CRED} 2>/dev/null; done; true")])?;
+    let flood_secs = t.elapsed().as_secs_f64();
+    let denied_id = format!("MESSAGE_ID={MSG_DENIED}");
+    let gap_id = "MESSAGE_ID=fa2b2e0f55084c41a7cc5e3d688b548c";
+    let (mut journaled, mut withheld, mut missed, mut told) = (0u64, 0u64, 0u64, 0u64);
+    let settle = wait_for("every flood record journaled or withheld and told", Duration::from_secs(60), || {
+        journaled = journal(&[&denied_id, "GUARD_COMM=cat", &invocation]).len() as u64;
+        let m = scrape().unwrap_or_default();
+        withheld = metric(&m, "guard_journal_withheld_total").unwrap_or(0.0) as u64;
+        missed = metric(&m, "guard_journal_missed_total").unwrap_or(0.0) as u64;
+        told = journal(&[gap_id, &invocation])
+            .iter()
+            .filter(|e| e["GUARD_REASON"].as_str().is_some_and(|r| r.contains("journald's rate limit")))
+            .filter_map(|e| e["GUARD_MISSED"].as_str()?.parse::<u64>().ok())
+            .sum();
+        journaled + withheld + missed >= u64::from(FLOOD_OPENERS) && told == withheld
+    });
+    let suppressed: Vec<String> = journal(&["-u", "systemd-journald.service", "--since", "-5min"])
+        .iter()
+        .filter_map(|e| e["MESSAGE"].as_str().map(str::to_string))
+        .filter(|m| m.contains("Suppressed") && m.contains("guard.service"))
+        .collect();
+    let _ = std::fs::remove_file(FLOOD_DROPIN);
+    restart_guard()?;
+    settle.map_err(|e| format!("{e}: {journaled} journaled + {withheld} withheld + {missed} missed of {FLOOD_OPENERS}; gap entries told {told}"))?;
+    if journaled + withheld + missed != u64::from(FLOOD_OPENERS) {
+        return Err(format!("{journaled} journaled + {withheld} withheld + {missed} missed != {FLOOD_OPENERS} refused openers"));
+    }
+    if withheld == 0 {
+        return Err(format!("the flood of {FLOOD_OPENERS} stayed under the budget ({journaled} journaled): it tests nothing"));
+    }
+    if !suppressed.is_empty() {
+        return Err(format!("journald suppressed guard's entries: {suppressed:?}"));
+    }
+    Ok(format!(
+        "{FLOOD_OPENERS} openers refused in {flood_secs:.1} s under LogRateLimitBurst={FLOOD_BURST}/30s: {journaled} journaled, {withheld} withheld by guard \
+         (guard_journal_withheld_total, told in gap entries: {told}), {missed} missed; journald suppressed nothing"
+    ))
+}
+
 /// The metrics endpoint of the shipped unit, printed for promtool (xtask).
 fn metrics() -> Result<String, String> {
     let body = scrape().map_err(|e| format!("GET {METRICS}/metrics: {e}"))?;
@@ -583,12 +651,13 @@ pub fn main() -> i32 {
         return 1;
     }
     type Step = (&'static str, fn() -> Result<String, String>);
-    let steps: [Step; 12] = [
+    let steps: [Step; 13] = [
         ("install-enforces-nothing", install),
         ("from-unit-real-systemd", from_unit),
         ("start-ready-after-hooks", start_and_readiness),
         ("journal-denial-fields", journal_denial),
         ("journal-forwarded-unchanged", journal_forwarding),
+        ("journal-flood-counted", journal_flood),
         ("metrics-scrape", metrics),
         ("unit-restart-sandboxed-agent", unit_restart),
         ("reload", reload),

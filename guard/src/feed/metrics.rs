@@ -96,6 +96,7 @@ pub struct FeedCounts {
     pub journal_missed: u64,
     pub journal_errors: u64,
     pub journal_skipped: u64,
+    pub journal_withheld: u64,
 }
 
 impl FeedCounts {
@@ -118,6 +119,7 @@ impl FeedCounts {
             journal_missed: get(&s.journal_missed),
             journal_errors: get(&s.journal_errors),
             journal_skipped: get(&s.journal_skipped),
+            journal_withheld: get(&s.journal_withheld),
         }
     }
 }
@@ -221,6 +223,12 @@ pub fn text(s: &Scrape) -> String {
             "Refused lookups of guard's process by journald itself, kept out of the journal (each entry would cause another).",
             f.journal_skipped,
         ),
+        (
+            "guard_journal_withheld_total",
+            "counter",
+            "Records kept out of the journal to stay under journald's rate limit (told in a gap entry; still in the JSON feed and these metrics).",
+            f.journal_withheld,
+        ),
     ];
     for (name, kind, help, v) in simple {
         family(name, kind, help, &mut std::iter::once((String::new(), v.to_string())));
@@ -276,6 +284,7 @@ mod tests {
                 journal_missed: 14,
                 journal_errors: 15,
                 journal_skipped: 16,
+                journal_withheld: 17,
             },
             enforcing: 1,
             admin: [("reloaded", 2), ("reload-failed", 1)].into_iter().collect(),
@@ -287,7 +296,7 @@ mod tests {
         let text = text(&sample());
         println!("{text}");
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), 22, "{families:?}");
+        assert_eq!(families.len(), 23, "{families:?}");
         for family in families {
             let (name, kind) = family.split_once(' ').unwrap();
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP");

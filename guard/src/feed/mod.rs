@@ -71,6 +71,9 @@ pub struct FeedStats {
     pub journal_missed: AtomicU64,
     pub journal_errors: AtomicU64,
     pub journal_skipped: AtomicU64,
+    /// Records kept out of the journal to stay under journald's rate limit
+    /// (told in a gap entry as soon as the budget allows).
+    pub journal_withheld: AtomicU64,
     /// (policy, unit, decision) -> decisions the feed's records stand for.
     pub by_policy: Mutex<BTreeMap<(String, String, &'static str), u64>>,
     /// 1 while the instance this agent serves is pinned and attached (the
