@@ -193,8 +193,9 @@ fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
         );
         for p in i["policies"].as_array().into_iter().flatten() {
             let files = format!(
-                "{} protected files{}{}",
+                "{} protected file{}{}{}",
                 p["protected_files"],
+                if p["protected_files"] == 1 { "" } else { "s" },
                 match p["protected_files_evicted"].as_u64() {
                     Some(n) if n > 0 => format!(" ({n} evicted from the cache, rules kept)"),
                     _ => String::new(),

@@ -1,6 +1,7 @@
 //! Scenarios against a real systemd booted in the VM (Debian bookworm's 252
 //! on 6.1, trixie's 257 on 6.12): `demo.service` gets a credential with
-//! `SetCredential=`, systemd mounts it under /run/credentials/demo.service,
+//! `LoadCredential=` from /etc/credstore/demo-api-token (in its policy's
+//! `setup_only`), systemd mounts it under /run/credentials/demo.service,
 //! and `guard.service` protects it. `vm-tests demo` narrates the same steps
 //! that `vm-tests systemd` asserts.
 //!
@@ -686,22 +687,25 @@ fn status_counts_credentials() -> Result<String, String> {
     if creds == 0 {
         return Err("demo.service has no credential files".into());
     }
+    // Its credential's source (setup_only) is one more protected file.
+    let creds = creds + u64::from(std::path::Path::new(DEMO_SOURCE).exists());
+    refused("root outside the unit", OUTSIDE, ROOT, DEMO_SOURCE)?;
     let count = |when: &str| -> Result<u64, String> {
         let p = policy_status("demo.service")?;
         let n = p["protected_files"].as_u64().ok_or_else(|| format!("{when}: no protected_files in {p}"))?;
         if n != creds {
-            return Err(format!("{when}: guard status counts {n} protected files of demo.service, /run/credentials/demo.service holds {creds}: {p}"));
+            return Err(format!("{when}: guard status counts {n} protected files of demo.service, /run/credentials/demo.service holds {creds} with the source: {p}"));
         }
         Ok(n)
     };
     count("at first")?;
     let (human, _) = guard_ok(&["status"])?;
     let demo_line = human.lines().find(|l| l.trim_start().starts_with("demo.service [")).unwrap_or("").trim().to_string();
-    if !demo_line.contains(&format!("{creds} protected files")) {
+    if !demo_line.contains(&format!("{creds} protected file")) {
         return Err(format!("the human status line does not count {creds} files: {demo_line}"));
     }
     let star = human.lines().find(|l| l.trim_start().starts_with("* (every unit)")).unwrap_or("").trim().to_string();
-    if !star.contains("only systemd's credential setup of any unit") || human.contains("closed to all") {
+    if !star.contains("only systemd's credential setup of any unit") || star.contains("not running") || human.lines().any(|l| l.trim_start().starts_with("* [")) {
         return Err(format!("the unit = \"*\" policy does not read as what it is:\n{human}"));
     }
     let host_key = policy_status("*")?["protected_files"].as_u64().unwrap_or(0);
@@ -717,6 +721,7 @@ fn status_counts_credentials() -> Result<String, String> {
     Ok(format!("{creds} credential file(s) of demo.service counted at first, after drop_caches and after an agent restart; {demo_line}; {star}"))
 }
 
+const DEMO_SOURCE: &str = "/etc/credstore/demo-api-token";
 const ROLLOUT_SECRET: &str = "/etc/rollout/secret";
 const ROLLOUT_POLICY: &str = "/etc/guard/policies/rollout.toml";
 const ROLLOUT_LOG: &str = "/run/rollout/start.log";
