@@ -991,6 +991,27 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["package-metrics-scrape"],
     },
     Mutant {
+        name: "status-counts-kernel-stats",
+        file: "guard/src/admin.rs",
+        from: "\"protected_files\": counted.files,",
+        to: "\"protected_files\": protected,",
+        caught_by: &["systemd-status-counts-credentials"],
+    },
+    Mutant {
+        name: "suggest-root-shell-not-flagged",
+        file: "guard/src/suggest/group.rs",
+        from: "} else if is_root_shell(s) {",
+        to: "} else if false && is_root_shell(s) {",
+        caught_by: &["systemd-suggest-audit-to-enforce"],
+    },
+    Mutant {
+        name: "journal-budget-off",
+        file: "guard/src/run.rs",
+        from: "let limit = (args.journal_rate_burst > 0).then(",
+        to: "let limit = (args.journal_rate_burst > u32::MAX).then(",
+        caught_by: &["package-journal-flood-counted"],
+    },
+    Mutant {
         name: "prerm-keeps-enforcing",
         file: "guard/debian/prerm",
         from: "if ! /usr/bin/guard unload; then",
