@@ -753,7 +753,7 @@ fn suggest_round_trip() -> Result<String, String> {
     if !p.ok() {
         return Err(format!("audit mode: root outside the unit was refused: {}", p.describe()));
     }
-    let shell = Command::new("/bin/sh").args(["-c", &format!("read x < {ROLLOUT_SECRET}")]).status().map_err(|e| e.to_string())?;
+    let shell = Command::new("/bin/sh").args(["-c", &format!(": < {ROLLOUT_SECRET}")]).status().map_err(|e| e.to_string())?;
     if !shell.success() {
         return Err("audit mode: a root shell could not read the secret".into());
     }
@@ -809,7 +809,7 @@ fn suggest_round_trip() -> Result<String, String> {
     allowed("rollout's root helper", &cg, ROOT, ROLLOUT_SECRET)?;
     refused("root outside the unit", OUTSIDE, ROOT, ROLLOUT_SECRET)?;
     refused("root outside any unit", HOST, ROOT, ROLLOUT_SECRET)?;
-    if Command::new("/bin/sh").args(["-c", &format!("read x < {ROLLOUT_SECRET}")]).status().map_err(|e| e.to_string())?.success() {
+    if Command::new("/bin/sh").args(["-c", &format!(": < {ROLLOUT_SECRET}")]).status().map_err(|e| e.to_string())?.success() {
         return Err("enforced: the root shell still reads the secret".into());
     }
     let (human, _) = guard_ok(&["status"])?;
