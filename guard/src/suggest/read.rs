@@ -165,7 +165,7 @@ pub fn from_journal(entry: &Value, origin: &str, line: usize) -> Result<Option<S
 /// journalctl's `--since`).
 pub fn journal(since: Option<&str>) -> Result<Vec<Seen>> {
     let mut cmd = Command::new("journalctl");
-    cmd.args(["--no-pager", "-o", "json"]);
+    cmd.args(["--no-pager", "--quiet", "-o", "json"]);
     if let Some(s) = since {
         cmd.args(["--since", s]);
     }
@@ -182,7 +182,8 @@ pub fn journal(since: Option<&str>) -> Result<Vec<Seen>> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut seen = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+        // ("-- No entries --" where a journalctl prints it despite --quiet.)
+        if line.trim().is_empty() || line.starts_with("-- ") {
             continue;
         }
         let v: Value = serde_json::from_str(line).with_context(|| format!("journalctl -o json: line {} is not JSON", i + 1))?;
