@@ -280,7 +280,10 @@ fn journal_forwarding() -> Result<String, String> {
     std::fs::create_dir_all("/var/lib/guard-upload").map_err(|e| e.to_string())?;
     start_tool("guard-remote", &[remote_bin, "--listen-http=127.0.0.1:19532", "--split-mode=none", &format!("--output={REMOTE_JOURNAL}")])?;
     wait_for("journal-remote to listen", Duration::from_secs(20), || std::net::TcpStream::connect("127.0.0.1:19532").is_ok())?;
-    let uploader = [upload, "--url", REMOTE_URL, "--save-state=/var/lib/guard-upload/state"];
+    let uploader = [upload, "--url", REMOTE_URL, "--save-state=/var/lib/guard-upload/state", "--follow"];
+    // Entries from here on are compared (where the uploader starts in the
+    // journal is its business).
+    let since = format!("--since=@{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     start_tool("guard-upload", &uploader)?;
 
     // A denial by an executable with a long path holding odd bytes
@@ -314,7 +317,7 @@ fn journal_forwarding() -> Result<String, String> {
     let refs = |m: &[String; 2]| -> Vec<String> { m.to_vec() };
     let mut checked = Vec::new();
     for (what, m) in [("denial", refs(&denial)), ("tamper", refs(&tamper)), ("admin", refs(&admin))] {
-        let args: Vec<&str> = m.iter().map(String::as_str).collect();
+        let args: Vec<&str> = std::iter::once(since.as_str()).chain(m.iter().map(String::as_str)).collect();
         let mut local = Vec::new();
         wait_for(&format!("the {what} entry in the local journal"), Duration::from_secs(20), || {
             local = journal(&args);
@@ -342,7 +345,11 @@ fn journal_forwarding() -> Result<String, String> {
     let exe_field = journal(&denial.iter().map(String::as_str).collect::<Vec<_>>()).last().map(|e| e["GUARD_EXE"].clone()).unwrap_or_default();
 
     // The uploader restarts: nothing missed, nothing twice.
-    let count = |v: &[&str]| remote(v).len();
+    let count = |v: &[&str]| {
+        let mut a = vec![since.as_str()];
+        a.extend_from_slice(v);
+        remote(&a).len()
+    };
     must("systemctl", &["stop", "guard-upload.service"])?;
     let mut during = Vec::new();
     for _ in 0..3 {
@@ -355,7 +362,7 @@ fn journal_forwarding() -> Result<String, String> {
         wait_for("a denial made while the uploader was down, forwarded", Duration::from_secs(30), || count(&[&id, pid]) >= 1)?;
     }
     std::thread::sleep(Duration::from_secs(1));
-    let local_all = journal(&[&id]).len();
+    let local_all = journal(&[&since, &id]).len();
     let remote_all = count(&[&id]);
     if local_all != remote_all {
         return Err(format!("after the uploader's restart: {local_all} denial entries here, {remote_all} forwarded (a gap or a duplicate)"));
