@@ -234,7 +234,8 @@ fn journal_denial() -> Result<String, String> {
 }
 
 const REMOTE_JOURNAL: &str = "/var/lib/guard-remote/all.journal";
-const REMOTE_URL: &str = "http://127.0.0.1:19532";
+/// Not journal-remote's own 19532: Debian's systemd-journal-remote.socket may hold it.
+const REMOTE_URL: &str = "http://127.0.0.1:19632";
 
 /// Entries of the forwarded copy (systemd-journal-remote's output file).
 fn remote(matches: &[&str]) -> Vec<serde_json::Value> {
@@ -278,8 +279,8 @@ fn journal_forwarding() -> Result<String, String> {
     }
     std::fs::create_dir_all("/var/lib/guard-remote").map_err(|e| e.to_string())?;
     std::fs::create_dir_all("/var/lib/guard-upload").map_err(|e| e.to_string())?;
-    start_tool("guard-remote", &[remote_bin, "--listen-http=127.0.0.1:19532", "--split-mode=none", &format!("--output={REMOTE_JOURNAL}")])?;
-    wait_for("journal-remote to listen", Duration::from_secs(20), || std::net::TcpStream::connect("127.0.0.1:19532").is_ok())?;
+    start_tool("guard-remote", &[remote_bin, "--listen-http=127.0.0.1:19632", "--split-mode=none", &format!("--output={REMOTE_JOURNAL}")])?;
+    wait_for("journal-remote to listen", Duration::from_secs(20), || std::net::TcpStream::connect("127.0.0.1:19632").is_ok())?;
     let uploader = [upload, "--url", REMOTE_URL, "--save-state=/var/lib/guard-upload/state", "--follow"];
     // Entries from here on are compared (where the uploader starts in the
     // journal is its business).
