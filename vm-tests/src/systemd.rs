@@ -688,6 +688,7 @@ fn status_counts_credentials() -> Result<String, String> {
         return Err("demo.service has no credential files".into());
     }
     // Its credential's source (setup_only) is one more protected file.
+    let in_creds_dir = creds;
     let creds = creds + u64::from(std::path::Path::new(DEMO_SOURCE).exists());
     refused("root outside the unit", OUTSIDE, ROOT, DEMO_SOURCE)?;
     let count = |when: &str| -> Result<u64, String> {
@@ -718,7 +719,10 @@ fn status_counts_credentials() -> Result<String, String> {
     systemctl(&["restart", "guard.service"])?;
     wait_for("guard.service to come back", Duration::from_secs(120), || std::path::Path::new("/tmp/guard.ready").exists())?;
     count("after the agent's restart")?;
-    Ok(format!("{creds} credential file(s) of demo.service counted at first, after drop_caches and after an agent restart; {demo_line}; {star}"))
+    Ok(format!(
+        "{creds} protected files of demo.service ({in_creds_dir} in /run/credentials/demo.service, tagged by the kernel, and the source {DEMO_SOURCE}) \
+         counted at first, after drop_caches and after an agent restart; {demo_line}; {star}"
+    ))
 }
 
 const DEMO_SOURCE: &str = "/etc/credstore/demo-api-token";
