@@ -821,5 +821,5 @@ fn suggest_round_trip() -> Result<String, String> {
     let _ = systemctl(&["stop", "rollout.service"]);
     let _ = std::fs::remove_file(ROLLOUT_POLICY);
     guard_reload()?;
-    Ok(format!("{}; suggested {allow}; enforced: the unit started and read (uid {uid} and root), root outside the unit, the root shell and root outside any unit refused; {line}", said.trim()))
+    Ok(format!("{}; suggested {allow}; enforced: the unit started and read (uid {uid} and root), root outside the unit, the root shell and root outside any unit refused; {line}", said.trim().replace('\n', "; ")))
 }
