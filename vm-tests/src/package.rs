@@ -345,12 +345,20 @@ fn journal_forwarding() -> Result<String, String> {
     }
     let exe_field = journal(&denial.iter().map(String::as_str).collect::<Vec<_>>()).last().map(|e| e["GUARD_EXE"].clone()).unwrap_or_default();
 
-    // The uploader restarts: nothing missed, nothing twice.
+    // The uploader restarts: nothing missed, nothing twice. It saves its
+    // cursor when a request completes; stopped in the middle of one, it
+    // sends that batch again (at least once). So it is stopped as an admin
+    // would, once caught up: its saved cursor is the newest entry's.
     let count = |v: &[&str]| {
         let mut a = vec![since.as_str()];
         a.extend_from_slice(v);
         remote(&a).len()
     };
+    let state = "/var/lib/guard-upload/state";
+    let saved = || std::fs::read_to_string(state).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("LAST_CURSOR=").map(str::to_string)));
+    let newest = || journal(&["-n", "1"]).last().and_then(|e| e["__CURSOR"].as_str().map(str::to_string));
+    let caught_up = wait_for("the uploader to catch up", Duration::from_secs(30), || saved().is_some() && saved() == newest())
+        .map_err(|e| format!("{e}: saved {:?}, newest {:?}", saved(), newest()))?;
     must("systemctl", &["stop", "guard-upload.service"])?;
     let mut during = Vec::new();
     for _ in 0..3 {
@@ -359,14 +367,25 @@ fn journal_forwarding() -> Result<String, String> {
     }
     start_tool("guard-upload", &uploader)?;
     let id = format!("MESSAGE_ID={MSG_DENIED}");
-    for pid in &during {
-        wait_for("a denial made while the uploader was down, forwarded", Duration::from_secs(30), || count(&[&id, pid]) >= 1)?;
-    }
+    let key = |e: &serde_json::Value| -> String {
+        ["GUARD_PID", "GUARD_TIME", "GUARD_INO", "GUARD_DECISION"].iter().map(|k| e[*k].to_string()).collect::<Vec<_>>().join("/")
+    };
+    let (mut local_keys, mut remote_keys) = (Vec::new(), Vec::new());
+    wait_for("every denial, those made while the uploader was down too, forwarded", Duration::from_secs(30), || {
+        local_keys = journal(&[&since, &id]).iter().map(key).collect();
+        remote_keys = remote(&[&since, &id]).iter().map(key).collect();
+        local_keys.iter().all(|k| remote_keys.contains(k))
+    })
+    .map_err(|e| format!("{e}: missing {:?}", local_keys.iter().filter(|k| !remote_keys.contains(k)).collect::<Vec<_>>()))?;
     std::thread::sleep(Duration::from_secs(1));
-    let local_all = journal(&[&since, &id]).len();
-    let remote_all = count(&[&id]);
-    if local_all != remote_all {
-        return Err(format!("after the uploader's restart: {local_all} denial entries here, {remote_all} forwarded (a gap or a duplicate)"));
+    let remote_keys: Vec<String> = remote(&[&since, &id]).iter().map(key).collect();
+    let twice: Vec<&String> = remote_keys.iter().enumerate().filter(|(i, k)| remote_keys[..*i].contains(k)).map(|(_, k)| k).collect();
+    if !twice.is_empty() || remote_keys.len() != local_keys.len() {
+        return Err(format!(
+            "after the uploader's restart: {} denial entries here, {} forwarded; forwarded twice: {twice:?}",
+            local_keys.len(),
+            remote_keys.len()
+        ));
     }
     for pid in &during {
         if count(&[&id, pid]) != 1 {
@@ -375,8 +394,12 @@ fn journal_forwarding() -> Result<String, String> {
     }
     let _ = must("systemctl", &["stop", "guard-upload.service", "guard-remote.service"]);
     Ok(format!(
-        "{} arrived unchanged (GUARD_EXE {exe_field}); uploader restarted: {local_all} denial entries here, {remote_all} forwarded, each once",
-        checked.join(", ")
+        "{} arrived unchanged (GUARD_EXE {exe_field}); uploader caught up in {} ms, stopped, 3 denials made, restarted: \
+         {} denial entries here, {} forwarded, each once",
+        checked.join(", "),
+        caught_up.as_millis(),
+        local_keys.len(),
+        remote_keys.len()
     ))
 }
 
