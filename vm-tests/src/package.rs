@@ -359,6 +359,8 @@ fn journal_forwarding() -> Result<String, String> {
     let newest = || journal(&["-n", "1"]).last().and_then(|e| e["__CURSOR"].as_str().map(str::to_string));
     let caught_up = wait_for("the uploader to catch up", Duration::from_secs(30), || saved().is_some() && saved() == newest())
         .map_err(|e| format!("{e}: saved {:?}, newest {:?}", saved(), newest()))?;
+    let state_at_stop = std::fs::read_to_string(state).unwrap_or_default();
+    let remote_at_stop: Vec<String> = remote(&[&since, &format!("MESSAGE_ID={MSG_DENIED}")]).iter().map(|e| e["GUARD_PID"].to_string()).collect();
     must("systemctl", &["stop", "guard-upload.service"])?;
     let mut during = Vec::new();
     for _ in 0..3 {
@@ -381,10 +383,17 @@ fn journal_forwarding() -> Result<String, String> {
     let remote_keys: Vec<String> = remote(&[&since, &id]).iter().map(key).collect();
     let twice: Vec<&String> = remote_keys.iter().enumerate().filter(|(i, k)| remote_keys[..*i].contains(k)).map(|(_, k)| k).collect();
     if !twice.is_empty() || remote_keys.len() != local_keys.len() {
+        let copies: Vec<String> = remote(&[&since, &id])
+            .iter()
+            .map(|e| format!("{} {} rt={} mono={} seq={}", e["GUARD_PID"], e["GUARD_TIME"], e["__REALTIME_TIMESTAMP"], e["__MONOTONIC_TIMESTAMP"], e["__SEQNUM"]))
+            .collect();
+        let (_, logs, _) = run("journalctl", &["--no-pager", "-q", "-u", "guard-upload.service", "-u", "guard-remote.service", "-n", "40"]);
         return Err(format!(
-            "after the uploader's restart: {} denial entries here, {} forwarded; forwarded twice: {twice:?}",
+            "after the uploader's restart: {} denial entries here, {} forwarded; forwarded twice: {twice:?}; forwarded before the stop: {remote_at_stop:?}; \
+             state at stop: {state_at_stop:?}, now: {:?}; forwarded entries: {copies:?}; logs:\n{logs}",
             local_keys.len(),
-            remote_keys.len()
+            remote_keys.len(),
+            std::fs::read_to_string(state).unwrap_or_default()
         ));
     }
     for pid in &during {
@@ -448,7 +457,8 @@ fn journal_flood() -> Result<String, String> {
             .sum();
         journaled + withheld + missed >= u64::from(FLOOD_OPENERS) && told == withheld
     });
-    let suppressed: Vec<String> = journal(&["-u", "systemd-journald.service", "--since", "-5min"])
+    // journald tells its suppressions in its own ("driver") entries.
+    let suppressed: Vec<String> = journal(&["_TRANSPORT=driver", "--since", "-5min"])
         .iter()
         .filter_map(|e| e["MESSAGE"].as_str().map(str::to_string))
         .filter(|m| m.contains("Suppressed") && m.contains("guard.service"))
