@@ -99,7 +99,7 @@ pub fn test_rules(promtool: &Path, rules: &Path, tests: &Path) -> Result<String>
     test.current_dir(tests.parent().context("test file directory")?);
     let tested = exec_output(&mut test).with_context(|| format!("`promtool test rules {}`", tests.display()))?;
     let rules_found = checked.lines().find(|l| l.contains("rules found")).unwrap_or("").trim().to_string();
-    Ok(format!("promtool check rules: {rules_found}; promtool test rules: {}", tested.lines().last().unwrap_or("").trim()))
+    Ok(format!("promtool check rules: {rules_found}; promtool test rules: {}", tested.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim()))
 }
 
 /// One metric reference of a rule expression: `name` and its exact
