@@ -3,8 +3,9 @@
 //! stop it.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::ExitCode,
 };
 
@@ -15,7 +16,7 @@ use serde_json::json;
 use crate::{
     feed::record::rfc3339,
     kernel::{pins, trust::Exe, Kernel},
-    units,
+    protected, units,
 };
 
 /// Who unloaded, for the agent's `unloaded` record.
@@ -26,9 +27,11 @@ fn cstr_field(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-/// Everything `guard status` reports about one instance.
-fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> {
+/// Everything `guard status` reports about one instance. `paths`: each
+/// unit's `protect` and `setup_only` paths, from the policy directory.
+fn instance_status(dir: &Path, cgroup_root: &Path, paths: &BTreeMap<String, Vec<PathBuf>>) -> Result<serde_json::Value> {
     let k = Kernel::adopt(dir).with_context(|| format!("reading instance {}", dir.display()))?;
+    let evicted_rules = protected::evicted_rules(&k);
     let st = k.maps.self_state.get(&0, 0)?;
     let counters = k.counters()?;
     let mut uids: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
@@ -46,10 +49,19 @@ fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> 
         let mut u = uids.remove(&id).unwrap_or_default();
         u.sort_unstable();
         let protected = (p.agent_tagged + s.inherited + s.credentials).saturating_sub(s.deleted);
+        let unit = cstr_field(&p.unit);
+        let roots = protected::roots(&unit, paths.get(&unit).map_or(&[][..], Vec::as_slice));
+        let counted = protected::count_in(&k, &roots, id, &evicted_rules);
         let owner = if p.flags & POLICY_F_UNIT_USER != 0 && p.cgroup_id != 0 { k.maps.unit_owners.get(&p.cgroup_id, 0).ok() } else { None };
         policies.push(json!({
             "policy_id": id,
-            "unit": cstr_field(&p.unit),
+            "unit": unit,
+            "any_unit": unit == "*",
+            "protected_files": counted.files,
+            "protected_directories": counted.directories,
+            "protected_files_evicted": counted.evicted,
+            "protected_walk_truncated": counted.truncated,
+            "protected_looked_up_under": roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>(),
             "unit_user": p.flags & POLICY_F_UNIT_USER != 0,
             "unit_uid_now": owner,
             "executables_bound": p.flags & POLICY_F_EXE_BOUND != 0,
@@ -111,12 +123,29 @@ fn instance_status(dir: &Path, cgroup_root: &Path) -> Result<serde_json::Value> 
     }))
 }
 
+/// Each unit's `protect` and `setup_only` paths in `policy_dir` (empty,
+/// with a warning, if it does not load: only credentials are counted then).
+fn policy_paths(policy_dir: &Path, passwd: &Path) -> BTreeMap<String, Vec<PathBuf>> {
+    match crate::policy::load(policy_dir, passwd) {
+        Ok(set) => set.policies.into_iter().map(|p| (p.unit, p.protect.into_iter().chain(p.setup_only).collect())).collect(),
+        Err(e) => {
+            eprintln!(
+                "warning: {}: policies do not load ({} error(s)); protected files are counted in credentials directories only (give --policy-dir)",
+                policy_dir.display(),
+                e.diagnostics.len()
+            );
+            BTreeMap::new()
+        }
+    }
+}
+
 /// `guard status`: exit 0 while an instance enforces, 4 when none does.
-pub fn status(root: &Path, cgroup_root: &Path, as_json: bool) -> ExitCode {
+pub fn status(root: &Path, cgroup_root: &Path, policy_dir: &Path, as_json: bool) -> ExitCode {
     let dirs = pins::instances(root);
+    let paths = if dirs.is_empty() { BTreeMap::new() } else { policy_paths(policy_dir, Path::new("/etc/passwd")) };
     let mut out = Vec::new();
     for d in &dirs {
-        match instance_status(d, cgroup_root) {
+        match instance_status(d, cgroup_root, &paths) {
             Ok(v) => out.push(v),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -163,23 +192,41 @@ fn human(instances: &[serde_json::Value], agent: Option<u32>) -> String {
             c["allowed"], c["denied"], c["audited"], c["tamper_denied"], c["events_sent"], c["dropped_ringbuf_full"], c["dropped_rate_limited"], c["internal_errors"], c["evicted_rule_lost"]
         );
         for p in i["policies"].as_array().into_iter().flatten() {
+            let files = format!(
+                "{} protected file{}{}{}",
+                p["protected_files"],
+                if p["protected_files"] == 1 { "" } else { "s" },
+                match p["protected_files_evicted"].as_u64() {
+                    Some(n) if n > 0 => format!(" ({n} evicted from the cache, rules kept)"),
+                    _ => String::new(),
+                },
+                if p["protected_walk_truncated"] == true { " (at least: the walk stopped)" } else { "" }
+            );
+            if p["any_unit"] == true {
+                let _ = writeln!(
+                    s,
+                    "  * (every unit) [{}]: only systemd's credential setup of any unit may open its setup_only files; {files}; allowed {} denied {}",
+                    p["mode"].as_str().unwrap_or(""),
+                    p["allowed"],
+                    p["denied"],
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
-                "  {} [{}]: {}; uids {}; {} protected inodes ({} evicted from cache, rules kept); allowed {} denied {} joins refused {}",
+                "  {} [{}]: {}; uids {}; {files}; allowed {} denied {} joins refused {}",
                 p["unit"].as_str().unwrap_or(""),
                 p["mode"].as_str().unwrap_or(""),
                 if p["running"] == true {
                     format!("cgroup {} (id {})", p["cgroup"].as_str().unwrap_or("?"), p["cgroup_id"])
                 } else {
-                    "not running: closed to all".to_string()
+                    "not running (its files are closed to all until it starts)".to_string()
                 },
                 match (p["unit_user"] == true, p["unit_uid_now"].as_u64()) {
                     (true, Some(u)) => format!("{} + @unit (uid {u} now)", p["allowed_uids"]),
                     (true, None) => format!("{} + @unit", p["allowed_uids"]),
                     _ => p["allowed_uids"].to_string(),
                 },
-                p["protected_inodes"],
-                p["evicted_now"],
                 p["allowed"],
                 p["denied"],
                 p["join_refused"],

@@ -562,8 +562,9 @@ impl Enforcer {
             .iter()
             .zip(&self.state)
             .map(|(p, s)| match &s.cgroup {
+                _ if p.any_unit() => "* (systemd's credential setup of every unit)".to_string(),
                 Some(c) => format!("{} (cgroup {} id {})", p.unit, c.rel, c.id),
-                None => format!("{} (not running: closed to all)", p.unit),
+                None => format!("{} (not running: closed to all until it starts)", p.unit),
             })
             .collect();
         let pending: usize = self.state.iter().map(|s| s.pending.len()).sum();

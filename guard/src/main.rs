@@ -12,11 +12,14 @@ mod bench;
 mod bench_peers;
 mod cli_docs;
 mod enforce;
+mod exposure;
 mod feed;
 mod from_unit;
 mod kernel;
 mod policy;
+mod protected;
 mod run;
+mod suggest;
 mod units;
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -70,6 +73,10 @@ enum Command {
         pin_root: PathBuf,
         #[arg(long, default_value = "/sys/fs/cgroup")]
         cgroup_root: PathBuf,
+        /// The policy directory in force: protected files are counted under
+        /// its paths (and each unit's /run/credentials/<unit>/).
+        #[arg(long, default_value = "/etc/guard/policies")]
+        policy_dir: PathBuf,
     },
     /// Stop enforcing: remove guard's pinned programs and maps (root, with
     /// the guard binary the instance trusts). Recorded on the feed.
@@ -142,6 +149,13 @@ enum PolicyCmd {
     /// `guard check` (exit 2 and nothing written if not); stdout unless
     /// --output.
     FromUnit(from_unit::FromUnitArgs),
+    /// Suggest the policy change that would allow what guard recorded
+    /// (audit or enforce records, from the journal or --events-file):
+    /// openers grouped by executable, unit and UID, with counts and times;
+    /// what looks like an attack (root shells, processes outside any unit,
+    /// tamper records) is flagged and left out. Prints a commented policy
+    /// (or --diff) that passes `guard check`; never applies it.
+    Suggest(suggest::SuggestArgs),
 }
 
 /// Exit codes, documented in the README.
@@ -158,6 +172,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { path, passwd } => check(&path, &passwd),
         Command::Policy { cmd: PolicyCmd::FromUnit(args) } => from_unit::main(args),
+        Command::Policy { cmd: PolicyCmd::Suggest(args) } => suggest::main(args),
         Command::Run(args) => run::main(args),
         Command::Events { follow: _, socket, unit, decision, json, human } => {
             use feed::events::{Filter, Format, View};
@@ -182,7 +197,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::BenchPeers(args) => bench_peers::main(args),
         Command::BenchWorker(args) => bench_peers::worker(args),
-        Command::Status { json, pin_root, cgroup_root } => admin::status(&pin_root, &cgroup_root, json),
+        Command::Status { json, pin_root, cgroup_root, policy_dir } => admin::status(&pin_root, &cgroup_root, &policy_dir, json),
         Command::Unload { pin_root, pid_file } => admin::unload(&pin_root, &pid_file),
         Command::Reload { pid_file, timeout } => admin::reload(&pid_file, std::time::Duration::from_secs(timeout)),
     }
@@ -193,6 +208,9 @@ fn check(path: &std::path::Path, passwd: &std::path::Path) -> ExitCode {
         Ok(set) => {
             for w in &set.warnings {
                 eprintln!("{w}");
+            }
+            for w in exposure::for_policies(&set.policies) {
+                eprintln!("warning: {w}");
             }
             println!(
                 "ok: {} policies, {} paths ({} not present yet)",

@@ -66,6 +66,17 @@ pub struct RunArgs {
     /// a stable MESSAGE_ID per kind). `auto`: when started by systemd.
     #[arg(long, value_enum, default_value_t = feed::journal::JournalMode::Auto)]
     pub journal: feed::journal::JournalMode,
+    /// journald's rate limit for this unit, in entries per
+    /// --journal-rate-interval: journald.conf's RateLimitBurst= (10000 by
+    /// default) or the unit's LogRateLimitBurst=. guard's records use at
+    /// most 80% of it and the rest are withheld, counted
+    /// (guard_journal_withheld_total) and told in a gap entry, instead of
+    /// being dropped by journald unseen. 0: no limit.
+    #[arg(long, default_value_t = 10000, value_name = "ENTRIES")]
+    pub journal_rate_burst: u32,
+    /// journald's RateLimitIntervalSec= (or the unit's LogRateLimitIntervalSec=), in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub journal_rate_interval: u64,
     /// Create this file once the hooks are attached (for supervisors and tests).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -118,6 +129,14 @@ pub fn main(args: RunArgs) -> ExitCode {
     for w in &set.warnings {
         eprintln!("{w}");
     }
+    // Secrets already out (SetCredential=, Environment=): asked of systemd
+    // on the side, so that a slow D-Bus never delays enforcement.
+    let policies = set.policies.clone();
+    std::thread::spawn(move || {
+        for w in crate::exposure::for_policies(&policies) {
+            eprintln!("warning: {w}");
+        }
+    });
     // 2. Kernel features.
     let sys = preflight::SysPaths { cgroup_root: args.cgroup_root.clone(), ..Default::default() };
     if let Err(missing) = preflight::check(&sys) {
@@ -250,6 +269,7 @@ async fn serve(
     ));
 
     // This start's admin records go out before readiness is told.
+    hub.stats.enforcing.store(1, std::sync::atomic::Ordering::Relaxed);
     hub.publish_admin(&Admin::new("agent-started", &ours, &how));
     for r in &replaced {
         hub.publish_admin(&Admin::new("replaced", &ours, r));
@@ -420,7 +440,11 @@ fn spawn_consumers(
         });
     }
     if journal {
-        feed::journal::spawn(hub);
+        let limit = (args.journal_rate_burst > 0).then(|| feed::journal::RateLimit {
+            burst: args.journal_rate_burst,
+            interval: Duration::from_secs(args.journal_rate_interval),
+        });
+        feed::journal::spawn(hub, limit);
     }
     Ok(journal)
 }

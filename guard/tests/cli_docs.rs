@@ -28,6 +28,7 @@ fn manpages_for_guard_and_each_visible_subcommand() {
         assert!(dir.join(name).exists(), "{name} missing");
     }
     assert!(page("guard-events.1").contains("--decision"));
+    assert!(page("guard-policy-suggest.1").contains("--events-file"), "{}", page("guard-policy-suggest.1"));
     // Hidden subcommands get no page; neither does `help`.
     for name in ["guard-manpages.1", "guard-bench-worker.1", "guard-help.1"] {
         assert!(!dir.join(name).exists(), "{name} written");

@@ -48,7 +48,7 @@ fn shipped_policies_pass() {
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("ok: 5 policies, 6 paths ("),
+        stdout.contains("ok: 5 policies, 7 paths ("),
         "{}",
         show(&out)
     );

@@ -270,7 +270,12 @@ pub struct Background {
 }
 
 pub fn background(cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Background {
-    let mut cmd = Command::new(SELF);
+    background_bin(SELF, cgroup, uid, op, args)
+}
+
+/// The same, run by executable `bin`.
+pub fn background_bin(bin: &str, cgroup: &str, uid: u32, op: &str, args: &[&str]) -> Background {
+    let mut cmd = Command::new(bin);
     cmd.args(["probe", "--cgroup", cgroup, "--uid", &uid.to_string(), op]).args(args);
     background_of(cmd)
 }

@@ -102,6 +102,9 @@ fn install() -> Result<String, String> {
         "/usr/share/fish/vendor_completions.d/guard.fish",
         "/etc/guard/policies/README.md",
         "/etc/guard/policies/examples/myapp.toml",
+        "/usr/share/man/man1/guard-policy-suggest.1.gz",
+        "/usr/share/guard/prometheus/guard-alerts.yml",
+        "/usr/share/guard/prometheus/guard-alerts.test.yml",
     ] {
         if !std::path::Path::new(f).is_file() {
             return Err(format!("the package did not install {f}"));
@@ -228,6 +231,282 @@ fn journal_denial() -> Result<String, String> {
         return Err("`journalctl -u guard.service` does not show the denial".into());
     }
     Ok(format!("pid {} refused (EACCES); one journal entry with MESSAGE_ID={MSG_DENIED}, {} fields checked", p.pid, want.len()))
+}
+
+const REMOTE_JOURNAL: &str = "/var/lib/guard-remote/all.journal";
+/// Not journal-remote's own 19532: Debian's systemd-journal-remote.socket may hold it.
+const REMOTE_URL: &str = "http://127.0.0.1:19632";
+
+/// Entries of the forwarded copy (systemd-journal-remote's output file).
+fn remote(matches: &[&str]) -> Vec<serde_json::Value> {
+    let file = format!("--file={REMOTE_JOURNAL}");
+    let mut args = vec![file.as_str()];
+    args.extend_from_slice(matches);
+    journal(&args)
+}
+
+/// A transient unit running one of systemd's journal tools.
+fn start_tool(unit: &str, args: &[&str]) -> Result<(), String> {
+    let mut a = vec!["--unit", unit, "--collect"];
+    a.extend_from_slice(args);
+    must("systemd-run", &a).map(|_| ())
+}
+
+/// An entry's fields a forwarder must keep: `MESSAGE_ID`, `PRIORITY` and
+/// every `GUARD_*` field, as journalctl printed them (strings, or arrays of
+/// bytes for values that are not printable UTF-8).
+fn carried(e: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    e.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("GUARD_") || *k == "MESSAGE_ID" || *k == "PRIORITY" || *k == "MESSAGE")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The journal forwarded as a fleet would: systemd-journal-upload to
+/// systemd-journal-remote (on the same machine). A denial by an opener
+/// with a long path of odd bytes, a tamper attempt and an admin record
+/// arrive with every field and MESSAGE_ID unchanged; the uploader restarts
+/// (its cursor in --save-state) without a gap or a duplicate.
+fn journal_forwarding() -> Result<String, String> {
+    let upload = "/usr/lib/systemd/systemd-journal-upload";
+    let remote_bin = "/usr/lib/systemd/systemd-journal-remote";
+    for b in [upload, remote_bin] {
+        if !std::path::Path::new(b).exists() {
+            return Err(format!("{b} missing: the image needs Debian's systemd-journal-remote package"));
+        }
+    }
+    std::fs::create_dir_all("/var/lib/guard-remote").map_err(|e| e.to_string())?;
+    std::fs::create_dir_all("/var/lib/guard-upload").map_err(|e| e.to_string())?;
+    start_tool("guard-remote", &[remote_bin, "--listen-http=127.0.0.1:19632", "--split-mode=none", &format!("--output={REMOTE_JOURNAL}")])?;
+    wait_for("journal-remote to listen", Duration::from_secs(20), || std::net::TcpStream::connect("127.0.0.1:19632").is_ok())?;
+    let uploader = [upload, "--url", REMOTE_URL, "--save-state=/var/lib/guard-upload/state", "--follow"];
+    // Entries from here on are compared (where the uploader starts in the
+    // journal is its business).
+    let since = format!("--since=@{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    start_tool("guard-upload", &uploader)?;
+
+    // A denial by an executable with a long path holding odd bytes
+    // (control characters, quotes, non-ASCII: journald keeps a value with
+    // control characters as bytes, journalctl -o json prints it as an array).
+    let deep = format!("/tmp/{}", ["fleet-path-segment-of-some-length"; 8].join("/"));
+    std::fs::create_dir_all(&deep).map_err(|e| e.to_string())?;
+    let exe = format!("{deep}/odd\x01name-\u{e9}-\"quoted\"\ttab");
+    std::fs::copy("/usr/bin/vm-tests", &exe).map_err(|e| format!("copying the prober to {exe}: {e}"))?;
+    // Seen running first, so that guard names the short-lived opener's
+    // executable (as in journal-denial-fields).
+    let warm = background_bin(&exe, OUTSIDE, ROOT, "hammer", &[CRED, "/tmp/odd.stop"]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write("/tmp/odd.stop", b"").map_err(|e| e.to_string())?;
+    let _ = warm.finish();
+    let p = probe_bin(&exe, OUTSIDE, ROOT, "open", &[CRED]);
+    if p.errno != Some(libc::EACCES) {
+        return Err(format!("the odd-named opener: {} (expected EACCES)", p.describe()));
+    }
+    let denial = [format!("MESSAGE_ID={MSG_DENIED}"), format!("GUARD_PID={}", p.pid)];
+    // A tamper attempt: root reading the agent's environment.
+    let agent = show("guard.service", "MainPID");
+    let t = probe(OUTSIDE, ROOT, "open", &[&format!("/proc/{agent}/environ")]);
+    if t.errno.is_none() {
+        return Err(format!("root reading the agent's environment: {}", t.describe()));
+    }
+    let tamper = [format!("MESSAGE_ID={MSG_TAMPER}"), format!("GUARD_PID={}", t.pid)];
+    // An admin record.
+    must(BIN, &["reload"])?;
+    let admin = [format!("MESSAGE_ID={MSG_ADMIN}"), "GUARD_ACTION=reloaded".to_string()];
+    let refs = |m: &[String; 2]| -> Vec<String> { m.to_vec() };
+    let mut checked = Vec::new();
+    for (what, m) in [("denial", refs(&denial)), ("tamper", refs(&tamper)), ("admin", refs(&admin))] {
+        let args: Vec<&str> = std::iter::once(since.as_str()).chain(m.iter().map(String::as_str)).collect();
+        let mut local = Vec::new();
+        wait_for(&format!("the {what} entry in the local journal"), Duration::from_secs(20), || {
+            local = journal(&args);
+            !local.is_empty()
+        })?;
+        let want = carried(local.last().unwrap());
+        let mut got = Vec::new();
+        wait_for(&format!("the {what} entry forwarded"), Duration::from_secs(30), || {
+            got = remote(&args);
+            got.len() >= local.len()
+        })
+        .map_err(|e| format!("{e}: local {local:?}"))?;
+        if got.len() != local.len() {
+            return Err(format!("{what}: {} local entries, {} forwarded", local.len(), got.len()));
+        }
+        let have = carried(got.last().unwrap());
+        if have != want {
+            return Err(format!("{what}: the forwarded entry differs:\n local  {want:?}\n remote {have:?}"));
+        }
+        if want.keys().filter(|k| k.starts_with("GUARD_")).count() < 3 {
+            return Err(format!("{what}: too few GUARD_ fields: {want:?}"));
+        }
+        checked.push(format!("{what} ({} fields)", want.len()));
+    }
+    let exe_field = match journal(&denial.iter().map(String::as_str).collect::<Vec<_>>()).last().map(|e| e["GUARD_EXE"].clone()) {
+        Some(serde_json::Value::Array(bytes)) => format!("{} bytes, with control characters: kept as bytes", bytes.len()),
+        Some(v) => format!("{v}"),
+        None => "none".to_string(),
+    };
+
+    // The uploader restarts: nothing missed, nothing twice. It saves its
+    // cursor when a request completes; stopped in the middle of one, it
+    // sends that batch again (at least once). So it is stopped as an admin
+    // would, once caught up: its saved cursor is the newest entry's.
+    let count = |v: &[&str]| {
+        let mut a = vec![since.as_str()];
+        a.extend_from_slice(v);
+        remote(&a).len()
+    };
+    let state = "/var/lib/guard-upload/state";
+    let saved = || std::fs::read_to_string(state).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("LAST_CURSOR=").map(str::to_string)));
+    let newest = || journal(&["-n", "1"]).last().and_then(|e| e["__CURSOR"].as_str().map(str::to_string));
+    let caught_up = wait_for("the uploader to catch up", Duration::from_secs(30), || saved().is_some() && saved() == newest())
+        .map_err(|e| format!("{e}: saved {:?}, newest {:?}", saved(), newest()))?;
+    let state_at_stop = std::fs::read_to_string(state).unwrap_or_default();
+    let remote_at_stop: Vec<String> = remote(&[&since, &format!("MESSAGE_ID={MSG_DENIED}")]).iter().map(|e| e["GUARD_PID"].to_string()).collect();
+    must("systemctl", &["stop", "guard-upload.service"])?;
+    let mut during = Vec::new();
+    for _ in 0..3 {
+        let q = probe(OUTSIDE, ROOT, "open", &[CRED]);
+        during.push(format!("GUARD_PID={}", q.pid));
+    }
+    start_tool("guard-upload", &uploader)?;
+    let id = format!("MESSAGE_ID={MSG_DENIED}");
+    let key = |e: &serde_json::Value| -> String {
+        ["GUARD_PID", "GUARD_TIME", "GUARD_INO", "GUARD_DECISION"].iter().map(|k| e[*k].to_string()).collect::<Vec<_>>().join("/")
+    };
+    let (mut local_keys, mut remote_keys) = (Vec::new(), Vec::new());
+    wait_for("every denial, those made while the uploader was down too, forwarded", Duration::from_secs(30), || {
+        local_keys = journal(&[&since, &id]).iter().map(key).collect();
+        remote_keys = remote(&[&since, &id]).iter().map(key).collect();
+        local_keys.iter().all(|k| remote_keys.contains(k))
+    })
+    .map_err(|e| format!("{e}: missing {:?}", local_keys.iter().filter(|k| !remote_keys.contains(k)).collect::<Vec<_>>()))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let remote_keys: Vec<String> = remote(&[&since, &id]).iter().map(key).collect();
+    let twice: Vec<&String> = remote_keys.iter().enumerate().filter(|(i, k)| remote_keys[..*i].contains(k)).map(|(_, k)| k).collect();
+    // systemd-journal-upload (seen with 257) sends the entry at its saved
+    // cursor once more when it starts again: at least once, never a gap.
+    // That one entry, and only it, may arrive twice.
+    let cursor = state_at_stop.lines().find_map(|l| l.strip_prefix("LAST_CURSOR=")).unwrap_or("").to_string();
+    let at_cursor = journal(&[&format!("--cursor={cursor}")]).first().cloned().unwrap_or_default();
+    let resent = twice.iter().all(|k| **k == key(&at_cursor)) && twice.len() <= 1;
+    let resent_note = if twice.is_empty() {
+        "none sent twice".to_string()
+    } else {
+        format!("the entry at the uploader's saved cursor (pid {}) sent again, as journal-upload does on restart", at_cursor["GUARD_PID"])
+    };
+    if !resent || remote_keys.len() != local_keys.len() + twice.len() {
+        let copies: Vec<String> = remote(&[&since, &id])
+            .iter()
+            .map(|e| format!("{} {} rt={} mono={} seq={}", e["GUARD_PID"], e["GUARD_TIME"], e["__REALTIME_TIMESTAMP"], e["__MONOTONIC_TIMESTAMP"], e["__SEQNUM"]))
+            .collect();
+        let (_, logs, _) = run("journalctl", &["--no-pager", "-q", "-u", "guard-upload.service", "-u", "guard-remote.service", "-n", "40"]);
+        return Err(format!(
+            "after the uploader's restart: {} denial entries here, {} forwarded; forwarded twice: {twice:?}; forwarded before the stop: {remote_at_stop:?}; \
+             state at stop: {state_at_stop:?}, now: {:?}; forwarded entries: {copies:?}; logs:\n{logs}",
+            local_keys.len(),
+            remote_keys.len(),
+            std::fs::read_to_string(state).unwrap_or_default()
+        ));
+    }
+    for pid in &during {
+        if count(&[&id, pid]) != 1 {
+            return Err(format!("{pid}: {} forwarded copies after the uploader's restart", count(&[&id, pid])));
+        }
+    }
+    let _ = must("systemctl", &["stop", "guard-upload.service", "guard-remote.service"]);
+    Ok(format!(
+        "{} arrived unchanged (GUARD_EXE {exe_field}); uploader caught up in {} ms, stopped, 3 denials made, restarted: \
+         {} denial entries here, all {} forwarded ({} copies), no gap; {resent_note}",
+        checked.join(", "),
+        caught_up.as_millis(),
+        local_keys.len(),
+        local_keys.len(),
+        remote_keys.len()
+    ))
+}
+
+const FLOOD_DROPIN: &str = "/etc/systemd/system/guard.service.d/journal-flood.conf";
+/// journald's limit for guard.service during the flood (entries per 30 s).
+const FLOOD_BURST: u32 = 100;
+const FLOOD_OPENERS: u32 = 300;
+
+fn restart_guard() -> Result<(), String> {
+    must("systemctl", &["daemon-reload"])?;
+    must("systemctl", &["restart", "guard.service"])?;
+    wait_for("guard.service to enforce again", Duration::from_secs(60), || probe(OUTSIDE, ROOT, "open", &[CRED]).denied()).map(|_| ())
+}
+
+/// A denial flood past journald's rate limit: guard.service gets a low
+/// `LogRateLimitBurst=` and guard the same figure (`--journal-rate-burst`);
+/// 300 openers are refused. Every record is either in the journal or
+/// withheld by guard (counted, told in gap entries); journald suppresses
+/// nothing of guard's.
+fn journal_flood() -> Result<String, String> {
+    std::fs::create_dir_all("/etc/systemd/system/guard.service.d").map_err(|e| e.to_string())?;
+    std::fs::write(
+        FLOOD_DROPIN,
+        format!(
+            "[Service]\nLogRateLimitIntervalSec=30s\nLogRateLimitBurst={FLOOD_BURST}\nExecStart=\nExecStart={BIN} run --policy-dir /etc/guard/policies --metrics 127.0.0.1:9464 --journal-rate-burst {FLOOD_BURST} --journal-rate-interval 30\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    restart_guard()?;
+    let invocation = format!("_SYSTEMD_INVOCATION_ID={}", show("guard.service", "InvocationID"));
+    let t = Instant::now();
+    must("/bin/sh", &["-c", &format!("for i in $(seq {FLOOD_OPENERS}); do cat {CRED} 2>/dev/null; done; true")])?;
+    let flood_secs = t.elapsed().as_secs_f64();
+    let denied_id = format!("MESSAGE_ID={MSG_DENIED}");
+    let gap_id = "MESSAGE_ID=fa2b2e0f55084c41a7cc5e3d688b548c";
+    // guard's structured entries (every MESSAGE_ID it uses) of this agent.
+    let ids = [MSG_DENIED, "d0c62977fceb4c70b09b9f1b6f8454b7", MSG_TAMPER, gap_id.trim_start_matches("MESSAGE_ID="), MSG_ADMIN];
+    let guard_entries = || -> u64 {
+        ids.iter().map(|id| journal(&[&format!("MESSAGE_ID={id}"), &invocation]).len() as u64).sum()
+    };
+    let (mut openers, mut withheld, mut missed, mut told, mut sent, mut stored) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let settle = wait_for("every flood record journaled or withheld and told", Duration::from_secs(60), || {
+        // Refused openers whose record is in the journal (one pid each).
+        let pids: std::collections::BTreeSet<String> =
+            journal(&[&denied_id, "GUARD_COMM=cat", &invocation]).iter().map(|e| e["GUARD_PID"].to_string()).collect();
+        openers = pids.len() as u64;
+        let m = scrape().unwrap_or_default();
+        withheld = metric(&m, "guard_journal_withheld_total").unwrap_or(0.0) as u64;
+        missed = metric(&m, "guard_journal_missed_total").unwrap_or(0.0) as u64;
+        sent = metric(&m, "guard_journal_entries_total").unwrap_or(0.0) as u64;
+        told = journal(&[gap_id, &invocation])
+            .iter()
+            .filter(|e| e["GUARD_REASON"].as_str().is_some_and(|r| r.contains("journald's rate limit")))
+            .filter_map(|e| e["GUARD_MISSED"].as_str()?.parse::<u64>().ok())
+            .sum();
+        stored = guard_entries();
+        openers + withheld + missed >= u64::from(FLOOD_OPENERS) && told == withheld && stored == sent
+    });
+    // journald tells its suppressions in its own ("driver") entries.
+    let suppressed: Vec<String> = journal(&["_TRANSPORT=driver", "--since", "-5min"])
+        .iter()
+        .filter_map(|e| e["MESSAGE"].as_str().map(str::to_string))
+        .filter(|m| m.contains("Suppressed") && m.contains("guard.service"))
+        .collect();
+    let _ = std::fs::remove_file(FLOOD_DROPIN);
+    restart_guard()?;
+    settle.map_err(|e| {
+        format!(
+            "{e}: {openers} openers journaled + {withheld} records withheld + {missed} missed, of {FLOOD_OPENERS}; gap entries told {told}; \
+             guard sent {sent} entries, the journal holds {stored}; journald: {suppressed:?}"
+        )
+    })?;
+    if withheld == 0 {
+        return Err(format!("the flood of {FLOOD_OPENERS} stayed under the budget ({openers} journaled): it tests nothing"));
+    }
+    if !suppressed.is_empty() {
+        return Err(format!("journald suppressed guard's entries: {suppressed:?}"));
+    }
+    Ok(format!(
+        "{FLOOD_OPENERS} openers refused in {flood_secs:.1} s under LogRateLimitBurst={FLOOD_BURST}/30s: {openers} journaled, {withheld} records withheld by guard \
+         (guard_journal_withheld_total; gap entries told {told}), {missed} missed; guard sent {sent} entries and the journal holds all {stored}; journald suppressed nothing"
+    ))
 }
 
 /// The metrics endpoint of the shipped unit, printed for promtool (xtask).
@@ -441,11 +720,13 @@ pub fn main() -> i32 {
         return 1;
     }
     type Step = (&'static str, fn() -> Result<String, String>);
-    let steps: [Step; 11] = [
+    let steps: [Step; 13] = [
         ("install-enforces-nothing", install),
         ("from-unit-real-systemd", from_unit),
         ("start-ready-after-hooks", start_and_readiness),
         ("journal-denial-fields", journal_denial),
+        ("journal-forwarded-unchanged", journal_forwarding),
+        ("journal-flood-counted", journal_flood),
         ("metrics-scrape", metrics),
         ("unit-restart-sandboxed-agent", unit_restart),
         ("reload", reload),

@@ -1,6 +1,7 @@
 //! Scenarios against a real systemd booted in the VM (Debian bookworm's 252
 //! on 6.1, trixie's 257 on 6.12): `demo.service` gets a credential with
-//! `SetCredential=`, systemd mounts it under /run/credentials/demo.service,
+//! `LoadCredential=` from /etc/credstore/demo-api-token (in its policy's
+//! `setup_only`), systemd mounts it under /run/credentials/demo.service,
 //! and `guard.service` protects it. `vm-tests demo` narrates the same steps
 //! that `vm-tests systemd` asserts.
 //!
@@ -208,7 +209,8 @@ pub fn test_main() -> i32 {
         }
     }
     type Seed = (&'static str, fn() -> Result<String, String>);
-    let seeds: [Seed; 7] = [
+    let seeds: [Seed; 9] = [
+        ("status-counts-credentials", status_counts_credentials),
         ("seed-dynamicuser-encrypted-state", seed_myapp),
         ("seed-same-static-user-units-isolated", seed_twins),
         ("seed-exe-binding-shell-refused", seed_bound),
@@ -216,6 +218,7 @@ pub fn test_main() -> i32 {
         ("seed-restart-race-20", seed_restart_race),
         ("seed-loadcredential-refresh-race", seed_loader_race),
         ("reload-50-under-load-one-bad-set", reload_under_load),
+        ("suggest-audit-to-enforce", suggest_round_trip),
     ];
     for (name, f) in seeds {
         let t = Instant::now();
@@ -647,4 +650,176 @@ fn reload_under_load() -> Result<String, String> {
         took.as_secs_f64(),
         slowest.as_millis()
     ))
+}
+
+// ------------------------------------------------- status and suggestions
+
+/// `guard`'s CLI, failing with what it said.
+fn guard_ok(args: &[&str]) -> Result<(String, String), String> {
+    let (code, out, err) = guard_cli(args);
+    if code != Some(0) {
+        return Err(format!("guard {args:?} exited {code:?}: {out}{err}"));
+    }
+    Ok((out, err))
+}
+
+/// Files (not directories) in a directory tree.
+fn files_under(dir: &str) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => n += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    n
+}
+
+/// `guard status` counts the credentials the kernel tagged at creation
+/// (looked up file by file), through an agent restart and dropped caches;
+/// `unit = "*"` reads as a policy for every unit's credential setup.
+fn status_counts_credentials() -> Result<String, String> {
+    let creds = files_under("/run/credentials/demo.service");
+    if creds == 0 {
+        return Err("demo.service has no credential files".into());
+    }
+    // Its credential's source (setup_only) is one more protected file.
+    let in_creds_dir = creds;
+    let creds = creds + u64::from(std::path::Path::new(DEMO_SOURCE).exists());
+    refused("root outside the unit", OUTSIDE, ROOT, DEMO_SOURCE)?;
+    let count = |when: &str| -> Result<u64, String> {
+        let p = policy_status("demo.service")?;
+        let n = p["protected_files"].as_u64().ok_or_else(|| format!("{when}: no protected_files in {p}"))?;
+        if n != creds {
+            return Err(format!("{when}: guard status counts {n} protected files of demo.service, /run/credentials/demo.service holds {creds} with the source: {p}"));
+        }
+        Ok(n)
+    };
+    count("at first")?;
+    let (human, _) = guard_ok(&["status"])?;
+    let demo_line = human.lines().find(|l| l.trim_start().starts_with("demo.service [")).unwrap_or("").trim().to_string();
+    if !demo_line.contains(&format!("{creds} protected file")) {
+        return Err(format!("the human status line does not count {creds} files: {demo_line}"));
+    }
+    let star = human.lines().find(|l| l.trim_start().starts_with("* (every unit)")).unwrap_or("").trim().to_string();
+    if !star.contains("only systemd's credential setup of any unit") || star.contains("not running") || human.lines().any(|l| l.trim_start().starts_with("* [")) {
+        return Err(format!("the unit = \"*\" policy does not read as what it is:\n{human}"));
+    }
+    let host_key = policy_status("*")?["protected_files"].as_u64().unwrap_or(0);
+    if host_key != 1 {
+        return Err(format!("the host-key policy counts {host_key} protected files (expected the key: 1)"));
+    }
+    drop_caches();
+    count("after drop_caches")?;
+    let _ = std::fs::remove_file("/tmp/guard.ready");
+    systemctl(&["restart", "guard.service"])?;
+    wait_for("guard.service to come back", Duration::from_secs(120), || std::path::Path::new("/tmp/guard.ready").exists())?;
+    count("after the agent's restart")?;
+    Ok(format!(
+        "{creds} protected files of demo.service ({in_creds_dir} in /run/credentials/demo.service, tagged by the kernel, and the source {DEMO_SOURCE}) \
+         counted at first, after drop_caches and after an agent restart; {demo_line}; {star}"
+    ))
+}
+
+const DEMO_SOURCE: &str = "/etc/credstore/demo-api-token";
+const ROLLOUT_SECRET: &str = "/etc/rollout/secret";
+const ROLLOUT_POLICY: &str = "/etc/guard/policies/rollout.toml";
+const ROLLOUT_LOG: &str = "/run/rollout/start.log";
+const SUGGESTED: &str = "/tmp/rollout-suggested.toml";
+
+fn guard_reload() -> Result<(), String> {
+    guard_ok(&["reload"]).map(|_| ())
+}
+
+/// The rollout: rollout.service (DynamicUser=, a root ExecStartPre=+) under
+/// a policy in audit mode that allows neither, while an attacker (root
+/// outside the unit, a root shell, a process outside any unit) reads the
+/// secret too; `guard policy suggest` from the journal; the suggestion,
+/// enforced, lets the unit start and read and refuses the attacker.
+fn suggest_round_trip() -> Result<String, String> {
+    let since = Command::new("date").arg("+%Y-%m-%d %H:%M:%S").output().map_err(|e| e.to_string())?;
+    let since = String::from_utf8_lossy(&since.stdout).trim().to_string();
+    std::fs::write(
+        ROLLOUT_POLICY,
+        "# Rolling out rollout.service: audit first.\nunit = \"rollout.service\"\nmode = \"audit\"\nallow_users = [\"nobody\"]\nprotect = [\"/etc/rollout\"]\n",
+    )
+    .map_err(|e| e.to_string())?;
+    guard_reload()?;
+    systemctl(&["start", "rollout.service"])?;
+    log_lines(ROLLOUT_LOG, 1)?;
+    // The attacker, during the audit run.
+    mkcg(OUTSIDE);
+    let p = probe(OUTSIDE, ROOT, "read", &[ROLLOUT_SECRET]);
+    if !p.ok() {
+        return Err(format!("audit mode: root outside the unit was refused: {}", p.describe()));
+    }
+    let shell = Command::new("/bin/sh").args(["-c", &format!(": < {ROLLOUT_SECRET}")]).status().map_err(|e| e.to_string())?;
+    if !shell.success() {
+        return Err("audit mode: a root shell could not read the secret".into());
+    }
+    let p = probe(HOST, ROOT, "read", &[ROLLOUT_SECRET]);
+    if !p.ok() {
+        return Err(format!("audit mode: root outside any unit was refused: {}", p.describe()));
+    }
+    // A second activation: a new dynamic UID may come, still "@unit".
+    systemctl(&["restart", "rollout.service"])?;
+    log_lines(ROLLOUT_LOG, 2)?;
+    // Suggest from the journal, once the records are there.
+    let mut said = String::new();
+    wait_for("the audit records in the journal", Duration::from_secs(30), || {
+        match guard_cli(&["policy", "suggest", "--since", &since, "--unit", "rollout", "--mode", "enforce", "--output", SUGGESTED, "--force"]) {
+            (Some(0), _, err) => {
+                said = err;
+                let text = std::fs::read_to_string(SUGGESTED).unwrap_or_default();
+                text.contains("ATTACK? a process outside any unit") && text.contains("/usr/bin/head") && text.contains("ATTACK? a root shell")
+            }
+            (_, out, err) => {
+                said = format!("{out}{err}");
+                false
+            }
+        }
+    })
+    .map_err(|e| format!("{e}; guard policy suggest said: {said}; suggestion:\n{}", std::fs::read_to_string(SUGGESTED).unwrap_or_default()))?;
+    let text = std::fs::read_to_string(SUGGESTED).map_err(|e| e.to_string())?;
+    let allow = text.lines().find(|l| l.starts_with("allow_users")).unwrap_or("").to_string();
+    if allow != "allow_users = [\"nobody\", \"@unit\", \"root\"]" || !text.contains("mode = \"enforce\"") {
+        return Err(format!("unexpected suggestion ({allow}):\n{text}"));
+    }
+    for flagged in ["ATTACK? a root shell", "ATTACK? a process outside any unit", "another unit's process"] {
+        if !text.contains(flagged) {
+            return Err(format!("the suggestion does not flag \"{flagged}\":\n{text}"));
+        }
+    }
+    guard_ok(&["check", SUGGESTED])?;
+    let (diff, _) = guard_ok(&["policy", "suggest", "--since", &since, "--unit", "rollout", "--mode", "enforce", "--diff"])?;
+    if !diff.contains("+allow_users = [\"nobody\", \"@unit\", \"root\"]") {
+        return Err(format!("the diff does not add the users:\n{diff}"));
+    }
+    // The admin reviewed it: enforce.
+    std::fs::copy(SUGGESTED, ROLLOUT_POLICY).map_err(|e| e.to_string())?;
+    guard_reload()?;
+    systemctl(&["restart", "rollout.service"])?;
+    let lines = log_lines(ROLLOUT_LOG, 3)?;
+    if lines.iter().any(|l| l != "read-ok") {
+        return Err(format!("rollout.service's own reads: {lines:?}"));
+    }
+    let cg = cgroup_of("rollout.service")?;
+    let uid = uid_of("rollout.service")?;
+    allowed("rollout's own process", &cg, uid, ROLLOUT_SECRET)?;
+    allowed("rollout's root helper", &cg, ROOT, ROLLOUT_SECRET)?;
+    refused("root outside the unit", OUTSIDE, ROOT, ROLLOUT_SECRET)?;
+    refused("root outside any unit", HOST, ROOT, ROLLOUT_SECRET)?;
+    if Command::new("/bin/sh").args(["-c", &format!(": < {ROLLOUT_SECRET}")]).status().map_err(|e| e.to_string())?.success() {
+        return Err("enforced: the root shell still reads the secret".into());
+    }
+    let (human, _) = guard_ok(&["status"])?;
+    let line = human.lines().find(|l| l.contains("rollout.service [enforce]")).unwrap_or("").trim().to_string();
+    let _ = systemctl(&["stop", "rollout.service"]);
+    let _ = std::fs::remove_file(ROLLOUT_POLICY);
+    guard_reload()?;
+    Ok(format!("{}; suggested {allow}; enforced: the unit started and read (uid {uid} and root), root outside the unit, the root shell and root outside any unit refused; {line}", said.trim().replace('\n', "; ")))
 }

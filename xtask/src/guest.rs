@@ -64,7 +64,11 @@ After=guard.service
 [Service]
 User=svc
 RuntimeDirectory=demo
-SetCredential=api-token:demo-secret-123
+# Not SetCredential=: that keeps the secret in plain text in this file and in
+# the unit's D-Bus properties, readable by every local user. The source file
+# is root's (0600) and in the demo policy's setup_only: only systemd's
+# credential setup for demo.service may read it.
+LoadCredential=api-token:/etc/credstore/demo-api-token
 ExecStart=/bin/sh -c 'if cat \"$CREDENTIALS_DIRECTORY/api-token\" >/dev/null; then echo \"read ok\"; else echo \"read FAILED\"; fi > /run/demo/start.log; exec sleep infinity'
 
 [Install]
@@ -191,6 +195,27 @@ ExecStart=/bin/sh -c 'if cat \"$CREDENTIALS_DIRECTORY/plain\" >/dev/null; then e
 WantedBy=multi-user.target
 ";
 
+/// A service rolled out with a policy in audit mode (`guard policy
+/// suggest`): DynamicUser=, and a helper run as root in the unit
+/// (ExecStartPre=+). Not enabled: the systemd suite starts it.
+const ROLLOUT_UNIT: &str = "[Unit]
+Description=seed setup: a service rolled out in audit mode
+After=guard.service
+
+[Service]
+DynamicUser=yes
+RuntimeDirectory=rollout
+RuntimeDirectoryPreserve=yes
+ExecStartPre=+/usr/bin/head -c 1 /etc/rollout/secret
+ExecStart=/bin/sh -c 'if cat /etc/rollout/secret >/dev/null; then echo read-ok; else echo read-FAIL; fi >> /run/rollout/start.log 2>&1; exec sleep infinity'
+";
+
+/// demo.service's credential source (`LoadCredential=`), root's only.
+fn demo_credential_source(ir: &mut Initramfs) {
+    ir.dir("/etc/credstore", 0o700);
+    ir.file_bytes("/etc/credstore/demo-api-token", b"demo-secret-123".to_vec(), 0o600);
+}
+
 fn test_unit(command: &str) -> String {
     format!(
         "[Unit]
@@ -250,6 +275,7 @@ pub fn package_image(rootfs: &Path, vm_tests: &Path, debs: &[PathBuf; 2], out: &
         |ir| {
             ir.file_from_host("/usr/bin/vm-tests", vm_tests, 0o755)?;
             add_test_users(ir, &passwd, &group);
+            demo_credential_source(ir);
             for (deb, version) in debs.iter().zip(crate::deb::TEST_VERSIONS) {
                 ir.file_from_host(&format!("/root/guard_{version}_amd64.deb"), deb, 0o644)?;
             }
@@ -286,6 +312,7 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
             // bound.service's own binary (a copy with an inode of its own).
             ir.file_from_host("/usr/bin/bound-app", bins.vm_tests, 0o755)?;
             add_test_users(ir, &passwd, &group);
+            demo_credential_source(ir);
             // Secrets of the seed setups: myapp's state (systemd chowns it to
             // the dynamic UID at start), each twin's own file.
             ir.dir("/var/lib/private", 0o700);
@@ -301,6 +328,9 @@ pub fn systemd_image(rootfs: &Path, bins: &Binaries<'_>, policies: &Path, test_p
                 ir.dir(&format!("/etc/{twin}"), 0o755);
                 ir.file_bytes(&format!("/etc/{twin}/secret"), format!("{twin}-file-secret").into_bytes(), 0o644);
             }
+            ir.dir("/etc/rollout", 0o755);
+            ir.file_bytes("/etc/rollout/secret", b"rollout-secret".to_vec(), 0o644);
+            ir.file_bytes("/etc/systemd/system/rollout.service", ROLLOUT_UNIT.as_bytes().to_vec(), 0o644);
             ir.dir("/etc/guard", 0o755);
             ir.dir("/etc/guard/policies", 0o755);
             for dir in [policies, test_policies] {

@@ -261,7 +261,17 @@ fn promtool_on_scrape(log: &str, save_as: &Path) -> Result<String> {
     std::fs::write(save_as, &text)?;
     let promtool = promtool::ensure_promtool(&root().join("target/tools/prometheus"))?;
     promtool::check_metrics(&promtool, &text)?;
-    Ok(format!("promtool check metrics: {} ({} lines) passes", save_as.display(), text.lines().count()))
+    // The shipped alerting rules: their fixtures, and every metric they
+    // name present in this real scrape.
+    let dir = root().join("guard/prometheus");
+    let tested = promtool::test_rules(&promtool, &dir.join("guard-alerts.yml"), &dir.join("guard-alerts.test.yml"))?;
+    let rules = std::fs::read_to_string(dir.join("guard-alerts.yml"))?;
+    let refs = promtool::rules_against_scrape(&rules, &text)?;
+    Ok(format!(
+        "promtool check metrics: {} ({} lines) passes; {tested}; the rules' {refs} metric references all in the scrape",
+        save_as.display(),
+        text.lines().count()
+    ))
 }
 
 /// The Debian release whose systemd runs the peer benchmark on every kernel:
@@ -1031,6 +1041,27 @@ const MUTANTS: &[Mutant] = &[
         from: "Ok(item) if item.record.as_ref().is_some_and(journald_self_lookup) => {",
         to: "Ok(item) if false && item.record.as_ref().is_some_and(journald_self_lookup) => {",
         caught_by: &["package-metrics-scrape"],
+    },
+    Mutant {
+        name: "status-counts-kernel-stats",
+        file: "guard/src/admin.rs",
+        from: "\"protected_files\": counted.files,",
+        to: "\"protected_files\": protected,",
+        caught_by: &["systemd-status-counts-credentials"],
+    },
+    Mutant {
+        name: "suggest-root-shell-not-flagged",
+        file: "guard/src/suggest/group.rs",
+        from: "} else if is_root_shell(s) {",
+        to: "} else if false && is_root_shell(s) {",
+        caught_by: &["systemd-suggest-audit-to-enforce"],
+    },
+    Mutant {
+        name: "journal-budget-off",
+        file: "guard/src/run.rs",
+        from: "let limit = (args.journal_rate_burst > 0).then(",
+        to: "let limit = (args.journal_rate_burst > u32::MAX).then(",
+        caught_by: &["package-journal-flood-counted"],
     },
     Mutant {
         name: "prerm-keeps-enforcing",

@@ -87,6 +87,121 @@ pub fn check_metrics(promtool: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs `promtool check rules` on the alerting rules and `promtool test
+/// rules` on their fixtures (each alert fires on its case).
+pub fn test_rules(promtool: &Path, rules: &Path, tests: &Path) -> Result<String> {
+    let mut check = Command::new(promtool);
+    check.args(["check", "rules"]).arg(rules);
+    let checked = exec_output(&mut check).with_context(|| format!("`promtool check rules {}`", rules.display()))?;
+    let mut test = Command::new(promtool);
+    // Relative rule_files: paths are resolved from the test file's directory.
+    test.args(["test", "rules"]).arg(tests.file_name().context("test file name")?);
+    test.current_dir(tests.parent().context("test file directory")?);
+    let tested = exec_output(&mut test).with_context(|| format!("`promtool test rules {}`", tests.display()))?;
+    let rules_found = checked.lines().find(|l| l.contains("rules found")).unwrap_or("").trim().to_string();
+    Ok(format!("promtool check rules: {rules_found}; promtool test rules: {}", tested.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim()))
+}
+
+/// One metric reference of a rule expression: `name` and its exact
+/// (`=`) or alternation (`=~"a|b"`) label matchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricRef {
+    pub name: String,
+    pub matchers: Vec<(String, Vec<String>)>,
+}
+
+/// guard's metrics the `expr:` of each rule names (`guard_*`; `up` is
+/// Prometheus' own), with their label matchers.
+pub fn rule_metrics(rules_yaml: &str) -> Vec<MetricRef> {
+    // The expressions: an `expr:` line and the lines indented below it.
+    let mut exprs = Vec::new();
+    let mut lines = rules_yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(at) = line.find("expr:") else { continue };
+        let indent = line.len() - line.trim_start().len();
+        let mut e = line[at + 5..].trim().trim_start_matches(['>', '|']).to_string();
+        while let Some(next) = lines.peek() {
+            if next.trim().is_empty() || next.len() - next.trim_start().len() <= indent {
+                break;
+            }
+            e.push(' ');
+            e.push_str(next.trim());
+            lines.next();
+        }
+        exprs.push(e);
+    }
+    let mut refs = Vec::new();
+    for e in exprs {
+        let b = e.as_bytes();
+        let mut i = 0;
+        while let Some(off) = e[i..].find("guard_") {
+            let start = i + off;
+            let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+            if start > 0 && (word(b[start - 1]) || b[start - 1] == b'"') {
+                i = start + 6;
+                continue;
+            }
+            let mut end = start;
+            while end < b.len() && word(b[end]) {
+                end += 1;
+            }
+            let mut r = MetricRef { name: e[start..end].to_string(), matchers: Vec::new() };
+            if b.get(end) == Some(&b'{') {
+                let close = e[end..].find('}').map_or(e.len(), |c| end + c);
+                for m in e[end + 1..close].split(',') {
+                    let (key, value, alternation) = match (m.split_once("=~"), m.split_once("!="), m.split_once('=')) {
+                        (Some((k, v)), _, _) => (k, v, true),
+                        (None, Some(_), _) => continue,
+                        (None, None, Some((k, v))) => (k, v, false),
+                        _ => continue,
+                    };
+                    let value = value.trim().trim_matches('"');
+                    let values = if alternation { value.split('|').map(str::to_string).collect() } else { vec![value.to_string()] };
+                    r.matchers.push((key.trim().to_string(), values));
+                }
+                end = close;
+            }
+            refs.push(r);
+            i = end.max(start + 6);
+        }
+    }
+    refs
+}
+
+/// Every metric (and every label value) the rules name appears in `scrape`;
+/// otherwise the list of what is missing (a renamed metric or label value).
+pub fn rules_against_scrape(rules_yaml: &str, scrape: &str) -> Result<usize> {
+    let refs = rule_metrics(rules_yaml);
+    if refs.is_empty() {
+        bail!("the alerting rules name no guard_ metric (is the file empty?)");
+    }
+    let samples: Vec<&str> = scrape.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut missing = Vec::new();
+    for r in &refs {
+        let of_name: Vec<&str> = samples
+            .iter()
+            .copied()
+            .filter(|l| l.strip_prefix(r.name.as_str()).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+            .collect();
+        if of_name.is_empty() {
+            missing.push(r.name.clone());
+            continue;
+        }
+        for (label, values) in &r.matchers {
+            for v in values {
+                let want = format!("{label}=\"{v}\"");
+                if !of_name.iter().any(|l| l.contains(&want)) {
+                    missing.push(format!("{}{{{want}}}", r.name));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        bail!("the alerting rules name metrics the agent's scrape does not have: {} (renamed? update guard/prometheus/guard-alerts.yml)", missing.join(", "));
+    }
+    Ok(refs.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +228,31 @@ mod tests {
         for tool in [clean, lint] {
             fs::remove_dir_all(tool.ancestors().nth(3).unwrap()).unwrap();
         }
+    }
+
+    #[test]
+    fn the_shipped_rules_name_metrics_and_labels() {
+        let rules = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../guard/prometheus/guard-alerts.yml")).unwrap();
+        let refs = rule_metrics(&rules);
+        let names: std::collections::BTreeSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+        for n in ["guard_decisions_total", "guard_kernel_total", "guard_enforcing", "guard_admin_actions_total", "guard_journal_missed_total"] {
+            assert!(names.contains(n), "{n} not found in {names:?}");
+        }
+        let dropped = refs.iter().find(|r| r.matchers.iter().any(|(_, v)| v.contains(&"lost".to_string()))).unwrap();
+        assert_eq!(dropped.matchers, vec![("counter".to_string(), vec!["dropped_ringbuf_full".to_string(), "lost".to_string()])]);
+    }
+
+    #[test]
+    fn a_renamed_metric_or_label_value_fails() {
+        let rules = "groups:\n- rules:\n  - alert: A\n    expr: >\n      increase(guard_x_total{counter=\"a\"}[5m])\n      + guard_y > 0\n    labels: {}\n";
+        let scrape = "# HELP guard_x_total X.\nguard_x_total{counter=\"a\"} 1\nguard_y 0\n";
+        assert_eq!(rules_against_scrape(rules, scrape).unwrap(), 2);
+        let renamed = scrape.replace("guard_y", "guard_z");
+        let err = rules_against_scrape(rules, &renamed).unwrap_err().to_string();
+        assert!(err.contains("guard_y") && !err.contains("guard_x_total"), "{err}");
+        let relabelled = scrape.replace("counter=\"a\"", "counter=\"b\"");
+        let err = rules_against_scrape(rules, &relabelled).unwrap_err().to_string();
+        assert!(err.contains("guard_x_total{counter=\"a\"}"), "{err}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn suite_for(kernel: &str) -> &'static str {
 /// `RestrictFileSystems=`; `apparmor`: `apparmor_parser` for the AppArmor
 /// peer in `guard bench-peers`. The `.complete` marker records this list, so
 /// changing it rebuilds a cached rootfs.
-pub const INCLUDE: &str = "systemd,systemd-sysv,dbus,udev,acl,libbpf1,apparmor";
+pub const INCLUDE: &str = "systemd,systemd-sysv,dbus,udev,acl,libbpf1,apparmor,systemd-journal-remote";
 const MARKER: &str = ".complete";
 
 /// Units masked so that boot is quick and nothing waits for a network or a tty.

@@ -206,32 +206,139 @@ pub fn send(e: &Entry) -> Result<(), libsystemd::errors::SdError> {
     journal_send(priority, &e.message, e.fields.iter().chain(ident.iter()).map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
-/// Starts the journal writer: every feed line becomes one journal entry.
-pub fn spawn(hub: &Hub) -> std::thread::JoinHandle<()> {
+/// journald's rate limit for guard's unit: at most `burst` entries per
+/// `interval` (journald.conf `RateLimitBurst=`/`RateLimitIntervalSec=`, or
+/// the unit's `LogRateLimitBurst=`/`LogRateLimitIntervalSec=`). Past it,
+/// journald drops entries and guard would never know; so guard keeps under
+/// it on its own and counts what it withholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub interval: std::time::Duration,
+}
+
+/// The share of journald's burst guard's records may use: the rest is left
+/// for guard's own log lines (stderr goes to the same unit's stream).
+const SHARE: f64 = 0.8;
+
+/// A token bucket that keeps guard's records under journald's window
+/// whatever its alignment: half the share as capacity, the other half
+/// refilled over one interval, so no window of `interval` ever gets more
+/// than `SHARE * burst` entries.
+#[derive(Debug)]
+pub struct Budget {
+    tokens: f64,
+    cap: f64,
+    per_sec: f64,
+    last: std::time::Instant,
+    /// Records withheld since the last gap entry told them.
+    pub withheld: u64,
+}
+
+impl Budget {
+    pub fn new(l: RateLimit, now: std::time::Instant) -> Self {
+        let cap = (f64::from(l.burst) * SHARE / 2.0).max(1.0);
+        let secs = l.interval.as_secs_f64().max(0.001);
+        Budget { tokens: cap, cap, per_sec: cap / secs, last: now, withheld: 0 }
+    }
+
+    fn refill(&mut self, now: std::time::Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.per_sec).min(self.cap);
+        self.last = now;
+    }
+
+    /// Whether one entry may go now (and takes its token).
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Spends a token the entry needs regardless (admin entries).
+    pub fn spend(&mut self, now: std::time::Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+}
+
+/// What the writer does with one entry under the budget.
+fn withheld_reason(l: RateLimit) -> String {
+    format!("withheld to stay under journald's rate limit ({} entries per {} s)", l.burst, l.interval.as_secs())
+}
+
+/// The journal writer: a thread fed by the hub; `limit` is journald's rate
+/// limit (`None`: no budget).
+pub fn spawn(hub: &Hub, limit: Option<RateLimit>) -> std::thread::JoinHandle<()> {
     let mut rx = hub.tx.subscribe();
     let stats: Arc<FeedStats> = hub.stats.clone();
     std::thread::Builder::new()
         .name("journal".into())
-        .spawn(move || loop {
-            let e = match rx.blocking_recv() {
-                Ok(item) if item.record.as_ref().is_some_and(journald_self_lookup) => {
-                    stats.journal_skipped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Ok(item) => match entry(&item) {
-                    Some(e) => e,
-                    None => continue,
-                },
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    stats.journal_missed.fetch_add(n, Ordering::Relaxed);
-                    gap_entry(n, "journal writer lagged")
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            match send(&e) {
+        .spawn(move || {
+            let mut budget = limit.map(|l| Budget::new(l, std::time::Instant::now()));
+            let sent = |e: &Entry| match send(e) {
                 Ok(()) => stats.journal_sent.fetch_add(1, Ordering::Relaxed),
                 Err(_) => stats.journal_errors.fetch_add(1, Ordering::Relaxed),
             };
+            loop {
+                // Withheld records are told in a gap entry as soon as a
+                // token is back, even if no other record comes.
+                let next = match budget.as_mut().filter(|b| b.withheld > 0) {
+                    Some(b) => {
+                        if b.take(std::time::Instant::now()) {
+                            let n = std::mem::take(&mut b.withheld);
+                            sent(&gap_entry(n, &withheld_reason(limit.unwrap())));
+                            continue;
+                        }
+                        match rx.try_recv() {
+                            Err(broadcast::error::TryRecvError::Empty) => {
+                                std::thread::sleep(std::time::Duration::from_millis(50));
+                                continue;
+                            }
+                            Ok(item) => Ok(item),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                            Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                        }
+                    }
+                    None => rx.blocking_recv(),
+                };
+                let (e, admin) = match next {
+                    Ok(item) if item.record.as_ref().is_some_and(journald_self_lookup) => {
+                        // journald's own lookups of guard's process: told in
+                        // the JSON feed only (each entry would cause another).
+                        stats.journal_skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Ok(item) => match entry(&item) {
+                        Some(e) => {
+                            let admin = item.record.is_none() && e.fields.iter().any(|(k, v)| k == "MESSAGE_ID" && v == MSG_ADMIN);
+                            (e, admin)
+                        }
+                        None => continue,
+                    },
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        stats.journal_missed.fetch_add(n, Ordering::Relaxed);
+                        (gap_entry(n, "journal writer lagged"), false)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if let Some(b) = budget.as_mut() {
+                    let now = std::time::Instant::now();
+                    if admin {
+                        // Rare, and what an admin must see: always sent.
+                        b.spend(now);
+                    } else if !b.take(now) {
+                        b.withheld += 1;
+                        stats.journal_withheld.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+                sent(&e);
+            }
         })
         .expect("spawning the journal writer")
 }
@@ -258,6 +365,29 @@ mod tests {
 
     fn field<'a>(e: &'a Entry, k: &str) -> Option<&'a str> {
         e.fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_budget_keeps_every_window_under_the_share() {
+        use std::time::{Duration, Instant};
+        let l = RateLimit { burst: 100, interval: Duration::from_secs(30) };
+        let t0 = Instant::now();
+        let mut b = Budget::new(l, t0);
+        // A flood at 1000 entries/s for 90 s: every 30 s window, wherever it
+        // starts, gets at most 80 (the share), and the rest is withheld.
+        let mut sent_at = Vec::new();
+        for ms in 0..90_000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            if b.take(now) {
+                sent_at.push(ms);
+            }
+        }
+        for start in (0..60_000u64).step_by(500) {
+            let n = sent_at.iter().filter(|&&t| t >= start && t < start + 30_000).count();
+            assert!(n <= 80, "{n} entries in the window from {start} ms");
+        }
+        assert!(sent_at.len() >= 150, "the budget is used: {}", sent_at.len());
+        assert_eq!(withheld_reason(l), "withheld to stay under journald's rate limit (100 entries per 30 s)");
     }
 
     #[test]

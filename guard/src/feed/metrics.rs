@@ -64,6 +64,10 @@ pub struct Scrape {
     /// (policy, unit, decision) -> decisions the feed's records stand for.
     pub decisions: BTreeMap<(String, String, &'static str), u64>,
     pub feed: FeedCounts,
+    /// `FeedStats::enforcing`.
+    pub enforcing: u64,
+    /// Admin records by action (every one of `ADMIN_ACTIONS`, 0 if none yet).
+    pub admin: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +96,7 @@ pub struct FeedCounts {
     pub journal_missed: u64,
     pub journal_errors: u64,
     pub journal_skipped: u64,
+    pub journal_withheld: u64,
 }
 
 impl FeedCounts {
@@ -114,6 +119,7 @@ impl FeedCounts {
             journal_missed: get(&s.journal_missed),
             journal_errors: get(&s.journal_errors),
             journal_skipped: get(&s.journal_skipped),
+            journal_withheld: get(&s.journal_withheld),
         }
     }
 }
@@ -133,7 +139,16 @@ fn collect(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> Scrape {
         .collect();
     let kernel = k.counters().ok();
     drop(k);
-    Scrape { kernel, hooks, decisions: hub.stats.by_policy.lock().unwrap().clone(), feed: FeedCounts::of(&hub.stats) }
+    let mut admin: BTreeMap<&'static str, u64> = super::ADMIN_ACTIONS.iter().map(|a| (*a, 0)).collect();
+    admin.extend(hub.stats.admin_actions.lock().unwrap().iter().map(|(a, n)| (*a, *n)));
+    Scrape {
+        kernel,
+        hooks,
+        decisions: hub.stats.by_policy.lock().unwrap().clone(),
+        feed: FeedCounts::of(&hub.stats),
+        enforcing: hub.stats.enforcing.load(Ordering::Relaxed),
+        admin,
+    }
 }
 
 /// One scrape in the Prometheus text format (version 0.0.4).
@@ -173,8 +188,20 @@ pub fn text(s: &Scrape) -> String {
             (labels(&[("policy", policy), ("unit", unit), ("decision", decision)]), n.to_string())
         }),
     );
+    family(
+        "guard_admin_actions_total",
+        "counter",
+        "Admin records published (GUARD_ACTION: agent-started, reloaded, reload-failed, unloaded, ...), by action.",
+        &mut s.admin.iter().map(|(action, n)| (labels(&[("action", action)]), n.to_string())),
+    );
     let f = &s.feed;
     let simple = [
+        (
+            "guard_enforcing",
+            "gauge",
+            "1 while the instance this agent serves is pinned and attached: the kernel enforces it, with or without the agent, until `guard unload` (0 after it).",
+            s.enforcing,
+        ),
         ("guard_feed_received_total", "counter", "Records read from the ring buffer.", f.received),
         ("guard_feed_flushed_total", "counter", "Records written from the kernel's burst table (remainders of quiet bursts).", f.flushed),
         ("guard_feed_superseded_total", "counter", "Kernel records whose decisions a table flush had already told.", f.superseded),
@@ -195,6 +222,12 @@ pub fn text(s: &Scrape) -> String {
             "counter",
             "Refused lookups of guard's process by journald itself, kept out of the journal (each entry would cause another).",
             f.journal_skipped,
+        ),
+        (
+            "guard_journal_withheld_total",
+            "counter",
+            "Records kept out of the journal to stay under journald's rate limit (told in a gap entry; still in the JSON feed and these metrics).",
+            f.journal_withheld,
         ),
     ];
     for (name, kind, help, v) in simple {
@@ -251,7 +284,10 @@ mod tests {
                 journal_missed: 14,
                 journal_errors: 15,
                 journal_skipped: 16,
+                journal_withheld: 17,
             },
+            enforcing: 1,
+            admin: [("reloaded", 2), ("reload-failed", 1)].into_iter().collect(),
         }
     }
 
@@ -260,7 +296,7 @@ mod tests {
         let text = text(&sample());
         println!("{text}");
         let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
-        assert_eq!(families.len(), 20, "{families:?}");
+        assert_eq!(families.len(), 23, "{families:?}");
         for family in families {
             let (name, kind) = family.split_once(' ').unwrap();
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP");

@@ -71,9 +71,21 @@ pub struct FeedStats {
     pub journal_missed: AtomicU64,
     pub journal_errors: AtomicU64,
     pub journal_skipped: AtomicU64,
+    /// Records kept out of the journal to stay under journald's rate limit
+    /// (told in a gap entry as soon as the budget allows).
+    pub journal_withheld: AtomicU64,
     /// (policy, unit, decision) -> decisions the feed's records stand for.
     pub by_policy: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// 1 while the instance this agent serves is pinned and attached (the
+    /// kernel enforces it with or without the agent); 0 once it was unloaded.
+    pub enforcing: AtomicU64,
+    /// Admin records published, by action.
+    pub admin_actions: Mutex<BTreeMap<&'static str, u64>>,
 }
+
+/// Every admin action (`GUARD_ACTION`): each is a metric sample from the
+/// start, at 0, so alerting rules can name them before the first happens.
+pub const ADMIN_ACTIONS: &[&str] = &["agent-started", "agent-stopped", "handover", "reload-failed", "reloaded", "replaced", "unloaded"];
 
 #[derive(Clone)]
 pub struct Hub {
@@ -89,6 +101,10 @@ impl Hub {
 
     /// An admin record goes to every consumer like any other line.
     pub fn publish_admin(&self, admin: &Admin) {
+        *self.stats.admin_actions.lock().unwrap().entry(admin.action).or_default() += 1;
+        if admin.action == "unloaded" {
+            self.stats.enforcing.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         self.publish_line(serde_json::to_vec(admin).unwrap_or_default(), None);
     }
 

@@ -66,6 +66,23 @@ pub struct Generated {
 }
 
 /// The policy text for a loaded unit. Refuses units that are not loaded.
+/// `SetCredential=` keeps the secret in plain text where any local user can
+/// read it: in the unit file (usually world-readable: `systemctl cat`) and
+/// in the unit's `SetCredential` property over D-Bus. guard protects the
+/// credential systemd writes, not those copies.
+pub fn set_credential_warning(props: &UnitProps) -> Option<String> {
+    if props.credentials.set.is_empty() {
+        return None;
+    }
+    let file = if props.fragment_path.is_empty() { "the unit file".to_string() } else { props.fragment_path.clone() };
+    Some(format!(
+        "{}: SetCredential={} keeps the secret in plain text in {file} (world-readable: `systemctl cat {}`) and in the unit's          SetCredential D-Bus property, where guard cannot protect it; use SetCredentialEncrypted= (`systemd-creds encrypt`)          or LoadCredential=ID:/etc/credstore/ID with that file in this policy's setup_only",
+        props.id,
+        props.credentials.set.join(", SetCredential="),
+        props.id
+    ))
+}
+
 pub fn generate(props: &UnitProps, opts: &Options<'_>) -> Result<Generated> {
     check_loaded(props)?;
     let mut out = Writer::default();
@@ -77,6 +94,9 @@ pub fn generate(props: &UnitProps, opts: &Options<'_>) -> Result<Generated> {
     protect(props, &mut out);
     setup_only(props, opts, &mut out);
     notes(props, &mut out);
+    if let Some(w) = set_credential_warning(props) {
+        out.warnings.push(w);
+    }
     Ok(Generated {
         text: out.text,
         warnings: out.warnings,

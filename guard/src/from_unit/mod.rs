@@ -95,6 +95,13 @@ fn run(args: &FromUnitArgs) -> Result<ExitCode> {
     for w in &generated.warnings {
         eprintln!("warning: {w}");
     }
+    // Environment= and EnvironmentFile= (SetCredential= is among the warnings above).
+    if let Some(mut view) = crate::exposure::view(&props.id) {
+        view.set_credentials.clear();
+        for w in crate::exposure::warnings(&props.id, &view) {
+            eprintln!("warning: {w}");
+        }
+    }
     if let Err(errors) = validate(&generated.text, &props.id, &args.passwd)? {
         eprintln!("{}", generated.text);
         eprintln!("{errors}");

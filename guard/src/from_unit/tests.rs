@@ -515,3 +515,12 @@ fn readme_example_is_what_the_command_writes() {
     let text = gen(&unit(257, "myapp.service")).text;
     assert!(readme.contains(&format!("```toml\n{text}```")), "README's myapp.service example differs from:\n{text}");
 }
+
+#[test]
+fn set_credential_is_named_with_the_better_ways() {
+    let g = gen(&unit(257, "demo.service"));
+    let w = g.warnings.iter().find(|w| w.contains("SetCredential=api-token")).unwrap_or_else(|| panic!("{:?}", g.warnings));
+    assert!(w.contains("plain text") && w.contains("systemctl cat demo.service"), "{w}");
+    assert!(w.contains("SetCredentialEncrypted=") && w.contains("LoadCredential="), "{w}");
+    assert!(!gen(&unit(257, "myapp.service")).warnings.iter().any(|w| w.contains("SetCredential")));
+}

@@ -31,7 +31,9 @@ pub use validate::with_unit_suffix;
 pub(crate) use validate::{check_protect_path, check_unit, UNIT_USER};
 
 use error::Source;
-use types::{Document, RawPolicy};
+/// For `guard policy suggest`, which edits policy files by the spans of their values.
+pub(crate) use types::Document;
+use types::RawPolicy;
 use validate::{Users, Validated};
 
 /// Most policies one directory may hold (the size of the kernel-side tables).

@@ -281,7 +281,7 @@ fn shipped_policies_load() {
     assert_eq!(tls.cgroup.as_deref(), Some("/system.slice/nginx.service"));
     assert_eq!((tls.rate_per_sec, tls.rate_burst), (200, 1000));
 
-    assert_eq!(set.path_count(), 6);
+    assert_eq!(set.path_count(), 7);
 }
 
 #[test]
