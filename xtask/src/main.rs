@@ -407,80 +407,36 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         Some(o) => format!("/bin/vm-tests suite --only {o}"),
         None => "/bin/vm-tests suite".to_string(),
     };
-    for k in &ks {
-        type VmStep<'a> = (&'a str, Box<dyn Fn() -> Result<vm::VmOutcome> + 'a>);
-        let vm_steps: [VmStep<'_>; 5] = [
-            ("scenario suite", Box::new(|| run_busybox(k, &b, "suite", &suite_cmd, Duration::from_secs(1200)))),
-            ("systemd suite", Box::new(|| run_systemd(k, &b, "systemd", Duration::from_secs(900)))),
-            ("package suite", Box::new(|| run_package(k, &b, debs.as_ref().expect("built above"), "package", Duration::from_secs(900)))),
-            ("bench --short", Box::new(|| run_busybox(k, &b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
-            ("bench peers --short", Box::new(|| run_peers(k, &b, true, Duration::from_secs(900)))),
-        ];
-        for (name, run) in vm_steps {
-            // `--only systemd`: the systemd suite alone; other names pick suite scenarios.
-            let wanted = match only {
-                None => true,
-                Some("systemd") => name == "systemd suite",
-                Some("package") => name == "package suite",
-                Some(_) => name == "scenario suite",
-            };
-            if !wanted {
-                continue;
-            }
-            let t = Instant::now();
-            let out = run()?;
-            let (mut passed, mut failed) = scenario_counts(&out.log);
-            let mut detail = out.describe();
-            if name == "bench peers --short" {
-                // Every peer ran, and the loaded hot path is one lookup.
-                match bench_report(&out.log).and_then(|r| complete_peers(&r).map(|n| (r, n))) {
-                    Ok((r, n)) => {
-                        passed += 1;
-                        detail = format!("{n} rows; {}", r["hot_path_check"].as_str().unwrap_or(""));
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        detail = format!("{e:#}");
-                    }
-                }
-            }
-            if name == "package suite" {
-                // CI's promtool check of a scrape taken in the VM.
-                match promtool_on_scrape(&out.log, &vm_dir().join(format!("metrics-{}.txt", k.name))) {
-                    Ok(d) => {
-                        passed += 1;
-                        detail = d;
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        detail = format!("{e:#}");
-                    }
-                }
-            }
-            if name == "bench --short" {
-                // Proves the benchmark works end to end: a complete table.
-                match bench_report(&out.log) {
-                    Ok(report) if complete_table(&report) => {
-                        passed += 1;
-                        detail = format!("complete table ({} rows)", report["rows"].as_array().map_or(0, |r| r.len()));
-                    }
-                    Ok(_) => {
-                        failed += 1;
-                        detail = "bench table incomplete".into();
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        detail = format!("no bench report: {e:#}");
-                    }
-                }
-            }
-            let ok = out.exit_code == Some(0) && failed == 0 && passed > 0;
-            if !ok && failed == 0 {
-                failed = 1;
-            }
-            steps.push(Step { kernel: k.name.clone(), name: name.into(), ok, passed, failed, secs: t.elapsed().as_secs_f64(), detail });
-        }
+    // The kernels run in lanes, `GUARD_VM_JOBS` (default 2) at once: each
+    // TCG guest is one host thread, so two lanes use both cores. Every check
+    // is within one guest (the benches compare interleaved variants inside
+    // one VM), so a neighbour guest changes no verdict, only the wall time.
+    let jobs = std::env::var("GUARD_VM_JOBS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(2).max(1);
+    if wants_package {
+        // Fetched once, before the lanes that check a scrape with it.
+        promtool::ensure_promtool(&root().join("target/tools/prometheus"))?;
     }
+    let lanes: Vec<Result<Vec<Step>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs.min(ks.len()))
+            .map(|lane| {
+                let (ks, b, debs, suite_cmd) = (&ks, &b, &debs, &suite_cmd);
+                scope.spawn(move || -> Result<Vec<Step>> {
+                    let mut out = Vec::new();
+                    for k in ks.iter().enumerate().filter(|(i, _)| i % jobs == lane).map(|(_, k)| k) {
+                        out.extend(kernel_steps(k, b, debs.as_ref(), suite_cmd, only)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a VM lane panicked")))).collect()
+    });
+    for lane in lanes {
+        steps.extend(lane?);
+    }
+    // Report in the matrix's order.
+    let order = |name: &str| ks.iter().position(|k| k.name == name).unwrap_or(usize::MAX);
+    steps.sort_by_key(|s| if s.kernel == "-" || s.kernel == "host" { 0 } else { 1 + order(&s.kernel) });
 
     let mut report = String::new();
     let _ = writeln!(report, "\n{:<14} {:<26} {:>6} {:>6} {:>8}  result", "kernel", "step", "passed", "failed", "seconds");
@@ -507,6 +463,86 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         bail!("some steps failed (see the table above and the console logs in target/vm)");
     }
     Ok(())
+}
+
+/// The VM steps on kernel `k`: the scenario suite, the systemd suite, the
+/// package suite, the short bench and the short peer bench (or what `only`
+/// picks).
+fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &str, only: Option<&str>) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    type VmStep<'a> = (&'a str, Box<dyn Fn() -> Result<vm::VmOutcome> + 'a>);
+    let vm_steps: [VmStep<'_>; 5] = [
+        ("scenario suite", Box::new(|| run_busybox(k, b, "suite", suite_cmd, Duration::from_secs(1200)))),
+        ("systemd suite", Box::new(|| run_systemd(k, b, "systemd", Duration::from_secs(900)))),
+        ("package suite", Box::new(|| run_package(k, b, debs.expect("built above"), "package", Duration::from_secs(900)))),
+        ("bench --short", Box::new(|| run_busybox(k, b, "bench-short", &bench_command(true), Duration::from_secs(900)))),
+        ("bench peers --short", Box::new(|| run_peers(k, b, true, Duration::from_secs(900)))),
+    ];
+    for (name, run) in vm_steps {
+        // `--only systemd`: the systemd suite alone; other names pick suite scenarios.
+        let wanted = match only {
+            None => true,
+            Some("systemd") => name == "systemd suite",
+            Some("package") => name == "package suite",
+            Some(_) => name == "scenario suite",
+        };
+        if !wanted {
+            continue;
+        }
+        let t = Instant::now();
+        let out = run()?;
+        let (mut passed, mut failed) = scenario_counts(&out.log);
+        let mut detail = out.describe();
+        if name == "bench peers --short" {
+            // Every peer ran, and the loaded hot path is one lookup.
+            match bench_report(&out.log).and_then(|r| complete_peers(&r).map(|n| (r, n))) {
+                Ok((r, n)) => {
+                    passed += 1;
+                    detail = format!("{n} rows; {}", r["hot_path_check"].as_str().unwrap_or(""));
+                }
+                Err(e) => {
+                    failed += 1;
+                    detail = format!("{e:#}");
+                }
+            }
+        }
+        if name == "package suite" {
+            // CI's promtool check of a scrape taken in the VM.
+            match promtool_on_scrape(&out.log, &vm_dir().join(format!("metrics-{}.txt", k.name))) {
+                Ok(d) => {
+                    passed += 1;
+                    detail = d;
+                }
+                Err(e) => {
+                    failed += 1;
+                    detail = format!("{e:#}");
+                }
+            }
+        }
+        if name == "bench --short" {
+            // Proves the benchmark works end to end: a complete table.
+            match bench_report(&out.log) {
+                Ok(report) if complete_table(&report) => {
+                    passed += 1;
+                    detail = format!("complete table ({} rows)", report["rows"].as_array().map_or(0, |r| r.len()));
+                }
+                Ok(_) => {
+                    failed += 1;
+                    detail = "bench table incomplete".into();
+                }
+                Err(e) => {
+                    failed += 1;
+                    detail = format!("no bench report: {e:#}");
+                }
+            }
+        }
+        let ok = out.exit_code == Some(0) && failed == 0 && passed > 0;
+        if !ok && failed == 0 {
+            failed = 1;
+        }
+        steps.push(Step { kernel: k.name.clone(), name: name.into(), ok, passed, failed, secs: t.elapsed().as_secs_f64(), detail });
+    }
+    Ok(steps)
 }
 
 fn bench_command(short: bool) -> String {
