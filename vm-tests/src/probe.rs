@@ -608,13 +608,11 @@ fn op_join(cgroup: &str, which: &str) -> std::io::Result<()> {
     std::fs::write(file, id)
 }
 
-/// `clone3(CLONE_INTO_CGROUP)` of a child straight into `cgroup`; the child
-/// takes `uid` and opens `file`. Ok if the child's open succeeded; the
-/// child's pid is printed as `CLONED child=N`.
-/// `UNIT_APP probe ARGS` created straight in `cgroup` (`clone3` with
-/// `CLONE_INTO_CGROUP`) as `uid`; it dies with this process (which waits
-/// for it and passes its output through).
-fn op_spawn_in(cgroup: &str, uid: u32, args: &[String]) -> std::io::Result<()> {
+/// `clone3(CLONE_INTO_CGROUP)` with fork semantics: a child created straight
+/// in `cgroup` that takes `uid` and then runs `child` (raw syscalls only:
+/// everything it uses is prepared before), which must end the process
+/// (exec or `_exit`). Returns the child's pid.
+fn fork_into_cgroup(cgroup: &str, uid: u32, child: impl FnOnce()) -> std::io::Result<i32> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -632,82 +630,26 @@ fn op_spawn_in(cgroup: &str, uid: u32, args: &[String]) -> std::io::Result<()> {
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let dir = cstr(&format!("/sys/fs/cgroup/{}", cgroup.trim_start_matches('/')));
-    let app = cstr(crate::env::UNIT_APP);
-    let mut argv_c: Vec<std::ffi::CString> = vec![cstr("unit-app"), cstr("probe")];
-    argv_c.extend(args.iter().map(|a| cstr(a)));
-    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    // SAFETY: O_PATH open of a directory.
-    let dirfd = unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if dirfd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dirfd as u64, ..Default::default() };
-    let _ = std::io::stdout().flush();
-    // SAFETY: clone3 with fork semantics; the child only makes raw syscalls
-    // and execs (everything it uses was prepared above).
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if pid == 0 {
-        // SAFETY: raw syscalls in the child, then exec or _exit.
-        unsafe {
-            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(uid, uid, uid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
-                libc::_exit(200);
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-            libc::execv(app.as_ptr(), argv.as_ptr());
-            libc::_exit(201);
-        }
-    }
-    let err = std::io::Error::last_os_error();
-    // SAFETY: closing our fd.
-    unsafe { libc::close(dirfd) };
-    if pid < 0 {
-        return Err(err);
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    std::process::exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) });
-}
-
-fn op_clone_into(cgroup: &str, uid: u32, file: &str) -> std::io::Result<()> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let dir = cstr(&format!("/sys/fs/cgroup/{}", cgroup.trim_start_matches('/')));
-    let path = cstr(file);
     // SAFETY: O_PATH open of a directory; closed below.
     let dirfd = unsafe { libc::open(dir.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
     if dirfd < 0 {
         return Err(std::io::Error::last_os_error());
     }
     let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dirfd as u64, ..Default::default() };
+    let _ = std::io::stdout().flush();
     // SAFETY: clone3 with fork semantics (no new stack); this process is
-    // single-threaded, and the child only makes raw syscalls then _exits.
+    // single-threaded, and the child only makes raw syscalls.
     let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if pid == 0 {
-        // SAFETY: raw syscalls in the child, then _exit.
+        // SAFETY: raw syscalls in the child.
         unsafe {
             if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(uid, uid, uid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
                 libc::_exit(200);
             }
-            let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-            libc::_exit(if fd < 0 { *libc::__errno_location() } else { 0 });
         }
+        child();
+        // SAFETY: a child that fell through ends here.
+        unsafe { libc::_exit(202) };
     }
     let err = std::io::Error::last_os_error();
     // SAFETY: closing our fd.
@@ -715,10 +657,45 @@ fn op_clone_into(cgroup: &str, uid: u32, file: &str) -> std::io::Result<()> {
     if pid < 0 {
         return Err(err);
     }
+    Ok(pid as i32)
+}
+
+/// `UNIT_APP probe ARGS` created straight in `cgroup` as `uid`, the way
+/// systemd starts a service; it dies with this process (which waits for it
+/// and passes its output through).
+fn op_spawn_in(cgroup: &str, uid: u32, args: &[String]) -> std::io::Result<()> {
+    let app = cstr(crate::env::UNIT_APP);
+    let mut argv_c: Vec<std::ffi::CString> = vec![cstr("unit-app"), cstr("probe")];
+    argv_c.extend(args.iter().map(|a| cstr(a)));
+    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY (child): raw syscalls, then exec or _exit.
+    let pid = fork_into_cgroup(cgroup, uid, || unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        libc::execv(app.as_ptr(), argv.as_ptr());
+        libc::_exit(201);
+    })?;
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    std::process::exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) });
+}
+
+/// A child created straight in `cgroup` that takes `uid` and opens `file`.
+/// Ok if the child's open succeeded; the child's pid is printed as
+/// `CLONED child=N`.
+fn op_clone_into(cgroup: &str, uid: u32, file: &str) -> std::io::Result<()> {
+    let path = cstr(file);
+    // SAFETY (child): raw syscalls, then _exit.
+    let pid = fork_into_cgroup(cgroup, uid, || unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        libc::_exit(if fd < 0 { *libc::__errno_location() } else { 0 });
+    })?;
     println!("CLONED child={pid}");
     let mut status = 0;
     // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    unsafe { libc::waitpid(pid, &mut status, 0) };
     match libc::WEXITSTATUS(status) {
         0 => Ok(()),
         200 => Err(std::io::Error::other("child could not take the uid")),

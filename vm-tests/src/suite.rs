@@ -542,10 +542,10 @@ fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
     Ok((out.status.core_dumped() || file.exists(), pid))
 }
 
-/// 25. Reading a unit's secret without opening its files: kernel memory, a
-/// foreign BPF program, perf, a core dump, signals and limits that force
-/// one. Every door refused to root outside, each with a record; what
-/// stays open stays open.
+/// Scenario 25: reading a unit's secret without opening its files (kernel
+/// memory, a foreign BPF program, perf, a core dump, and the signals and
+/// limits that force one). Every door is refused to root outside, each
+/// with a record; what stays open stays open.
 fn memory_doors() -> Outcome {
     let hold = background_in_unit(UNIT, SVC, "hold", &[KEY]);
     let (pid, _) = hold_target(&hold);

@@ -417,8 +417,9 @@ fn seed_host_key() -> Result<String, String> {
     ))
 }
 
-/// 4. 20 restarts and 5 reloads of myapp (DynamicUser=, PrivateMounts=,
-/// LoadCredentialEncrypted=) while root opens its credential in a tight loop.
+/// Seed 4: 20 restarts and 5 reloads of myapp (`DynamicUser=`,
+/// `PrivateMounts=`, `LoadCredentialEncrypted=`) while root opens its
+/// credential in a tight loop.
 fn seed_restart_race() -> Result<String, String> {
     race(&Race {
         unit: "myapp.service",
@@ -430,10 +431,10 @@ fn seed_restart_race() -> Result<String, String> {
     })
 }
 
-/// 7. The same for loader.service: LoadCredential= from a file,
-/// PrivateMounts=, and RefreshOnReload=credentials, where systemd 260 and
+/// Seed 7: the same for loader.service (`LoadCredential=` from a file,
+/// `PrivateMounts=`, `RefreshOnReload=credentials`, where systemd 260 and
 /// later build a new set of credentials at every reload, in a helper of
-/// PID 1 outside the unit.
+/// PID 1 outside the unit).
 fn seed_loader_race() -> Result<String, String> {
     race(&Race {
         unit: "loader.service",
