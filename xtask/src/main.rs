@@ -407,36 +407,41 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         Some(o) => format!("/bin/vm-tests suite --only {o}"),
         None => "/bin/vm-tests suite".to_string(),
     };
-    // The kernels run in lanes, `GUARD_VM_JOBS` (default 2) at once: each
-    // TCG guest is one host thread, so two lanes use both cores. Every check
-    // is within one guest (the benches compare interleaved variants inside
-    // one VM), so a neighbour guest changes no verdict, only the wall time.
+    // The VM steps (5 per kernel) run from one queue, `GUARD_VM_JOBS`
+    // (default 2) at once, longest first: each TCG guest is one host
+    // thread, so two use both cores. Every check is within one guest (the
+    // benches compare interleaved variants inside one VM), so a neighbour
+    // guest changes no verdict, only the wall time.
     let jobs = std::env::var("GUARD_VM_JOBS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(2).max(1);
     if wants_package {
-        // Fetched once, before the lanes that check a scrape with it.
+        // Fetched once, before the steps that check a scrape with it.
         promtool::ensure_promtool(&root().join("target/tools/prometheus"))?;
     }
-    let lanes: Vec<Result<Vec<Step>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..jobs.min(ks.len()))
-            .map(|lane| {
-                let (ks, b, debs, suite_cmd) = (&ks, &b, &debs, &suite_cmd);
+    let queue: std::sync::Mutex<Vec<(&Kernel, &str)>> = std::sync::Mutex::new(
+        VM_STEPS.iter().rev().flat_map(|step| ks.iter().rev().map(move |k| (k, *step))).collect(),
+    );
+    let done: Vec<Result<Vec<Step>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs)
+            .map(|_| {
+                let (queue, b, debs, suite_cmd) = (&queue, &b, &debs, &suite_cmd);
                 scope.spawn(move || -> Result<Vec<Step>> {
                     let mut out = Vec::new();
-                    for k in ks.iter().enumerate().filter(|(i, _)| i % jobs == lane).map(|(_, k)| k) {
-                        out.extend(kernel_steps(k, b, debs.as_ref(), suite_cmd, only)?);
+                    while let Some((k, step)) = queue.lock().unwrap().pop() {
+                        out.extend(kernel_steps(k, b, debs.as_ref(), suite_cmd, only, step)?);
                     }
                     Ok(out)
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a VM lane panicked")))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a VM worker panicked")))).collect()
     });
-    for lane in lanes {
-        steps.extend(lane?);
+    for d in done {
+        steps.extend(d?);
     }
     // Report in the matrix's order.
     let order = |name: &str| ks.iter().position(|k| k.name == name).unwrap_or(usize::MAX);
-    steps.sort_by_key(|s| if s.kernel == "-" || s.kernel == "host" { 0 } else { 1 + order(&s.kernel) });
+    let step_order = |name: &str| VM_STEPS.iter().position(|s| *s == name).unwrap_or(usize::MAX);
+    steps.sort_by_key(|s| if s.kernel == "-" || s.kernel == "host" { (0, 0) } else { (1 + order(&s.kernel), step_order(&s.name)) });
 
     let mut report = String::new();
     let _ = writeln!(report, "\n{:<14} {:<26} {:>6} {:>6} {:>8}  result", "kernel", "step", "passed", "failed", "seconds");
@@ -465,10 +470,13 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     Ok(())
 }
 
-/// The VM steps on kernel `k`: the scenario suite, the systemd suite, the
-/// package suite, the short bench and the short peer bench (or what `only`
-/// picks).
-fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &str, only: Option<&str>) -> Result<Vec<Step>> {
+/// The VM steps of every kernel, longest first (the queue's order).
+const VM_STEPS: [&str; 5] = ["systemd suite", "package suite", "scenario suite", "bench peers --short", "bench --short"];
+
+/// VM step `pick` on kernel `k` (one of `VM_STEPS`: the scenario suite, the
+/// systemd suite, the package suite, the short bench and the short peer
+/// bench), if `only` wants it.
+fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &str, only: Option<&str>, pick: &str) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
     type VmStep<'a> = (&'a str, Box<dyn Fn() -> Result<vm::VmOutcome> + 'a>);
     let vm_steps: [VmStep<'_>; 5] = [
@@ -486,7 +494,7 @@ fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &
             Some("package") => name == "package suite",
             Some(_) => name == "scenario suite",
         };
-        if !wanted {
+        if !wanted || name != pick {
             continue;
         }
         let t = Instant::now();
