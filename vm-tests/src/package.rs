@@ -505,7 +505,7 @@ fn journal_flood() -> Result<String, String> {
     }
     Ok(format!(
         "{FLOOD_OPENERS} openers refused in {flood_secs:.1} s under LogRateLimitBurst={FLOOD_BURST}/30s: {openers} journaled, {withheld} records withheld by guard \
-         (guard_journal_withheld_total; gap entries told {told}), {missed} missed; guard sent {sent} entries and the journal holds all {stored}; journald suppressed nothing"
+         (guard_journal_withheld_total; gap entries told {told}), {missed} missed; guard sent {sent} entries and the journal holds all {stored}: journald dropped none"
     ))
 }
 
