@@ -188,9 +188,7 @@ async fn serve(
     programs: preflight::Programs,
 ) -> Result<()> {
     let t0 = Instant::now();
-    let layout = kernel::btf::kernel_layout(&btf)
-        .context("this kernel's structs lack a field guard reads")?;
-    let target = kernel::Target { layout, programs, doors: kernel::doors::doors(&btf)? };
+    let target = kernel::Target::with_programs(&btf, programs)?;
     for c in &target.programs.0 {
         if guard_common::PROGRAM_VARIANTS
             .iter()

@@ -185,6 +185,11 @@ impl Target {
                     .join("\n")
             )
         })?;
+        Self::with_programs(btf, programs)
+    }
+
+    /// With the programs a preflight already chose (`preflight::check_hooks`).
+    pub fn with_programs(btf: &btf::Btf, programs: preflight::Programs) -> Result<Self> {
         let layout =
             btf::kernel_layout(btf).context("this kernel's structs lack a field guard reads")?;
         Ok(Self { layout, programs, doors: doors::doors(btf)? })
