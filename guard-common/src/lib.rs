@@ -127,6 +127,11 @@ pub const PROG_EMPTY: &str = "guard_empty_file_open";
 /// parameter (loaded instead of `PROG_BPF` where the kernel's BTF says so).
 pub const PROG_BPF_KFLAG: &str = "guard_bpf_kflag";
 
+/// The floor program of a hook (`guard-ebpf/src/floor.rs`): attached by
+/// `guard bench host` only, it returns 0 and reads nothing. Its name is
+/// this prefix and the hook's name.
+pub const FLOOR_PREFIX: &str = "guard_floor_";
+
 /// Every program in the object, as (the enforcing program it stands for,
 /// the ELF program, the number of parameters of the hook it reads, without
 /// the LSM's return value). An LSM program's arguments are slots of its
@@ -887,6 +892,9 @@ pub const ATTR_GET_ID: usize = 0;
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+pub const SOCKFS_MAGIC: u64 = 0x534f_434b;
+pub const PIPEFS_MAGIC: u64 = 0x5049_5045;
+pub const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
 
 // ----------------------------------------------------- kernel struct layout
 

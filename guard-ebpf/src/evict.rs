@@ -22,6 +22,20 @@ use crate::{
     self_protect::trust_key,
 };
 
+/// Whether a protected inode of a filesystem with magic `magic` can be
+/// evicted while its file lives on: only then is its rule kept (and looked
+/// for again at `d_instantiate`). tmpfs and ramfs free an inode only when
+/// the file is gone; procfs and cgroupfs rules are derived again whenever
+/// the inode comes back; sockets, pipes and anonymous inodes have no name
+/// to come back by.
+#[inline(always)]
+pub fn keeps_rules(magic: u64) -> bool {
+    !matches!(
+        magic,
+        TMPFS_MAGIC | RAMFS_MAGIC | PROC_SUPER_MAGIC | CGROUP2_SUPER_MAGIC | SOCKFS_MAGIC | PIPEFS_MAGIC | ANON_INODE_FS_MAGIC
+    )
+}
+
 /// `inode_free_security(inode)`.
 #[inline(always)]
 pub unsafe fn on_free(inode: *mut inode) {
@@ -39,7 +53,7 @@ pub unsafe fn on_free(inode: *mut inode) {
     let p = inode as *const u8;
     let nlink = unsafe { read_u32(p, off!(inode_i_nlink)) };
     let magic = unsafe { sb_magic(p) };
-    if nlink == 0 || magic == TMPFS_MAGIC || magic == RAMFS_MAGIC {
+    if nlink == 0 || !keeps_rules(magic) {
         if flags & RULE_F_SELF_EXEC != 0 {
             // A trusted executable is gone: its inode number must not pass trust on.
             let _ = TRUSTED.remove(trust_key(unsafe { file_key(p) }));
@@ -61,9 +75,13 @@ pub unsafe fn on_free(inode: *mut inode) {
     }
 }
 
-/// Gives an inode read back from disk the rule it had when it was evicted.
+/// Gives an inode read back from disk the rule it had when it was evicted
+/// (`magic`: its filesystem's; see [`keeps_rules`]).
 #[inline(always)]
-pub unsafe fn restore(child: *mut inode) -> bool {
+pub unsafe fn restore(child: *mut inode, magic: u64) -> bool {
+    if !keeps_rules(magic) {
+        return false;
+    }
     let key = unsafe { file_key(child as *const u8) };
     let Some(kept) = (unsafe { EVICTED.get(key) }) else {
         return false;

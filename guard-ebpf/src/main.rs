@@ -27,6 +27,7 @@
 mod cgroup;
 mod decide;
 mod evict;
+mod floor;
 mod layout;
 mod maps;
 mod memory;
@@ -121,15 +122,23 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         return 0;
     }
     unsafe {
-        if !INODE_RULES.get_ptr_mut(new_inode).is_null() || evict::restore(new_inode) {
+        if !INODE_RULES.get_ptr_mut(new_inode).is_null() {
             return 0;
         }
-        if systemd::on_instantiate(new_inode) {
+        // The filesystem decides which of the rest can apply: rules kept
+        // at eviction exist only on disk-backed ones, credentials only on
+        // tmpfs/ramfs, so a bystander pays one of those lookups, not both.
+        let magic = sb_magic(new_inode as *const u8);
+        let done = match magic {
+            TMPFS_MAGIC | RAMFS_MAGIC => systemd::on_instantiate(new_inode),
+            _ => evict::restore(new_inode, magic),
+        };
+        if done {
             return 0;
         }
         let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
         inherit(parent, new_inode);
-        match sb_magic(new_inode as *const u8) {
+        match magic {
             CGROUP2_SUPER_MAGIC => cgroup::on_instantiate(new_inode),
             PROC_SUPER_MAGIC => procfs::on_instantiate(dentry, new_inode),
             _ => {}

@@ -101,7 +101,10 @@ pub fn on_task_alloc(task: u64) {
 
 #[inline(always)]
 pub fn on_task_free(task: u64) {
-    let _ = LINEAGE.remove(task);
+    // As `cgroup::on_task_free`: look before taking the bucket's lock.
+    if unsafe { LINEAGE.get(task) }.is_some() {
+        let _ = LINEAGE.remove(task);
+    }
 }
 
 /// `bprm_check_security`: running anything but systemd's own executables

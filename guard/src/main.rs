@@ -9,6 +9,7 @@
 
 mod admin;
 mod bench;
+mod bench_host;
 mod bench_peers;
 mod cli_docs;
 mod enforce;
@@ -127,6 +128,10 @@ enum Command {
     /// Compare guard with systemd's RestrictFileSystems=, Landlock and AppArmor
     /// (root, in a machine with a real systemd), and count the loaded programs' paths.
     BenchPeers(bench_peers::PeersArgs),
+    /// Measure what guard costs every process on the host: each hooked
+    /// operation (fork, exec, create, rename, mount, kill, ...) against no
+    /// program and against empty programs on the same hooks (root, BPF LSM).
+    BenchHost(bench_host::HostArgs),
     /// Print the completion script for SHELL to stdout, e.g.
     /// `guard completions bash > /usr/share/bash-completion/completions/guard`.
     Completions {
@@ -139,6 +144,9 @@ enum Command {
     /// One measurement of `bench-peers` (spawned under each peer's confinement).
     #[command(hide = true)]
     BenchWorker(bench_peers::WorkerArgs),
+    /// The bystander process of `bench-host` (a copy of guard's executable).
+    #[command(hide = true)]
+    BenchHostWorker(bench_host::WorkerArgs),
 }
 
 #[derive(Subcommand)]
@@ -197,6 +205,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::BenchPeers(args) => bench_peers::main(args),
         Command::BenchWorker(args) => bench_peers::worker(args),
+        Command::BenchHost(args) => bench_host::main(args),
+        Command::BenchHostWorker(args) => bench_host::worker(args),
         Command::Status { json, pin_root, cgroup_root, policy_dir } => admin::status(&pin_root, &cgroup_root, &policy_dir, json),
         Command::Unload { pin_root, pid_file } => admin::unload(&pin_root, &pid_file),
         Command::Reload { pid_file, timeout } => admin::reload(&pid_file, std::time::Duration::from_secs(timeout)),

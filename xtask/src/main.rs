@@ -76,6 +76,18 @@ enum Task {
         #[arg(long)]
         kernel: Option<String>,
     },
+    /// `guard bench-host` (busybox guest, an ext4 loop filesystem for the
+    /// eviction operation) on each kernel; writes its section of BENCHMARKS.md.
+    BenchHost {
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Interleaved rounds.
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Calls per measurement, as a multiple of each operation's base count.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
     /// Write BENCHMARKS.md again from the last bench run's reports
     /// (target/vm/bench-reports.json), without running anything.
     #[command(hide = true)]
@@ -86,6 +98,17 @@ enum Task {
     CheckMetrics {
         /// The scrape: the body of GET /metrics.
         scrape: PathBuf,
+    },
+    /// Boot a busybox guest on one kernel and run a shell command in it
+    /// (guard and vm-tests in /bin); prints the console log (development).
+    #[command(hide = true)]
+    Vm {
+        #[arg(long, default_value = kernels::BOOKWORM)]
+        kernel: String,
+        /// The shell command; its exit status is the guest's.
+        command: String,
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
     },
     /// Build deliberately broken variants of the eBPF program and check that
     /// the suite catches each one (a test that cannot fail is a defect).
@@ -108,12 +131,25 @@ fn main() {
         Task::Test { kernel, skip_host, only } => test(kernel.as_deref(), skip_host, only.as_deref()),
         Task::Bench { short, kernel } => bench(short, kernel.as_deref()).map(|_| ()),
         Task::BenchMd => bench_md(),
+        Task::BenchHost { kernel, rounds, scale } => bench_host(kernel.as_deref(), rounds, scale),
         Task::Mutants { kernel, only } => mutants(&kernel, &only),
         Task::CheckMetrics { scrape } => check_metrics(&scrape),
+        Task::Vm { kernel, command, timeout_secs } => vm_command(&kernel, &command, timeout_secs),
     };
     if let Err(e) = res {
         eprintln!("xtask: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+fn vm_command(kernel: &str, command: &str, timeout_secs: u64) -> Result<()> {
+    let b = build()?;
+    let k = select_kernels(Some(kernel))?.pop().with_context(|| format!("no kernel {kernel}"))?;
+    let out = run_busybox(&k, &b, "vm", command, Duration::from_secs(timeout_secs))?;
+    println!("{}", out.log);
+    match out.exit_code {
+        Some(0) => Ok(()),
+        _ => bail!("the guest command failed: {}", out.describe()),
     }
 }
 
@@ -543,6 +579,25 @@ fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &
                     detail = format!("no bench report: {e:#}");
                 }
             }
+            // The host bench: every operation measured, the bystander check
+            // held at run time, and every hook's bystander path within budget.
+            match report_between(&out.log, "GUARD-HOSTBENCH-JSON").map(|r| host_bench_checks(&r)) {
+                Ok(checks) => {
+                    for (good, what) in checks {
+                        if good {
+                            passed += 1;
+                        } else {
+                            failed += 1;
+                            detail = format!("{detail}; {what}");
+                        }
+                    }
+                    detail = format!("{detail}; host bench checked");
+                }
+                Err(e) => {
+                    failed += 1;
+                    detail = format!("{detail}; no host bench report: {e:#}");
+                }
+            }
         }
         let ok = out.exit_code == Some(0) && failed == 0 && passed > 0;
         if !ok && failed == 0 {
@@ -553,15 +608,31 @@ fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &
     Ok(steps)
 }
 
+/// `guard bench`, then `guard bench-host` with an ext4 filesystem on a
+/// loop device for its eviction operation, in one boot.
 fn bench_command(short: bool) -> String {
     let args = if short { "--short" } else { "" };
-    format!("echo GUARD-BENCH-JSON-BEGIN; /bin/guard bench --json {args} --dir /tmp/guard-bench; rc=$?; echo GUARD-BENCH-JSON-END; exit $rc")
+    format!(
+        "echo GUARD-BENCH-JSON-BEGIN; /bin/guard bench --json {args} --dir /tmp/guard-bench; rc=$?; echo GUARD-BENCH-JSON-END; \
+         {HOST_DISK_SETUP}; \
+         echo GUARD-HOSTBENCH-JSON-BEGIN; /bin/guard bench-host --json {args} --dir /tmp/guard-bench-host --disk-dir /mnt/bench; rc2=$?; echo GUARD-HOSTBENCH-JSON-END; \
+         [ $rc = 0 ] && exit $rc2; exit $rc"
+    )
 }
 
-/// The JSON the guest printed between the markers.
+/// An ext4 filesystem on a loop device at /mnt/bench (the loop driver the image carries).
+const HOST_DISK_SETUP: &str = "{ [ -d /sys/module/loop ] || insmod /lib/modules/loop.ko; } && dd if=/dev/zero of=/tmp/bench-ext4.img bs=1M count=16 2>/dev/null \
+     && mke2fs -q -F /tmp/bench-ext4.img && mkdir -p /mnt/bench && mount -t ext4 -o loop /tmp/bench-ext4.img /mnt/bench";
+
+/// The JSON the guest printed between the `GUARD-BENCH-JSON` markers.
 fn bench_report(log: &str) -> Result<serde_json::Value> {
-    let begin = log.find("GUARD-BENCH-JSON-BEGIN").context("no GUARD-BENCH-JSON-BEGIN in the log")?;
-    let end = log.find("GUARD-BENCH-JSON-END").context("no GUARD-BENCH-JSON-END in the log")?;
+    report_between(log, "GUARD-BENCH-JSON")
+}
+
+/// The JSON the guest printed between `<marker>-BEGIN` and `<marker>-END`.
+fn report_between(log: &str, marker: &str) -> Result<serde_json::Value> {
+    let begin = log.find(&format!("{marker}-BEGIN")).with_context(|| format!("no {marker}-BEGIN in the log"))?;
+    let end = log.find(&format!("{marker}-END")).with_context(|| format!("no {marker}-END in the log"))?;
     let body = &log[begin..end];
     let start = body.find('{').context("no JSON between the markers")?;
     let stop = body.rfind('}').context("no JSON between the markers")?;
@@ -576,6 +647,26 @@ fn is_kernel_line(line: &str) -> bool {
     let Some((stamp, _)) = rest.split_once(']') else { return false };
     let stamp = stamp.trim();
     !stamp.is_empty() && stamp.contains('.') && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+/// `guard bench-host`'s report, as checks: (passed, what it says).
+fn host_bench_checks(r: &serde_json::Value) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let ops = r["ops"].as_array().cloned().unwrap_or_default();
+    let measured = ops.iter().filter(|o| o["unavailable"].is_null()).count();
+    let all = !ops.is_empty() && ops.iter().all(|o| o["unavailable"].is_null() && o["variants"].as_array().is_some_and(|v| v.iter().all(|v| v["ns"]["median"].as_f64().is_some_and(|x| x > 0.0))));
+    out.push((all, format!("host bench: {measured} of {} operations measured", ops.len())));
+    out.push((r["bystander"]["held"] == true, format!("host bench bystander check: {}", r["bystander"]["detail"].as_str().unwrap_or("?"))));
+    for p in r["paths"].as_array().cloned().unwrap_or_default() {
+        let hook = p["hook"].as_str().unwrap_or("?").to_string();
+        eprintln!(
+            "xtask: bystander path of {hook}: {}..{} insns (budget {}), {}..{} helpers (budget {}){}",
+            p["insns_min"], p["insns_max"], p["budget_insns"], p["helpers_min"], p["helpers_max"], p["budget_helpers"],
+            p["error"].as_str().map(|e| format!(" — walk failed: {e}")).unwrap_or_default()
+        );
+        out.push((p["holds"] == true, format!("bystander path of {hook} over budget: {p}")));
+    }
+    out
 }
 
 /// Every variant has every operation, with numbers.
@@ -617,18 +708,144 @@ fn bench(short: bool, kernel: Option<&str>) -> Result<BenchReports> {
     let saved = vm_dir().join("bench-reports.json");
     std::fs::write(&saved, serde_json::to_string(&reports)?).with_context(|| format!("writing {}", saved.display()))?;
     if !short {
-        let md = benchmarks_md(&reports);
+        let md = with_host_section(benchmarks_md(&reports));
         std::fs::write(root().join("BENCHMARKS.md"), md)?;
         eprintln!("xtask: wrote BENCHMARKS.md");
     }
     Ok(reports)
 }
 
+/// Where BENCHMARKS.md's host section starts and ends.
+const HOST_BEGIN: &str = "<!-- bench-host: begin -->";
+const HOST_END: &str = "<!-- bench-host: end -->";
+
+fn bench_host(kernel: Option<&str>, rounds: usize, scale: f64) -> Result<()> {
+    let b = build()?;
+    let ks = select_kernels(kernel)?;
+    let mut reports = Vec::new();
+    for k in &ks {
+        let t = Instant::now();
+        let cmd = format!(
+            "{HOST_DISK_SETUP}; echo GUARD-HOSTBENCH-JSON-BEGIN; /bin/guard bench-host --json --rounds {rounds} --scale {scale} \
+             --dir /tmp/guard-bench-host --disk-dir /mnt/bench; rc=$?; echo GUARD-HOSTBENCH-JSON-END; exit $rc"
+        );
+        let out = run_busybox(k, &b, "bench-host", &cmd, Duration::from_secs(5400))?;
+        let r = report_between(&out.log, "GUARD-HOSTBENCH-JSON").with_context(|| format!("host bench on {}: {}", k.name, out.describe()))?;
+        if out.exit_code != Some(0) {
+            bail!("host bench on {} failed: {}", k.name, out.describe());
+        }
+        eprintln!("xtask: host bench on {} took {:.0} s", k.name, t.elapsed().as_secs_f64());
+        reports.push((k.name.clone(), r));
+    }
+    let saved = vm_dir().join("bench-host-reports.json");
+    std::fs::write(&saved, serde_json::to_string(&reports)?)?;
+    let path = root().join("BENCHMARKS.md");
+    let md = std::fs::read_to_string(&path).unwrap_or_default();
+    let section = host_md(&reports);
+    let new = match (md.find(HOST_BEGIN), md.find(HOST_END)) {
+        (Some(a), Some(z)) => format!("{}{section}{}", &md[..a], &md[z + HOST_END.len()..]),
+        _ => format!("{md}\n{section}\n"),
+    };
+    std::fs::write(&path, new)?;
+    eprintln!("xtask: wrote the host section of BENCHMARKS.md");
+    Ok(())
+}
+
+/// `md` with the host section of the current BENCHMARKS.md kept (its own run writes it).
+fn with_host_section(md: String) -> String {
+    let old = std::fs::read_to_string(root().join("BENCHMARKS.md")).unwrap_or_default();
+    match (old.find(HOST_BEGIN), old.find(HOST_END)) {
+        (Some(a), Some(z)) => format!("{md}\n{}\n", &old[a..z + HOST_END.len()]),
+        _ => md,
+    }
+}
+
+/// BENCHMARKS.md's host section, between its markers.
+fn host_md(reports: &[(String, serde_json::Value)]) -> String {
+    let mut md = format!("{HOST_BEGIN}\n## What guard costs the whole host (`guard bench-host`)\n\n");
+    md.push_str(
+        "Generated by `cargo xtask bench-host` (do not edit by hand). Every operation below reaches one or more hooks guard \
+         attaches; it runs in a bystander (a copy of guard's executable, so not trusted, in a cgroup no policy names), as any \
+         process on the host would. Variants, attached one at a time in an order rotated every round: **baseline** (no program), \
+         **floor** (a program that returns 0 on every hook guard attaches: what any BPF LSM pays there; on 6.1 an unattached BPF \
+         hook already costs a call, on kernels with static LSM calls nothing), **guard-N** (guard's programs on every hook, N \
+         protected files), **kernel-only** (guard-1 with nobody reading its ring buffer, as with the agent stopped). \
+         Ratios are taken within a round and summarized as the median with a 95% interval from order statistics; a budget \
+         *holds* when the whole interval is within it, is *MISSED* when the whole interval is above it, and is *unresolved* \
+         otherwise. TCG inflates absolute times several-fold and unevenly (helper calls and memory barriers more than plain \
+         instructions), so only ratios within one run mean anything, and a native run would show smaller program shares.\n\n\
+         **hooks** is the kernel's own attribution (`run_cnt`, `run_time_ns` of every program, a pass with statistics on): \
+         runs per operation, guard's ns per run and the floor's on the same hook.\n\n",
+    );
+    for (name, r) in reports {
+        md.push_str(&format!(
+            "### {name} (kernel {}, {} CPUs, {} rounds, calls × {})\n\n",
+            r["kernel"].as_str().unwrap_or("?"),
+            r["cpus"],
+            r["rounds"],
+            r["scale"]
+        ));
+        let variants: Vec<String> = r["variants"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_str().map(String::from)).collect();
+        let shown: Vec<&String> = variants.iter().filter(|v| *v != "baseline").collect();
+        md.push_str("| operation | baseline ns |");
+        for v in &shown {
+            md.push_str(&format!(" {v} ×base | {v} ×floor |"));
+        }
+        md.push_str(" hooks (runs/op: guard ns, floor ns) |\n|---|---:|");
+        for _ in &shown {
+            md.push_str("---:|---:|");
+        }
+        md.push_str("---|\n");
+        let ci = |c: &serde_json::Value| match (c["median"].as_f64(), c["lo"].as_f64(), c["hi"].as_f64()) {
+            (Some(m), Some(l), Some(h)) => format!("{m:.2} [{l:.2}..{h:.2}]"),
+            _ => "-".into(),
+        };
+        for o in r["ops"].as_array().cloned().unwrap_or_default() {
+            let op = o["op"].as_str().unwrap_or("?");
+            if let Some(why) = o["unavailable"].as_str() {
+                md.push_str(&format!("| {op} | unavailable: {why} |\n"));
+                continue;
+            }
+            let vs = o["variants"].as_array().cloned().unwrap_or_default();
+            let find = |n: &str| vs.iter().find(|v| v["variant"] == n).cloned().unwrap_or_default();
+            md.push_str(&format!("| {op} | {:.0} |", find("baseline")["ns"]["median"].as_f64().unwrap_or(f64::NAN)));
+            for v in &shown {
+                let row = find(v);
+                md.push_str(&format!(" {} | {} |", ci(&row["x_base"]), ci(&row["x_floor"])));
+            }
+            let hooks: Vec<String> = o["hooks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|h| format!("{} ×{:.2}: {:.0}, {:.0}", h["hook"].as_str().unwrap_or("?"), h["calls_per_op"].as_f64().unwrap_or(0.0), h["guard_ns"].as_f64().unwrap_or(f64::NAN), h["floor_ns"].as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            md.push_str(&format!(" {} |\n", if hooks.is_empty() { "none of guard's".into() } else { hooks.join("; ") }));
+        }
+        md.push_str("\nOperations: ");
+        let whats: Vec<String> = r["ops"].as_array().cloned().unwrap_or_default().iter().map(|o| format!("**{}** {}", o["op"].as_str().unwrap_or("?"), o["what"].as_str().unwrap_or(""))).collect();
+        md.push_str(&whats.join("; "));
+        md.push_str(&format!("\n\nBystander check at run time: {}.\n\n", r["bystander"]["detail"].as_str().unwrap_or("?")));
+        md.push_str("Bystander paths of the loaded programs (every lookup misses, verdict 0; min..max over such paths):\n\n| hook | instructions | helper calls | budget (insns / helpers) | helpers on the path |\n|---|---:|---:|---:|---|\n");
+        for p in r["paths"].as_array().cloned().unwrap_or_default() {
+            md.push_str(&format!(
+                "| {} | {}..{} | {}..{} | {} / {} | {} |\n",
+                p["hook"].as_str().unwrap_or("?"),
+                p["insns_min"], p["insns_max"], p["helpers_min"], p["helpers_max"], p["budget_insns"], p["budget_helpers"],
+                p["helpers"].as_array().map(|h| h.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+            ));
+        }
+        md.push('\n');
+    }
+    md.push_str(HOST_END);
+    md
+}
+
 fn bench_md() -> Result<()> {
     let saved = vm_dir().join("bench-reports.json");
     let text = std::fs::read_to_string(&saved).with_context(|| format!("reading {} (run `cargo xtask bench` first)", saved.display()))?;
     let reports: BenchReports = serde_json::from_str(&text).with_context(|| format!("parsing {}", saved.display()))?;
-    std::fs::write(root().join("BENCHMARKS.md"), benchmarks_md(&reports))?;
+    std::fs::write(root().join("BENCHMARKS.md"), with_host_section(benchmarks_md(&reports)))?;
     eprintln!("xtask: wrote BENCHMARKS.md from {}", saved.display());
     Ok(())
 }

@@ -174,9 +174,14 @@ struct Walker<'a> {
     /// targets are relocations: there a call is opaque (its result unknown,
     /// its instructions not counted).
     follow_calls: bool,
+    /// The bystander walk: every lookup misses (see [`count_bystander`]).
+    all_miss: bool,
+    /// In the bystander walk: a call that writes a record or a log line
+    /// (no bystander path does) ends the path as `Other`.
+    is_record: &'a (dyn Fn(i32) -> bool + Sync),
     memo: HashMap<State, Summary>,
     /// BPF functions summarized so far, by first instruction.
-    subs: HashMap<usize, PathStats>,
+    subs: HashMap<usize, Vec<(V, PathStats)>>,
     /// BPF functions being summarized (a call back into one is recursion).
     entered: std::collections::HashSet<usize>,
     /// States on the current path: meeting one again is a loop the walk cannot bound.
@@ -187,7 +192,37 @@ struct Walker<'a> {
 /// context's arguments (None: unknown); `is_lookup`: whether a call's
 /// `imm` is the lookup that decides "unprotected"; `follow_calls`: see [`Walker`].
 pub fn count(prog: &[Insn], start: usize, args: &[Option<u64>], is_lookup: &(dyn Fn(i32) -> bool + Sync), follow_calls: bool) -> Result<Summary> {
-    let mut w = Walker { prog, args, is_lookup, follow_calls, memo: HashMap::new(), subs: HashMap::new(), entered: Default::default(), open: Default::default() };
+    walk_from(prog, start, args, is_lookup, &|_| false, follow_calls, false)
+}
+
+/// The bystander's paths: every map lookup and storage get the program
+/// makes misses (nothing in guard's maps names the caller, its cgroup, its
+/// executable, the inode or the filesystem it touches), the previous
+/// verdict is 0 and everything else is unknown. Their summary is the
+/// `Unprotected` outcome (a verdict of 0); any other outcome means a
+/// bystander could be refused.
+///
+/// A path that writes a record or a log line (`is_record`: the ring buffer
+/// helpers) is no bystander's: it ends there, as `Other`.
+pub fn count_bystander(
+    prog: &[Insn],
+    args: &[Option<u64>],
+    is_lookup: &(dyn Fn(i32) -> bool + Sync),
+    is_record: &(dyn Fn(i32) -> bool + Sync),
+) -> Result<Summary> {
+    walk_from(prog, 0, args, is_lookup, is_record, true, true)
+}
+
+fn walk_from(
+    prog: &[Insn],
+    start: usize,
+    args: &[Option<u64>],
+    is_lookup: &(dyn Fn(i32) -> bool + Sync),
+    is_record: &(dyn Fn(i32) -> bool + Sync),
+    follow_calls: bool,
+    all_miss: bool,
+) -> Result<Summary> {
+    let mut w = Walker { prog, args, is_lookup, is_record, follow_calls, all_miss, memo: HashMap::new(), subs: HashMap::new(), entered: Default::default(), open: Default::default() };
     let mut r = [V::Unknown; 11];
     r[1] = V::Ctx;
     r[10] = V::Stack(0);
@@ -224,9 +259,12 @@ impl Walker<'_> {
         Ok(out)
     }
 
-    /// Every path through the BPF function at `start` to its exit, as one
-    /// `PathStats` (its verdict is not the program's).
-    fn subprogram(&mut self, start: usize) -> Result<PathStats> {
+    /// Every path through the BPF function at `start` to its exit, as
+    /// what it returns: (`Known(0)`, the paths that return 0) and
+    /// (`Unknown`, every other path), each summarized (its verdict is not
+    /// the program's). A caller that passes a function's verdict on (a
+    /// thin hook around a `try_` function) keeps the 0 it returns.
+    fn subprogram(&mut self, start: usize) -> Result<Vec<(V, PathStats)>> {
         if let Some(s) = self.subs.get(&start) {
             return Ok(s.clone());
         }
@@ -239,13 +277,25 @@ impl Walker<'_> {
         let state = State { pc: start, r, stack: BTreeMap::new(), lookup: Some(true) };
         let all = self.walk(state)?;
         self.entered.remove(&start);
-        let mut stats = all.values().next().cloned().ok_or_else(|| anyhow::anyhow!("the BPF function at insn {start} never returns"))?;
-        for v in all.values().skip(1) {
-            stats.merge(v);
+        if all.is_empty() {
+            bail!("the BPF function at insn {start} never returns");
         }
-        stats.verdicts.clear();
-        self.subs.insert(start, stats.clone());
-        Ok(stats)
+        let mut zero: Option<PathStats> = None;
+        let mut other: Option<PathStats> = None;
+        for (o, st) in &all {
+            let mut st = st.clone();
+            let returns_zero = matches!(o, Outcome::Allowed | Outcome::Unprotected) && st.verdicts == BTreeSet::from([0]);
+            st.verdicts.clear();
+            let slot = if returns_zero { &mut zero } else { &mut other };
+            match slot {
+                Some(x) => x.merge(&st),
+                None => *slot = Some(st),
+            }
+        }
+        let out: Vec<(V, PathStats)> =
+            [(V::Known(0), zero), (V::Unknown, other)].into_iter().filter_map(|(v, s)| s.map(|s| (v, s))).collect();
+        self.subs.insert(start, out.clone());
+        Ok(out)
     }
 
     fn jump(&self, pc: usize, off: i16) -> Result<usize> {
@@ -355,15 +405,31 @@ impl Walker<'_> {
                         if target >= self.prog.len() {
                             bail!("a BPF-to-BPF call out of the program at insn {pc}");
                         }
-                        let sub = self.subprogram(target)?;
+                        let subs = self.subprogram(target)?;
                         for reg in n.r.iter_mut().take(6) {
                             *reg = V::Unknown;
                         }
-                        let rest = self.walk(n)?;
-                        return Ok(rest.iter().map(|(k, v)| (*k, v.then(&sub).shifted(1, None))).collect());
+                        let mut out = Summary::new();
+                        for (ret, sub) in subs {
+                            let mut m = n.clone();
+                            m.r[0] = ret;
+                            let rest = self.walk(m)?;
+                            let part: Summary = rest.iter().map(|(k, v)| (*k, v.then(&sub).shifted(1, None))).collect();
+                            merge_into(&mut out, &part);
+                        }
+                        return Ok(out);
                     }
                     for reg in n.r.iter_mut().take(6).skip(1) {
                         *reg = V::Unknown;
+                    }
+                    if self.all_miss && (self.is_record)(i.imm) {
+                        let stats = PathStats { paths: 1, insns_min: 1, insns_max: 1, helpers_min: 1, helpers_max: 1, helper_ids: BTreeSet::from([i.imm]), verdicts: BTreeSet::new() };
+                        return Ok(BTreeMap::from([(Outcome::Other, stats)]));
+                    }
+                    if self.all_miss && (self.is_lookup)(i.imm) {
+                        n.r[0] = V::Known(0);
+                        n.lookup = Some(false);
+                        return Ok(shift(&self.walk(n)?, 1, Some(i.imm)));
                     }
                     if s.lookup.is_none() && (self.is_lookup)(i.imm) {
                         let mut miss = n.clone();
@@ -436,6 +502,20 @@ impl Walker<'_> {
                         None => {
                             let mut t = n.clone();
                             t.pc = target;
+                            // An unknown register compared (64-bit) for
+                            // equality with a constant is that constant on
+                            // the side where they are equal (a verdict from a
+                            // BPF function, checked against 0 and returned).
+                            // (A 32-bit compare with 0 likewise: an i32 verdict.)
+                            if a == V::Unknown && (class == 0x05 || b == V::Known(0)) {
+                                if let V::Known(y) = b {
+                                    match code {
+                                        0x10 => t.r[dst] = V::Known(y),
+                                        0x50 => n.r[dst] = V::Known(y),
+                                        _ => {}
+                                    }
+                                }
+                            }
                             let mut out = self.walk(t)?;
                             merge_into(&mut out, &self.walk(n)?);
                             out
@@ -507,11 +587,31 @@ pub fn loaded_programs(name: &str) -> Result<Vec<Loaded>> {
         };
         // SAFETY: a fresh fd we own.
         let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        if let Some(loaded) = read_loaded(fd, id, Some(want))? {
+            out.push(loaded);
+        }
+        drop(owned);
+    }
+    Ok(out)
+}
+
+/// The loaded program with kernel id `id`, with its translated instructions.
+pub fn loaded_program(id: u32) -> Result<Loaded> {
+    let mut attr = [0u8; 12];
+    attr[0..4].copy_from_slice(&id.to_ne_bytes());
+    let fd = sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr).map_err(|e| anyhow::anyhow!("BPF_PROG_GET_FD_BY_ID {id}: {e}"))? as i32;
+    // SAFETY: a fresh fd we own.
+    let _owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(read_loaded(fd, id, None)?.expect("no name filter"))
+}
+
+/// Program `id` (open as `fd`), if its name is `want` (or any, for None).
+fn read_loaded(fd: i32, id: u32, want: Option<&str>) -> Result<Option<Loaded>> {
         let mut info = [0u8; 256];
         prog_info(fd, &mut info).map_err(|e| anyhow::anyhow!("BPF_OBJ_GET_INFO_BY_FD on program {id}: {e}"))?;
         let pname: String = info[64..80].iter().take_while(|&&b| b != 0).map(|&b| b as char).collect();
-        if pname != want {
-            continue;
+        if want.is_some_and(|w| w != pname) {
+            return Ok(None);
         }
         let len = u32::from_ne_bytes(info[20..24].try_into().unwrap()) as usize;
         if len == 0 {
@@ -522,14 +622,11 @@ pub fn loaded_programs(name: &str) -> Result<Vec<Loaded>> {
         info[20..24].copy_from_slice(&(len as u32).to_ne_bytes());
         info[32..40].copy_from_slice(&(buf.as_mut_ptr() as u64).to_ne_bytes());
         prog_info(fd, &mut info).map_err(|e| anyhow::anyhow!("reading program {id}'s translated instructions: {e}"))?;
-        drop(owned);
         // A JITed program's translated calls into its own subprograms keep
         // the relative target in `off` and the subprogram's index in `imm`
         // (`jit_subprogs`); put the target back where the walk reads it.
         let jited = u32::from_ne_bytes(info[16..20].try_into().unwrap()) != 0;
-        out.push(Loaded { id, name: pname, xlated: normalize_calls(parse(&buf), jited) });
-    }
-    Ok(out)
+        Ok(Some(Loaded { id, name: pname, xlated: normalize_calls(parse(&buf), jited) }))
 }
 
 /// See [`loaded_programs`]: BPF-to-BPF calls of a JITed program, with
