@@ -741,7 +741,47 @@ fn swap_closed() -> Outcome {
     swap_on(&dev, true).map_err(|e| format!("swapon refused with guard enforcing: {e}"))?;
     swap_on(&dev, false).map_err(|e| format!("swapoff refused with guard enforcing: {e}"))?;
     said.push("swapon/swapoff again at once: both work".into());
+    // A swap file on ext4 (judged by the kernel's S_SWAPFILE).
+    said.push(match swap_file_closed() {
+        Ok(s) => s,
+        Err(e) if e.starts_with("SKIPPED") => {
+            println!("vm-tests: {e}");
+            e
+        }
+        Err(e) => return Err(e),
+    });
     Ok(said.join("; "))
+}
+
+/// A swap file: refused while active, readable again after `swapoff`.
+fn swap_file_closed() -> Result<String, String> {
+    let f = "/mnt/ext4/swapfile";
+    let pages = 64u32;
+    let mut img = vec![0u8; pages as usize * 4096];
+    img[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+    img[1028..1032].copy_from_slice(&(pages - 1).to_le_bytes());
+    img[4096 - 10..4096].copy_from_slice(b"SWAPSPACE2");
+    std::fs::write(f, &img).map_err(|e| format!("writing {f}: {e}"))?;
+    chmod(f, 0o600);
+    let _ = std::process::Command::new("sync").status();
+    if let Err(e) = swap_on(f, true) {
+        return Err(format!("SKIPPED the swap file check: this kernel refused a swap file on the test's ext4 ({e})"));
+    }
+    let t = Instant::now();
+    let mut p = probe(HOST, ROOT, "open", &[f]);
+    while p.ok() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        p = probe(HOST, ROOT, "open", &[f]);
+    }
+    let took = t.elapsed();
+    let off = swap_on(f, false);
+    ensure!(p.errno == Some(libc::EPERM) || p.errno == Some(libc::EACCES), "root reading the active swap file {f}: {} (expected EPERM)", p.describe());
+    ensure!(!tamper_records_for(p.pid).is_empty(), "no tamper record for root reading the swap file");
+    off.map_err(|e| format!("swapoff of the swap file with guard enforcing: {e}"))?;
+    let p = probe(HOST, ROOT, "open", &[f]);
+    ensure!(p.ok(), "root reading {f} after swapoff: {} (expected allowed at once: S_SWAPFILE is gone)", p.describe());
+    let _ = std::fs::remove_file(f);
+    Ok(format!("swap file {f} refused {} ms after swapon, reads at once after swapoff", took.as_millis()))
 }
 
 /// A restart as systemd does it: the cgroup and the credentials mount go
