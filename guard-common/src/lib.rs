@@ -92,6 +92,13 @@ pub const MAP_DOORS: &str = "DOORS";
 /// `BPF_MAP_TYPE_LRU_HASH`: id of a BPF map an allowed BPF tool or systemd
 /// holds -> 1. Nobody else may get an fd of it.
 pub const MAP_TOOL_MAPS: &str = "TOOL_MAPS";
+/// `BPF_MAP_TYPE_HASH`: kernel `dev_t` (`MAJOR << 20 | MINOR`) of each
+/// active swap block device -> 1, kept current by the agent from
+/// `/proc/swaps`. A block device node (`RULE_F_SWAP`) whose `i_rdev` is
+/// here opens for reading to guard alone while guard protects anything.
+pub const MAP_SWAP_DEVS: &str = "SWAP_DEVS";
+/// Capacity of `SWAP_DEVS` (the kernel allows 32 swap areas at most).
+pub const MAX_SWAP_DEVS: u32 = 64;
 
 /// Program names (the Rust function names in guard-ebpf).
 pub const PROG_FILE_OPEN: &str = "guard_file_open";
@@ -121,6 +128,7 @@ pub const PROG_SIGIOTASK: &str = "guard_file_send_sigiotask";
 pub const PROG_SETRLIMIT: &str = "guard_task_setrlimit";
 pub const PROG_PERF_ALLOC: &str = "guard_perf_event_alloc";
 pub const PROG_KERNEL_READ_FILE: &str = "guard_kernel_read_file";
+pub const PROG_FILE_IOCTL: &str = "guard_file_ioctl";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 /// `bpf` as Linux 6.15 and later declare it, with a fourth `bool kernel`
@@ -140,7 +148,7 @@ pub const FLOOR_PREFIX: &str = "guard_floor_";
 /// between kernels has one program per shape. The agent loads the one whose
 /// count equals the BTF prototype of `bpf_lsm_<hook>` on the running
 /// kernel, and refuses to run where none does.
-pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
+pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
     (PROG_BPF, PROG_BPF, 3),
     (PROG_BPF, PROG_BPF_KFLAG, 4),
     (PROG_BPRM_CHECK, PROG_BPRM_CHECK, 1),
@@ -161,6 +169,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
     (PROG_SIGIOTASK, PROG_SIGIOTASK, 3),
     (PROG_SETRLIMIT, PROG_SETRLIMIT, 3),
     (PROG_PERF_ALLOC, PROG_PERF_ALLOC, 1),
+    (PROG_FILE_IOCTL, PROG_FILE_IOCTL, 3),
     (PROG_INODE_FREE, PROG_INODE_FREE, 1),
     (PROG_D_INSTANTIATE, PROG_D_INSTANTIATE, 2),
     (PROG_INODE_RENAME, PROG_INODE_RENAME, 4),
@@ -174,7 +183,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 27] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 28] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
@@ -194,6 +203,7 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 27] = [
     (PROG_SIGIOTASK, "file_send_sigiotask"),
     (PROG_SETRLIMIT, "task_setrlimit"),
     (PROG_PERF_ALLOC, "perf_event_alloc"),
+    (PROG_FILE_IOCTL, "file_ioctl"),
     (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
     (PROG_INODE_RENAME, "inode_rename"),
@@ -454,6 +464,15 @@ pub const RULE_F_SB_OWNED: u32 = 1 << 8;
 /// passes the read-mode `ptrace_access_check` of these without asking
 /// the LSM, so the check moves to the open.)
 pub const RULE_F_PROC: u32 = 1 << 9;
+/// With `RULE_F_SELF` (`GEN_ANY`): a block device node, or a swap file,
+/// that may be an active swap area. Judged by what it is at open: a block
+/// node whose `i_rdev` is in `SWAP_DEVS`, a file with `S_SWAPFILE`; while
+/// guard protects anything, only guard and the kernel's own `swapon(2)` /
+/// `swapoff(2)` may open it for reading (swapped-out memory of the units
+/// reads back in plaintext there, dm-crypt and zram included). The kernel
+/// tags every block node when it is instantiated (so a node made with
+/// `mknod` is one), the agent the nodes under `/dev` and the swap files.
+pub const RULE_F_SWAP: u32 = 1 << 10;
 
 // --------------------------------------------------------- policy table
 
@@ -841,8 +860,11 @@ pub const HOOK_SIGIOTASK: u32 = 16;
 pub const HOOK_SETRLIMIT: u32 = 17;
 pub const HOOK_PERF: u32 = 18;
 pub const HOOK_KERNEL_READ_FILE: u32 = 19;
+/// `file_ioctl`: `DM_TABLE_STATUS` with `DM_STATUS_TABLE_FLAG` (a device
+/// mapper table: dm-crypt's key).
+pub const HOOK_FILE_IOCTL: u32 = 20;
 
-pub const HOOK_NAMES: [&str; 20] = [
+pub const HOOK_NAMES: [&str; 21] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -863,7 +885,18 @@ pub const HOOK_NAMES: [&str; 20] = [
     "task_setrlimit",
     "perf_event_alloc",
     "kernel_read_file",
+    "file_ioctl",
 ];
+
+/// `DM_TABLE_STATUS`: `_IOWR(0xfd, 12, struct dm_ioctl)` (312 bytes), the
+/// ioctl behind `dmsetup table` and `dmsetup status`
+/// (`include/uapi/linux/dm-ioctl.h`).
+pub const DM_TABLE_STATUS: u32 = 0xc138_fd0c;
+/// Offset of `flags` in `struct dm_ioctl`.
+pub const DM_IOCTL_FLAGS: usize = 28;
+/// `DM_STATUS_TABLE_FLAG`: return the table (dm-crypt prints its key in
+/// it; `dmsetup` blanks it unless `--showkeys`, the kernel never does).
+pub const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
 
 // ------------------------------------------------------------- bpf(2) ABI
 // Stable UAPI values from include/uapi/linux/bpf.h, used by the `bpf` hook.
@@ -957,6 +990,8 @@ pub struct KernelLayout {
     pub perf_event_attr: u32,
     pub perf_event_hw: u32,
     pub hw_perf_event_target: u32,
+    pub inode_i_rdev: u32,
+    pub inode_i_flags: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -971,6 +1006,11 @@ pub const LAYOUT_UNFILLED: u32 = 0xffff_ffff;
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
+pub const S_IFBLK: u16 = 0o060000;
+/// `S_SWAPFILE` in `inode->i_flags` (`include/linux/fs.h`, 256 from 2.6 to
+/// 7.x): the inode is an active swap file (for a block device, the bdev
+/// inode carries it, not the node).
+pub const S_SWAPFILE: u32 = 1 << 8;
 
 /// `FMODE_READ` / `FMODE_WRITE` from `include/linux/fs.h` (stable ABI since 2.6).
 pub const FMODE_READ: u32 = 0x1;
@@ -991,7 +1031,7 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 200);
+    assert!(core::mem::size_of::<KernelLayout>() == 208);
     assert!(core::mem::size_of::<SetupSb>() == 24);
     assert!(core::mem::size_of::<MemoryDoors>() == 32);
     assert!(core::mem::size_of::<BurstKey>() == 40);

@@ -45,8 +45,9 @@ pub unsafe fn on_free(inode: *mut inode) {
     }
     let rule = unsafe { *rule };
     let flags = rule.any_flags();
-    if flags & RULE_F_CGROUP_PROCS != 0 {
-        // Re-derived from the parent cgroup whenever the inode comes back.
+    if flags & (RULE_F_CGROUP_PROCS | RULE_F_SWAP) != 0 {
+        // Re-derived from the parent cgroup whenever the inode comes back
+        // (a block node is tagged again at `d_instantiate`).
         return;
     }
     let stats = rule.slot(active_gen()).and_then(|(policy_id, _)| policy_stats(policy_id));

@@ -66,6 +66,8 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     perf_event_attr: 0,
     perf_event_hw: 0,
     hw_perf_event_target: 0,
+    inode_i_rdev: 0,
+    inode_i_flags: 0,
     magic: LAYOUT_UNFILLED,
 };
 

@@ -34,6 +34,7 @@ mod memory;
 mod procfs;
 mod report;
 mod self_protect;
+mod swap;
 mod systemd;
 mod unit;
 
@@ -143,6 +144,7 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
             PROC_SUPER_MAGIC => procfs::on_instantiate(dentry, new_inode),
             _ => {}
         }
+        swap::on_instantiate(new_inode);
     }
     0
 }
@@ -532,6 +534,21 @@ pub fn guard_perf_event_alloc(ctx: LsmContext) -> i32 {
         return ret;
     }
     unsafe { memory::on_perf_event_alloc(ctx.arg(0)) }
+}
+
+/// `file_ioctl(struct file *file, unsigned int cmd, unsigned long arg)`:
+/// every ioctl; a bystander's path is one compare of `cmd`.
+#[lsm(hook = "file_ioctl")]
+pub fn guard_file_ioctl(ctx: LsmContext) -> i32 {
+    let cmd: u32 = ctx.arg(1);
+    if cmd != DM_TABLE_STATUS {
+        return ctx.arg(3);
+    }
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    unsafe { swap::on_dm_table_status(ctx.arg(2)) }
 }
 
 /// `sb_umount(struct vfsmount *mnt, int flags)`.

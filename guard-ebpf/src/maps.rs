@@ -52,6 +52,10 @@ pub static DOORS: Array<MemoryDoors, 1> = Array::new();
 #[btf_map]
 pub static TOOL_MAPS: LruHashMap<u32, u32, { MAX_TOOL_MAPS as usize }> = LruHashMap::new();
 
+/// Active swap block devices by kernel `dev_t` (see `swap.rs`).
+#[btf_map]
+pub static SWAP_DEVS: HashMap<u32, u32, { MAX_SWAP_DEVS as usize }> = HashMap::new();
+
 #[btf_map]
 pub static UNIT_OWNERS: LruHashMap<u64, u32, { MAX_UNIT_OWNERS as usize }> = LruHashMap::new();
 

@@ -91,6 +91,9 @@ fn only_guard(inode: *mut inode, subject: &Subject) -> i32 {
 /// An access to one of guard's own inodes (`RULE_F_SELF`).
 #[inline(always)]
 pub fn judge_self_object(inode: *mut inode, flags: u32, subject: &Subject) -> i32 {
+    if flags & RULE_F_SWAP != 0 {
+        return unsafe { crate::swap::judge(inode, subject) };
+    }
     if flags & RULE_F_SELF_EXEC != 0 {
         // The binary: anyone may run it and read it; only guard may change
         // it in place. Replacing it by rename is allowed (the new inode is

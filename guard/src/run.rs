@@ -228,6 +228,8 @@ async fn serve(
         replaced,
     } = start_instance(&args, &set, &trust, &target)?;
     let ours = k.instance.clone().context("no instance")?;
+    // Swap: the areas' devices and files are judged before readiness.
+    let swap_areas = kernel::swap::start(&mut k).context("bringing the kernel's view of the swap areas up to date")?;
     let ring = k.events.take().context("ring buffer already taken")?;
     let bursts = k.bursts.take();
     let klog = k.logger.take();
@@ -242,6 +244,11 @@ async fn serve(
         k.attached().join(","),
         t0.elapsed().as_millis()
     );
+    let (swap_line, swap_warnings) = kernel::swap::report(&swap_areas);
+    eprintln!("{swap_line}");
+    for w in swap_warnings {
+        log::warn!("host hardening: {w}");
+    }
     if let Some(dir) = args.pid_file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -249,6 +256,7 @@ async fn serve(
         .with_context(|| format!("writing --pid-file {}", args.pid_file.display()))?;
 
     let kernel = Arc::new(Mutex::new(k));
+    kernel::swap::spawn_watcher(kernel.clone(), swap_areas);
     let enforcer = Arc::new(Mutex::new(enforcer));
     let hub = Hub::new();
     let journal = spawn_consumers(&args, &kernel, &hub, klog)?;

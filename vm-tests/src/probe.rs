@@ -67,6 +67,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("crash") => op_crash(),
         Some("bpf-link-create") => bpf::link_create(rest[1].parse().unwrap_or(0)),
         Some("bpf-rawtp-null") => bpf::raw_tp_null(),
+        Some("dm-table") => op_dm_table(),
         Some("umount") => op_umount(&rest[1], rest.get(2).map(String::as_str) == Some("lazy")),
         Some("pidfd-getfd") => op_pidfd_getfd(rest[1].parse().unwrap_or(0)),
         Some("rmdir") => std::fs::remove_dir(&rest[1]),
@@ -434,6 +435,30 @@ pub fn app_main(args: &[String]) -> i32 {
     };
     let res = std::fs::OpenOptions::new().create(true).append(true).open(log).and_then(|mut f| f.write_all(line.as_bytes()));
     if res.is_err() { 1 } else { 0 }
+}
+
+/// `DM_TABLE_STATUS` with `DM_STATUS_TABLE_FLAG` (what `dmsetup table
+/// --showkeys` asks; dm-crypt answers with its key) on `/dev/mapper/control`,
+/// or, without device-mapper, on `/dev/null` (the LSM hook sees the command
+/// before any driver does; the driver would answer ENOTTY).
+fn op_dm_table() -> std::io::Result<()> {
+    const DM_TABLE_STATUS: libc::c_ulong = 0xc138_fd0c;
+    let path = if Path::new("/dev/mapper/control").exists() { "/dev/mapper/control" } else { "/dev/null" };
+    // SAFETY: valid path; fd closed below.
+    let fd = unsafe { libc::open(cstr(path).as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // struct dm_ioctl (312 bytes): version 4.0.0, data_size, flags at 28.
+    let mut buf = [0u32; 78];
+    buf[0] = 4;
+    buf[3] = 312;
+    buf[7] = 1 << 4;
+    // SAFETY: a buffer of the size the command names.
+    let r = unsafe { libc::ioctl(fd, DM_TABLE_STATUS, buf.as_mut_ptr()) };
+    let err = std::io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if r < 0 { Err(err) } else { Ok(()) }
 }
 
 fn op_umount(path: &str, lazy: bool) -> std::io::Result<()> {

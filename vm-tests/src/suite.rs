@@ -102,6 +102,7 @@ pub fn main(args: &[String]) -> i32 {
     run("16-flood-accounting", &|| flood(agent.borrow().as_ref().expect("agent")));
     run("24-flood-1000-openers", &|| flood_many(agent.borrow().as_ref().expect("agent")));
     run("25-memory-doors-closed", &memory_doors);
+    run("26-swap-area-closed", &swap_closed);
     let status = agent.borrow_mut().take().expect("agent").stop();
     run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
     run("21-unload-is-the-off-switch", &unload);
@@ -307,6 +308,7 @@ fn control() -> Outcome {
     checked += 1;
     ensure!(p.ok(), "without guard, root creating {stopped}: {}", p.describe());
     let _ = std::fs::remove_dir(&stopped);
+    checked += swap_control()?;
     Ok(format!("all {checked} accesses allowed (or failed for a reason other than EPERM/EACCES) without guard"))
 }
 
@@ -601,6 +603,185 @@ fn memory_doors() -> Outcome {
     ensure!(dumped, "a crash outside every unit wrote no core: guard refused too much");
     said.push("a unit process's crash: no core, a record; outside the unit: a core".into());
     Ok(said.join("; "))
+}
+
+/// The swap image (a loop device over it is the swap area) and two more
+/// nodes for the loop device's `dev_t`: one made before `swapon`, one after.
+const SWAP_IMG: &str = "/tmp/swap.img";
+const SWAP_NODE_EARLY: &str = "/tmp/swap-node-early";
+const SWAP_NODE_LATE: &str = "/tmp/swap-node-late";
+
+/// A loop device over a fresh swap image (not active yet): its path and
+/// `dev_t`, or why this kernel cannot have one.
+fn swap_device() -> Result<(String, u64), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !std::path::Path::new("/proc/swaps").exists() {
+        return Err("no /proc/swaps: this kernel has no swap (CONFIG_SWAP)".into());
+    }
+    static DEV: std::sync::OnceLock<Result<(String, u64), String>> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| {
+        // mkswap by hand: version 1, last page, SWAPSPACE2 at the end of page 0.
+        let pages = 256u32;
+        let mut img = vec![0u8; pages as usize * 4096];
+        img[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+        img[1028..1032].copy_from_slice(&(pages - 1).to_le_bytes());
+        img[4096 - 10..4096].copy_from_slice(b"SWAPSPACE2");
+        std::fs::write(SWAP_IMG, &img).map_err(|e| format!("writing {SWAP_IMG}: {e}"))?;
+        let free = std::process::Command::new("losetup").arg("-f").output().map_err(|e| format!("losetup -f: {e}"))?;
+        let dev = String::from_utf8_lossy(&free.stdout).trim().to_string();
+        ensure!(dev.starts_with("/dev/loop"), "losetup -f found no free loop device: {:?}", String::from_utf8_lossy(&free.stderr));
+        let st = std::process::Command::new("losetup").args([&dev, SWAP_IMG]).status().map_err(|e| format!("losetup: {e}"))?;
+        ensure!(st.success(), "losetup {dev} {SWAP_IMG} failed");
+        let rdev = std::fs::metadata(&dev).map_err(|e| format!("stat {dev}: {e}"))?.rdev();
+        mknod_blk(SWAP_NODE_EARLY, rdev)?;
+        Ok((dev, rdev))
+    })
+    .clone()
+}
+
+fn mknod_blk(path: &str, rdev: u64) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    let c = std::ffi::CString::new(path).unwrap();
+    // SAFETY: valid path.
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, rdev) };
+    ensure!(r == 0, "mknod {path}: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// `swapon(2)` / `swapoff(2)` of `dev`, as this (root, outside every unit) process.
+fn swap_on(dev: &str, on: bool) -> Result<(), String> {
+    let c = std::ffi::CString::new(dev).unwrap();
+    // SAFETY: valid path.
+    let r = unsafe { if on { libc::swapon(c.as_ptr(), 0) } else { libc::swapoff(c.as_ptr()) } };
+    ensure!(r == 0, "{} {dev}: {}", if on { "swapon" } else { "swapoff" }, std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// Without guard: an active swap area reads, through any node, and
+/// device-mapper tables are asked for.
+fn swap_control() -> Result<u32, String> {
+    let (dev, _) = match swap_device() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("vm-tests: SKIPPED the swap control checks: {why}");
+            return Ok(0);
+        }
+    };
+    swap_on(&dev, true)?;
+    let mut checked = 0;
+    for node in [dev.as_str(), SWAP_NODE_EARLY] {
+        let p = probe(HOST, ROOT, "open", &[node]);
+        checked += 1;
+        ensure!(p.ok(), "without guard, root reading the active swap area {node}: {}", p.describe());
+    }
+    swap_on(&dev, false)?;
+    let p = probe(HOST, ROOT, "dm-table", &[]);
+    checked += 1;
+    ensure!(p.errno.is_some_and(|e| e != libc::EPERM && e != libc::EACCES), "without guard, DM_TABLE_STATUS: {} (expected ENOTTY or a device-mapper error)", p.describe());
+    Ok(checked)
+}
+
+/// Swap (issue 18): root outside every unit cannot read an active swap
+/// area, by its node or by another node made for its `dev_t` (before or
+/// after `swapon`), nor read a device-mapper table (dm-crypt's key);
+/// `swapon` and `swapoff` keep working; after `swapoff` the device reads.
+fn swap_closed() -> Outcome {
+    let (dev, rdev) = match swap_device() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("vm-tests: SKIPPED 26-swap-area-closed: {why}");
+            return Ok(format!("SKIPPED: {why}"));
+        }
+    };
+    let mut said = Vec::new();
+    let p = probe(HOST, ROOT, "open", &[&dev]);
+    ensure!(p.ok(), "root reading {dev} before it is swap: {} (expected allowed)", p.describe());
+    swap_on(&dev, true)?;
+    // The agent follows /proc/swaps (POLLPRI on swapon): refused within a few seconds.
+    let t = Instant::now();
+    let mut p = probe(HOST, ROOT, "open", &[&dev]);
+    while p.ok() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        p = probe(HOST, ROOT, "open", &[&dev]);
+    }
+    let took = t.elapsed();
+    ensure!(p.errno == Some(libc::EPERM) || p.errno == Some(libc::EACCES), "root reading the active swap area {dev}: {} (expected EPERM)", p.describe());
+    let t = tamper_records_for(p.pid);
+    ensure!(t.iter().any(|r| r["hook"] == "file_open"), "no file_open tamper record for root reading {dev}: {t:?}");
+    said.push(format!("{dev} refused {} ms after swapon, a tamper record", took.as_millis()));
+    for node in [SWAP_NODE_EARLY, SWAP_NODE_LATE] {
+        if node == SWAP_NODE_LATE {
+            mknod_blk(node, rdev)?;
+        }
+        let p = probe(HOST, ROOT, "open", &[node]);
+        ensure!(p.errno == Some(libc::EPERM) || p.errno == Some(libc::EACCES), "root reading the active swap area through {node} (mknod, same dev_t): {} (expected EPERM)", p.describe());
+        ensure!(!tamper_records_for(p.pid).is_empty(), "no tamper record for {node}");
+    }
+    said.push("nodes made with mknod before and after swapon refused".into());
+    let p = probe(HOST, ROOT, "open-write", &[&dev]);
+    ensure!(p.ok(), "root opening the swap area write-only: {} (expected allowed: only reads are refused)", p.describe());
+    let p = probe(HOST, ROOT, "dm-table", &[]);
+    ensure!(p.errno == Some(libc::EPERM), "root's DM_TABLE_STATUS with the table flag: {} (expected EPERM)", p.describe());
+    let t = tamper_records_for(p.pid);
+    ensure!(t.iter().any(|r| r["hook"] == "file_ioctl"), "no file_ioctl tamper record for DM_TABLE_STATUS: {t:?}");
+    said.push("DM_TABLE_STATUS (dmsetup table --showkeys) EPERM, a tamper record".into());
+    swap_on(&dev, false).map_err(|e| format!("swapoff refused with guard enforcing: {e}"))?;
+    let t = Instant::now();
+    let mut p = probe(HOST, ROOT, "open", &[&dev]);
+    while !p.ok() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        p = probe(HOST, ROOT, "open", &[&dev]);
+    }
+    ensure!(p.ok(), "root reading {dev} after swapoff: {} (expected allowed)", p.describe());
+    let p = probe(HOST, ROOT, "open", &[SWAP_NODE_LATE]);
+    ensure!(p.ok(), "root reading {SWAP_NODE_LATE} after swapoff: {} (expected allowed)", p.describe());
+    said.push(format!("swapoff works; reads again {} ms after it", t.elapsed().as_millis()));
+    // swapon while guard enforces, straight after a swapoff (the agent may
+    // not have caught up): the kernel's own open is never refused.
+    swap_on(&dev, true).map_err(|e| format!("swapon refused with guard enforcing: {e}"))?;
+    swap_on(&dev, false).map_err(|e| format!("swapoff refused with guard enforcing: {e}"))?;
+    said.push("swapon/swapoff again at once: both work".into());
+    // A swap file on ext4 (judged by the kernel's S_SWAPFILE).
+    said.push(match swap_file_closed() {
+        Ok(s) => s,
+        Err(e) if e.starts_with("SKIPPED") => {
+            println!("vm-tests: {e}");
+            e
+        }
+        Err(e) => return Err(e),
+    });
+    Ok(said.join("; "))
+}
+
+/// A swap file: refused while active, readable again after `swapoff`.
+fn swap_file_closed() -> Result<String, String> {
+    let f = "/mnt/ext4/swapfile";
+    let pages = 64u32;
+    let mut img = vec![0u8; pages as usize * 4096];
+    img[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+    img[1028..1032].copy_from_slice(&(pages - 1).to_le_bytes());
+    img[4096 - 10..4096].copy_from_slice(b"SWAPSPACE2");
+    std::fs::write(f, &img).map_err(|e| format!("writing {f}: {e}"))?;
+    chmod(f, 0o600);
+    let _ = std::process::Command::new("sync").status();
+    if let Err(e) = swap_on(f, true) {
+        return Err(format!("SKIPPED the swap file check: this kernel refused a swap file on the test's ext4 ({e})"));
+    }
+    let t = Instant::now();
+    let mut p = probe(HOST, ROOT, "open", &[f]);
+    while p.ok() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        p = probe(HOST, ROOT, "open", &[f]);
+    }
+    let took = t.elapsed();
+    let off = swap_on(f, false);
+    ensure!(p.errno == Some(libc::EPERM) || p.errno == Some(libc::EACCES), "root reading the active swap file {f}: {} (expected EPERM)", p.describe());
+    ensure!(!tamper_records_for(p.pid).is_empty(), "no tamper record for root reading the swap file");
+    off.map_err(|e| format!("swapoff of the swap file with guard enforcing: {e}"))?;
+    let p = probe(HOST, ROOT, "open", &[f]);
+    ensure!(p.ok(), "root reading {f} after swapoff: {} (expected allowed at once: S_SWAPFILE is gone)", p.describe());
+    let _ = std::fs::remove_file(f);
+    Ok(format!("swap file {f} refused {} ms after swapon, reads at once after swapoff", took.as_millis()))
 }
 
 /// A restart as systemd does it: the cgroup and the credentials mount go

@@ -1227,6 +1227,22 @@ const MUTANTS: &[Mutant] = &[
         to: "pub unsafe fn on_task_kill(target: *const u8, sig: u32) -> i32 {\n    if true || sig >= 64",
         caught_by: &["25-memory-doors-closed"],
     },
+    Mutant {
+        name: "swap-area-open",
+        file: "guard-ebpf/src/swap.rs",
+        // An active swap area reads for everyone, by any node.
+        from: "    if active_gen() == 0 || !unsafe { active_swap(inode) } {",
+        to: "    if true || active_gen() == 0 || !unsafe { active_swap(inode) } {",
+        caught_by: &["26-swap-area-closed"],
+    },
+    Mutant {
+        name: "dm-table-open",
+        file: "guard-ebpf/src/swap.rs",
+        // dmsetup table --showkeys: dm-crypt's key for everyone.
+        from: "    if flags & DM_STATUS_TABLE_FLAG == 0 || current_trust() == TRUST_GUARD {",
+        to: "    if true || flags & DM_STATUS_TABLE_FLAG == 0 || current_trust() == TRUST_GUARD {",
+        caught_by: &["26-swap-area-closed"],
+    },
     // Issue 8: systemd's lifecycle (caught by the systemd suite).
     Mutant {
         name: "credentials-tagged-late",

@@ -106,6 +106,10 @@ fn tamper_detail(ev: &Event) -> String {
         HOOK_SB_UMOUNT => "unmounting the bpffs holding guard's pins, or a mount above it".to_string(),
         HOOK_PTRACE => format!("ptrace-class access to guard's process {}", ev.target_tgid),
         HOOK_INODE_UNLINK | HOOK_INODE_RENAME => "removing or renaming one of guard's pins".to_string(),
+        HOOK_FILE_OPEN | HOOK_FILE_RECEIVE if ev.detail == 1 => {
+            "reading an active swap area (swapped-out memory, in plaintext)".to_string()
+        }
+        HOOK_FILE_IOCTL => "DM_TABLE_STATUS of a device-mapper table (dm-crypt keys; `dmsetup table`)".to_string(),
         HOOK_FILE_OPEN | HOOK_PATH_TRUNCATE => "writing guard's binary or opening its pins".to_string(),
         _ => "an attempt on guard".to_string(),
     }

@@ -269,6 +269,8 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         perf_event_attr: f("perf_event", "attr")?,
         perf_event_hw: f("perf_event", "hw")?,
         hw_perf_event_target: f("hw_perf_event", "target")?,
+        inode_i_rdev: f("inode", "i_rdev")?,
+        inode_i_flags: f("inode", "i_flags")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -21,6 +21,7 @@ mod hotpath;
 pub mod pathcount;
 pub mod pins;
 pub mod preflight;
+pub mod swap;
 pub mod trust;
 
 use std::{
@@ -66,6 +67,8 @@ pub struct Maps {
     pub cgroup_parents: HashMap<MapData, u64, u32>,
     pub exe_bindings: HashMap<MapData, ExeBinding, u32>,
     pub unit_owners: HashMap<MapData, u64, u32>,
+    /// Active swap block devices (`MAP_SWAP_DEVS`, see `swap.rs`).
+    pub swap_devs: HashMap<MapData, u32, u32>,
     pub active: Array<MapData, u32>,
     /// `ACTIVE` mapped shared (`None` for an instance made before it was
     /// mmapable: then the switch goes through `BPF_MAP_UPDATE_ELEM`).
@@ -114,7 +117,7 @@ impl Drop for ActiveMmap {
 
 /// The maps guard pins, by name (the ring buffer too: a restarted agent
 /// reads what the kernel wrote while no agent ran).
-pub const PINNED_MAPS: [&str; 19] = [
+pub const PINNED_MAPS: [&str; 20] = [
     MAP_ACTIVE,
     MAP_UNIT_NAMES,
     MAP_UNIT_OWNERS,
@@ -134,6 +137,7 @@ pub const PINNED_MAPS: [&str; 19] = [
     MAP_EVICTED,
     MAP_EVENTS,
     MAP_BURSTS,
+    MAP_SWAP_DEVS,
 ];
 
 pub struct Kernel {
@@ -556,6 +560,7 @@ impl Maps {
             cgroup_parents: HashMap::try_from(take(MAP_CGROUP_PARENTS)?)?,
             exe_bindings: HashMap::try_from(take(MAP_EXE_BINDINGS)?)?,
             unit_owners: HashMap::try_from(take(MAP_UNIT_OWNERS)?)?,
+            swap_devs: HashMap::try_from(take(MAP_SWAP_DEVS)?)?,
             active_mmap: match &active {
                 Map::Array(data) => ActiveMmap::new(data.fd().as_fd()).ok(),
                 _ => None,
