@@ -56,16 +56,19 @@ pub const MAP_UNIT_NAMES: &str = "UNIT_NAMES";
 /// `BPF_MAP_TYPE_HASH`: cgroup id of a slice that holds protected units ->
 /// that slice's depth below the root.
 pub const MAP_CGROUP_PARENTS: &str = "CGROUP_PARENTS";
-/// `BPF_MAP_TYPE_HASH`: address of a `task_struct` started into a cgroup by
-/// `clone3(CLONE_INTO_CGROUP)` from a process that is not systemd (and its
-/// descendants) -> 1. Such a task is an outsider to every unit.
-pub const MAP_TAINTED: &str = "TAINTED";
-/// `BPF_MAP_TYPE_HASH`: address of a `task_struct` that is systemd itself
-/// or a process systemd forked for a unit that has not yet run anything but
-/// systemd's own executables -> 1. Together with the executable's identity
-/// (`TRUST_SYSTEMD`) and UID 0 this is "systemd's setup" of a unit: the
-/// only opener of `RULE_F_SETUP_ONLY` files.
-pub const MAP_LINEAGE: &str = "LINEAGE";
+/// `BPF_MAP_TYPE_TASK_STORAGE`: a task's marks (`MARK_*`, a u32). Task
+/// storage lives and dies with the task: no hook at exit, no capacity to
+/// fill, and a task with no marks has no storage at all, so asking about a
+/// bystander is a pointer test.
+pub const MAP_TASK_MARKS: &str = "TASK_MARKS";
+/// A task started into a cgroup by `clone3(CLONE_INTO_CGROUP)` from a
+/// process that is not systemd, and its descendants: an outsider to every unit.
+pub const MARK_TAINTED: u32 = 1 << 0;
+/// systemd itself or a process systemd forked for a unit that has not yet
+/// run anything but systemd's own executables. Together with the
+/// executable's identity (`TRUST_SYSTEMD`) and UID 0 this is "systemd's
+/// setup" of a unit: the only opener of `RULE_F_SETUP_ONLY` files.
+pub const MARK_LINEAGE: u32 = 1 << 1;
 /// `BPF_MAP_TYPE_HASH`: `ExeBinding` -> 1: the executables a policy with
 /// `POLICY_F_EXE_BOUND` lets open its files.
 pub const MAP_EXE_BINDINGS: &str = "EXE_BINDINGS";
@@ -115,7 +118,6 @@ pub const PROG_BPF_PROG: &str = "guard_bpf_prog";
 pub const PROG_SB_UMOUNT: &str = "guard_sb_umount";
 pub const PROG_INODE_MKDIR: &str = "guard_inode_mkdir";
 pub const PROG_TASK_ALLOC: &str = "guard_task_alloc";
-pub const PROG_TASK_FREE: &str = "guard_task_free";
 pub const PROG_BPRM_CHECK: &str = "guard_bprm_check_security";
 pub const PROG_TASK_FIX_SETUID: &str = "guard_task_fix_setuid";
 pub const PROG_SB_ALLOC: &str = "guard_sb_alloc_security";
@@ -148,7 +150,7 @@ pub const FLOOR_PREFIX: &str = "guard_floor_";
 /// between kernels has one program per shape. The agent loads the one whose
 /// count equals the BTF prototype of `bpf_lsm_<hook>` on the running
 /// kernel, and refuses to run where none does.
-pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
+pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
     (PROG_BPF, PROG_BPF, 3),
     (PROG_BPF, PROG_BPF_KFLAG, 4),
     (PROG_BPRM_CHECK, PROG_BPRM_CHECK, 1),
@@ -157,7 +159,6 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
     (PROG_BPF_PROG, PROG_BPF_PROG, 1),
     (PROG_SB_UMOUNT, PROG_SB_UMOUNT, 2),
     (PROG_TASK_ALLOC, PROG_TASK_ALLOC, 2),
-    (PROG_TASK_FREE, PROG_TASK_FREE, 1),
     (PROG_INODE_MKDIR, PROG_INODE_MKDIR, 3),
     (PROG_SB_FREE, PROG_SB_FREE, 1),
     (PROG_SB_ALLOC, PROG_SB_ALLOC, 1),
@@ -183,7 +184,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 28] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 27] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
@@ -191,7 +192,6 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 28] = [
     (PROG_BPF_PROG, "bpf_prog"),
     (PROG_SB_UMOUNT, "sb_umount"),
     (PROG_TASK_ALLOC, "task_alloc"),
-    (PROG_TASK_FREE, "task_free"),
     (PROG_INODE_MKDIR, "inode_mkdir"),
     (PROG_SB_FREE, "sb_free_security"),
     (PROG_SB_ALLOC, "sb_alloc_security"),
@@ -246,11 +246,6 @@ pub const UNIT_NAME_LEN: usize = 64;
 pub const SELF_POLICY_ID: u32 = u32::MAX;
 /// Cgroups (a unit's own and its subcgroups) guard knows by id.
 pub const MAX_UNIT_CGROUPS: u32 = 16 * 1024;
-/// Tasks marked as planted into a cgroup by a non-systemd process.
-pub const MAX_TAINTED: u32 = 64 * 1024;
-/// Tasks of systemd's lineage alive at once (PID 1's children until they
-/// run a unit's program).
-pub const MAX_LINEAGE: u32 = 64 * 1024;
 /// (policy, executable) pairs over all policies.
 pub const MAX_EXE_BINDINGS: u32 = 4096;
 /// Activations whose UID is remembered at once (`UNIT_OWNERS`; LRU).

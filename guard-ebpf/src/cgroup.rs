@@ -30,7 +30,7 @@ use guard_common::*;
 
 use crate::{
     layout::{current_task, is_dir, off, read_u64, sb_magic},
-    maps::{count, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, TAINTED, UNIT_CGROUPS, UNIT_NAMES},
+    maps::{add_mark, count, current_marks, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, UNIT_CGROUPS, UNIT_NAMES},
     report::{report, Rate, Subject},
     self_protect::current_trust,
     unit::{in_unit, name_at, unit_policy, EACCES},
@@ -39,7 +39,7 @@ use crate::{
 /// Is the current task planted by a non-systemd `CLONE_INTO_CGROUP`?
 #[inline(always)]
 pub fn current_tainted() -> bool {
-    unsafe { TAINTED.get(current_task() as u64) }.is_some()
+    current_marks() & MARK_TAINTED != 0
 }
 
 /// The kernfs node of a cgroupfs inode (`inode->i_private`).
@@ -218,12 +218,12 @@ pub unsafe fn on_rename(old_dentry: *const u8, new_dir: *mut inode, new_dentry: 
 /// a non-systemd `CLONE_INTO_CGROUP`, and the children of marked tasks.
 /// If the mark cannot be recorded, the clone is refused (fail closed).
 #[inline(always)]
-pub unsafe fn on_task_alloc(task: u64, clone_flags: u64) -> i32 {
-    let inherited = current_tainted();
+pub unsafe fn on_task_alloc(task: *const u8, marks: u32, clone_flags: u64) -> i32 {
+    let inherited = marks & MARK_TAINTED != 0;
     if !inherited && (clone_flags & CLONE_INTO_CGROUP == 0 || is_cgroup_writer()) {
         return 0;
     }
-    if TAINTED.insert(task, 1, 0).is_err() {
+    if !add_mark(task, MARK_TAINTED) {
         count(CNT_INTERNAL_ERRORS);
         aya_log_ebpf::error!(&(), "could not mark a task cloned into a cgroup; refusing the clone");
         return -EAGAIN;
@@ -233,12 +233,3 @@ pub unsafe fn on_task_alloc(task: u64, clone_flags: u64) -> i32 {
 
 const EAGAIN: i32 = 11;
 
-/// `task_free(task)`: the mark goes with the task (its address may be reused).
-#[inline(always)]
-pub fn on_task_free(task: u64) {
-    // A lookup takes no lock; a delete takes the bucket's. Almost no task
-    // is marked, so look first.
-    if unsafe { TAINTED.get(task) }.is_some() {
-        let _ = TAINTED.remove(task);
-    }
-}

@@ -25,7 +25,6 @@ floor_programs! {
     guard_floor_bpf_prog => "bpf_prog",
     guard_floor_sb_umount => "sb_umount",
     guard_floor_task_alloc => "task_alloc",
-    guard_floor_task_free => "task_free",
     guard_floor_inode_mkdir => "inode_mkdir",
     guard_floor_sb_free_security => "sb_free_security",
     guard_floor_sb_alloc_security => "sb_alloc_security",

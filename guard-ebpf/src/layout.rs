@@ -153,6 +153,31 @@ pub unsafe fn exe_key(task: *const u8) -> Option<FileKey> {
     }
 }
 
+/// The inode of `task`'s executable (`task->mm->exe_file->f_inode`) by
+/// typed loads, so it can be handed to inode storage: `task` must be a
+/// BTF-typed task pointer (the current task, a hook's task argument).
+/// NULL if any link is missing (a kernel thread has no `mm`).
+#[inline(always)]
+pub unsafe fn exe_inode(task: *const u8) -> *mut inode {
+    unsafe {
+        let mm: *const u8 = load_ptr(task, off!(task_mm));
+        if mm.is_null() {
+            return core::ptr::null_mut();
+        }
+        let exe: *const u8 = load_ptr(mm, off!(mm_exe_file));
+        if exe.is_null() {
+            return core::ptr::null_mut();
+        }
+        load_ptr(exe, off!(file_f_inode))
+    }
+}
+
+/// A 32-bit field of a BTF-typed pointer by a typed load (no helper call).
+#[inline(always)]
+pub unsafe fn load_u32(base: *const u8, offset: usize) -> u32 {
+    unsafe { core::ptr::read_volatile(base.add(offset) as *const u32) }
+}
+
 /// The current task (typed, from `bpf_get_current_task_btf`).
 #[inline(always)]
 pub fn current_task() -> *const u8 {

@@ -297,21 +297,15 @@ pub fn guard_task_alloc(ctx: LsmContext) -> i32 {
     if ret != 0 {
         return ret;
     }
-    let task: u64 = ctx.arg(0);
-    let verdict = unsafe { cgroup::on_task_alloc(task, ctx.arg(1)) };
+    let task: *const u8 = ctx.arg(0);
+    // The parent's marks, read once: a bystander has no task storage, and
+    // this is one pointer test (no hook at exit: the storage goes with the task).
+    let marks = maps::current_marks();
+    let verdict = unsafe { cgroup::on_task_alloc(task, marks, ctx.arg(1)) };
     if verdict == 0 {
-        systemd::on_task_alloc(task);
+        systemd::on_task_alloc(task, marks);
     }
     verdict
-}
-
-/// `task_free(struct task_struct *task)`.
-#[lsm(hook = "task_free")]
-pub fn guard_task_free(ctx: LsmContext) -> i32 {
-    let task: u64 = ctx.arg(0);
-    cgroup::on_task_free(task);
-    systemd::on_task_free(task);
-    0
 }
 
 /// `task_fix_setuid(struct cred *new, const struct cred *old, int flags)`:

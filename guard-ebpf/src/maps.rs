@@ -2,7 +2,8 @@
 //! guard-common (the static's name is the map's name).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
+    helpers::generated::bpf_task_storage_get,
     btf_maps::{Array, HashMap, InodeStorage, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
@@ -33,12 +34,10 @@ pub static UNIT_NAMES: HashMap<UnitName, UnitPolicy, { MAX_POLICIES as usize }> 
 #[btf_map]
 pub static CGROUP_PARENTS: HashMap<u64, u32, { MAX_POLICIES as usize }> = HashMap::new();
 
+/// Each task's marks (`MARK_TAINTED`: see `cgroup.rs`; `MARK_LINEAGE`:
+/// systemd's lineage, see `systemd.rs`).
 #[btf_map]
-pub static TAINTED: HashMap<u64, u32, { MAX_TAINTED as usize }> = HashMap::new();
-
-/// systemd's lineage (see `systemd.rs`), by `task_struct` address.
-#[btf_map]
-pub static LINEAGE: HashMap<u64, u32, { MAX_LINEAGE as usize }> = HashMap::new();
+pub static TASK_MARKS: TaskStorage<u32> = TaskStorage::new();
 
 /// Filesystems systemd's setup created (see `systemd.rs`), by `super_block` address.
 #[btf_map]
@@ -94,6 +93,85 @@ pub static SELF: Array<SelfState, 1> = Array::new();
 
 #[btf_map]
 pub static POLICY_STATS: PerCpuArray<PolicyStats, { MAX_POLICIES as usize }> = PerCpuArray::new();
+
+/// `BPF_MAP_TYPE_TASK_STORAGE` (aya-ebpf has no such map type): laid out
+/// as aya's BTF map definitions are, so any loader reads it.
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: placeholder pointers the loader patches, never dereferenced.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    pub const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    #[inline(always)]
+    fn get_ptr(&self, task: *const u8, value: *mut T, flags: u64) -> *mut T {
+        let map = core::ptr::from_ref(self).cast_mut().cast();
+        unsafe { bpf_task_storage_get(map, task as *mut task_struct, value.cast(), flags) }.cast()
+    }
+
+    /// `task`'s value (NULL: none). `task` must be a BTF-typed task pointer.
+    #[inline(always)]
+    pub fn get(&self, task: *const u8) -> *mut T {
+        self.get_ptr(task, core::ptr::null_mut(), 0)
+    }
+
+    /// `task`'s value, created as `init` if it has none (NULL: no memory).
+    #[inline(always)]
+    pub fn get_or_insert(&self, task: *const u8, init: &mut T) -> *mut T {
+        self.get_ptr(task, init, BPF_LOCAL_STORAGE_GET_F_CREATE as u64)
+    }
+}
+
+/// The current task's marks (`MARK_*`; 0 for nearly every task, which has
+/// no storage at all).
+#[inline(always)]
+pub fn current_marks() -> u32 {
+    marks(crate::layout::current_task())
+}
+
+/// `task`'s marks (a BTF-typed task pointer).
+#[inline(always)]
+pub fn marks(task: *const u8) -> u32 {
+    let p = TASK_MARKS.get(task);
+    if p.is_null() { 0 } else { unsafe { *p } }
+}
+
+/// Adds `mark` to `task`'s marks. `false` if its storage cannot be made.
+#[inline(always)]
+pub fn add_mark(task: *const u8, mark: u32) -> bool {
+    let mut init = 0u32;
+    let p = TASK_MARKS.get_or_insert(task, &mut init);
+    if p.is_null() {
+        return false;
+    }
+    unsafe { *p |= mark };
+    true
+}
+
+/// Takes `mark` off `task`'s marks (the storage stays until the task goes).
+#[inline(always)]
+pub fn clear_mark(task: *const u8, mark: u32) {
+    let p = TASK_MARKS.get(task);
+    if !p.is_null() {
+        unsafe { *p &= !mark };
+    }
+}
 
 /// The policy generation in force (0 before the agent set one: nothing is
 /// protected by a policy then; guard's own objects always are).

@@ -23,8 +23,8 @@ use aya_ebpf::bindings::inode;
 use guard_common::*;
 
 use crate::{
-    layout::{current_task, exe_key, off, read_u32, read_u64},
-    maps::{active_gen, count, GUARD_OBJECTS, SELF, TOOL_MAPS, TRUSTED},
+    layout::{current_task, exe_inode, exe_key, off, read_u32, read_u64},
+    maps::{active_gen, count, GUARD_OBJECTS, INODE_RULES, SELF, TOOL_MAPS, TRUSTED},
     report::{report, Rate, Subject},
 };
 
@@ -63,10 +63,25 @@ pub unsafe fn inode_trust(exe: *const u8) -> u32 {
     unsafe { TRUSTED.get(trust_key(crate::layout::file_key(exe))) }.copied().unwrap_or(0)
 }
 
+/// The `TRUST_*` of a BTF-typed task's executable (0: none): the current
+/// task, or a hook's task argument. Every trusted executable carries an
+/// inode rule (`pins::arm` and the agent's handover tag it
+/// `RULE_F_SELF_EXEC`, and nothing removes a rule from a live inode), so
+/// an executable without one, nearly every process's, is answered by one
+/// inode-storage lookup and the identity lookup is left for the rest.
+#[inline(always)]
+pub unsafe fn typed_task_trust(task: *const u8) -> u32 {
+    let exe = unsafe { exe_inode(task) };
+    if exe.is_null() || unsafe { INODE_RULES.get_ptr_mut(exe) }.is_null() {
+        return 0;
+    }
+    trust_of(task)
+}
+
 /// The `TRUST_*` of the current task's executable (0: none).
 #[inline(always)]
 pub fn current_trust() -> u32 {
-    trust_of(current_task())
+    unsafe { typed_task_trust(current_task()) }
 }
 
 #[inline(always)]
@@ -253,7 +268,7 @@ pub unsafe fn on_umount(target: u64) -> i32 {
 /// refused (even reading `/proc/<pid>/fd`), for the others attach mode.
 #[inline(always)]
 pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32, attach: bool) -> Option<i32> {
-    let trust = trust_of(child);
+    let trust = unsafe { typed_task_trust(child) };
     if trust == 0 || (trust != TRUST_GUARD && !attach) {
         return None;
     }

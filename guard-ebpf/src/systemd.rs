@@ -48,8 +48,8 @@ use aya_ebpf::{
 use guard_common::*;
 
 use crate::{
-    layout::{current_euid, current_task, is_reg, off, read_u32, read_u64, task_cgroup_id},
-    maps::{count, policy_stats, INODE_RULES, LINEAGE, SETUP_SBS, UNIT_NAMES, UNIT_OWNERS},
+    layout::{current_euid, current_task, is_reg, load_u32, off, read_u32, read_u64, task_cgroup_id},
+    maps::{add_mark, clear_mark, count, current_marks, marks, policy_stats, INODE_RULES, SETUP_SBS, UNIT_NAMES, UNIT_OWNERS},
     self_protect::{current_trust, inode_trust},
     unit::{current_unit, name_at, unit_policy, EACCES},
 };
@@ -61,49 +61,50 @@ unsafe fn is_pid1(task: *const u8) -> bool {
     unsafe { read_u32(task, off!(task_tgid)) == 1 }
 }
 
+/// The current task is PID 1 (a typed load).
+#[inline(always)]
+fn current_is_pid1() -> bool {
+    unsafe { load_u32(current_task(), off!(task_tgid)) == 1 }
+}
+
 /// PID 1 itself, running systemd's executable (the root of the lineage;
 /// it also removes a stopped unit's credentials).
 #[inline(always)]
 pub fn current_is_pid1_systemd() -> bool {
-    (unsafe { is_pid1(current_task()) }) && current_trust() == TRUST_SYSTEMD
+    current_is_pid1() && current_trust() == TRUST_SYSTEMD
 }
 
 /// Whether the current task is systemd's lineage (see the module docs).
 #[inline(always)]
 fn current_in_lineage() -> bool {
-    unsafe { LINEAGE.get(current_task() as u64) }.is_some() || current_is_pid1_systemd()
+    current_marks() & MARK_LINEAGE != 0 || current_is_pid1_systemd()
 }
 
 /// systemd's setup: lineage, systemd's executable, UID 0 (real and effective).
 #[inline(always)]
 pub fn current_is_setup() -> bool {
+    // Cheapest first: a bystander has no lineage mark and is not PID 1.
+    let task = current_task();
+    if marks(task) & MARK_LINEAGE == 0 && !current_is_pid1() {
+        return false;
+    }
     if bpf_get_current_uid_gid() as u32 != 0 || unsafe { current_euid() } != Some(0) {
         return false;
     }
-    // The executable is checked once: lineage is then the map or being PID 1.
-    let task = current_task();
-    current_trust() == TRUST_SYSTEMD && (unsafe { LINEAGE.get(task as u64) }.is_some() || unsafe { is_pid1(task) })
+    current_trust() == TRUST_SYSTEMD
 }
 
 /// `task_alloc`: a child of systemd's lineage is of it. If the mark cannot
 /// be recorded the child is simply not setup (a protected unit's setup is
 /// then refused its credentials: closed, and logged).
 #[inline(always)]
-pub fn on_task_alloc(task: u64) {
-    if !current_in_lineage() {
+pub fn on_task_alloc(task: *const u8, parent_marks: u32) {
+    if parent_marks & MARK_LINEAGE == 0 && !current_is_pid1_systemd() {
         return;
     }
-    if LINEAGE.insert(task, 1, 0).is_err() {
+    if !add_mark(task, MARK_LINEAGE) {
         count(CNT_INTERNAL_ERRORS);
-        aya_log_ebpf::error!(&(), "systemd's lineage is full; a task systemd forked is not trusted as its setup");
-    }
-}
-
-#[inline(always)]
-pub fn on_task_free(task: u64) {
-    // As `cgroup::on_task_free`: look before taking the bucket's lock.
-    if unsafe { LINEAGE.get(task) }.is_some() {
-        let _ = LINEAGE.remove(task);
+        aya_log_ebpf::error!(&(), "could not mark a task systemd forked; it is not trusted as its setup");
     }
 }
 
@@ -112,12 +113,11 @@ pub fn on_task_free(task: u64) {
 /// exec leaves it too, which only ever takes trust away).
 #[inline(always)]
 pub unsafe fn on_exec(exe_inode: *const u8) {
-    let task = current_task() as u64;
-    if unsafe { LINEAGE.get(task) }.is_none() {
+    if current_marks() & MARK_LINEAGE == 0 {
         return;
     }
     if unsafe { inode_trust(exe_inode) } != TRUST_SYSTEMD {
-        let _ = LINEAGE.remove(task);
+        clear_mark(current_task(), MARK_LINEAGE);
     }
 }
 
@@ -232,10 +232,14 @@ pub unsafe fn sb_owner(inode: *mut inode) -> SbOwner {
 /// on a filesystem setup created is a credential from this instant.
 #[inline(always)]
 pub unsafe fn on_instantiate(child: *mut inode) -> bool {
+    // Only setup creates credentials: a bystander stops at the first test.
+    if !current_is_setup() {
+        return false;
+    }
     let Some(e) = (unsafe { setup_sb_of(child as *const u8) }) else {
         return false;
     };
-    if !unsafe { is_reg(child) } || !current_is_setup() {
+    if !unsafe { is_reg(child) } {
         return false;
     }
     let (state, unit) = unsafe { ((*e).state, (*e).unit) };

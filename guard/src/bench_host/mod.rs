@@ -178,7 +178,7 @@ pub struct BystanderPath {
 /// `bpf_probe_read_kernel` calls where a typed load would do and hash
 /// lookups of the caller's executable (`TRUSTED`) or task (`LINEAGE`,
 /// `TAINTED`) that inode or task storage would make a pointer test.
-pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 28] = [
+pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 27] = [
     ("bpf", 80, 3),
     ("bprm_check_security", 150, 14),
     ("task_fix_setuid", 32, 3),
@@ -186,7 +186,6 @@ pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 28] = [
     ("bpf_prog", 80, 4),
     ("sb_umount", 1100, 40),
     ("task_alloc", 330, 32),
-    ("task_free", 32, 3),
     ("inode_mkdir", 110, 8),
     ("sb_free_security", 16, 2),
     ("sb_alloc_security", 400, 40),

@@ -117,14 +117,13 @@ impl Drop for ActiveMmap {
 
 /// The maps guard pins, by name (the ring buffer too: a restarted agent
 /// reads what the kernel wrote while no agent ran).
-pub const PINNED_MAPS: [&str; 20] = [
+pub const PINNED_MAPS: [&str; 19] = [
     MAP_ACTIVE,
     MAP_UNIT_NAMES,
     MAP_UNIT_OWNERS,
-    MAP_LINEAGE,
+    MAP_TASK_MARKS,
     MAP_EXE_BINDINGS,
     MAP_CGROUP_PARENTS,
-    MAP_TAINTED,
     MAP_INODE_RULES,
     MAP_POLICIES,
     MAP_ALLOWED_UIDS,

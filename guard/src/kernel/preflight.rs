@@ -116,7 +116,7 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
 /// Each hook guard attaches to, and the promise it keeps. The shapes of
 /// the hook that guard has a program for are in
 /// `guard_common::PROGRAM_VARIANTS`.
-pub const HOOKS: [(&str, &str); 28] = [
+pub const HOOKS: [(&str, &str); 27] = [
     ("bprm_check_security", "a traced process cannot run guard's or systemd's binary and so take their trust; a unit's own program is never systemd's setup"),
     ("task_fix_setuid", "\"the unit's own user\" (@unit, DynamicUser=) is the UID systemd switched the unit to"),
     ("file_open", "a protected file opens only for its unit and allowed UIDs"),
@@ -130,8 +130,7 @@ pub const HOOKS: [(&str, &str); 28] = [
     ("bpf_map", "nobody else can get an fd of guard's maps"),
     ("bpf_prog", "nobody else can get an fd of guard's programs"),
     ("sb_umount", "the bpffs holding guard's pins cannot be unmounted"),
-    ("task_alloc", "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
-    ("task_free", "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider"),
+    ("task_alloc", "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider; systemd's setup is told apart by its lineage (task storage, freed with the task)"),
     ("inode_mkdir", "only systemd creates a protected unit's cgroup or cgroups inside it"),
     ("inode_free_security", "rules outlive the inode cache"),
     ("sb_alloc_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
