@@ -388,6 +388,8 @@ impl Floor {
     fn load(target: &kernel::Target) -> Result<Self> {
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
         let mut loader = EbpfLoader::new();
+        // TASK_MARKS is task storage, which aya creates but has no type for.
+        loader.allow_unsupported_maps();
         loader.btf(Some(&btf));
         loader.override_global(GLOBAL_LAYOUT, &target.layout, true);
         loader.map_max_entries(MAP_EVENTS, 1 << 16);

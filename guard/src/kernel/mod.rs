@@ -230,6 +230,8 @@ impl Kernel {
         let btf =
             aya::Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
         let mut loader = EbpfLoader::new();
+        // TASK_MARKS is task storage, which aya creates but has no type for.
+        loader.allow_unsupported_maps();
         loader.btf(Some(&btf));
         loader.override_global(GLOBAL_LAYOUT, layout, true);
         loader.map_max_entries(MAP_EVENTS, ringbuf_bytes);
