@@ -157,7 +157,7 @@ pub fn judge_procs_open(inode: *mut inode, policy_id: u32, subject: &Subject) ->
 #[inline(always)]
 pub unsafe fn on_mkdir(dir: *mut inode, dentry: *const u8) -> i32 {
     let d = dir as *const u8;
-    if unsafe { sb_magic(d) } != CGROUP2_SUPER_MAGIC {
+    if unsafe { crate::layout::sb_magic_t(d) } != CGROUP2_SUPER_MAGIC {
         return 0;
     }
     let kn = unsafe { kn_of(d) };
@@ -192,7 +192,7 @@ unsafe fn creates_unit_name(dir: *mut inode, dir_id: u64, dentry: *const u8, sub
 #[inline(always)]
 pub unsafe fn on_rename(old_dentry: *const u8, new_dir: *mut inode, new_dentry: *const u8) -> i32 {
     let nd = new_dir as *const u8;
-    if unsafe { sb_magic(nd) } != CGROUP2_SUPER_MAGIC {
+    if unsafe { crate::layout::sb_magic_t(nd) } != CGROUP2_SUPER_MAGIC {
         return 0;
     }
     let subject = Subject::new(HOOK_INODE_RENAME, ACCESS_ALTER);

@@ -172,10 +172,53 @@ pub unsafe fn exe_inode(task: *const u8) -> *mut inode {
     }
 }
 
-/// A 32-bit field of a BTF-typed pointer by a typed load (no helper call).
+/// A 32-bit field of a BTF-typed pointer by a typed load (no helper call;
+/// the verifier checks the field's type and turns a fault into 0).
 #[inline(always)]
 pub unsafe fn load_u32(base: *const u8, offset: usize) -> u32 {
     unsafe { core::ptr::read_volatile(base.add(offset) as *const u32) }
+}
+
+/// A 16-bit field of a BTF-typed pointer (see [`load_u32`]).
+#[inline(always)]
+pub unsafe fn load_u16(base: *const u8, offset: usize) -> u16 {
+    unsafe { core::ptr::read_volatile(base.add(offset) as *const u16) }
+}
+
+/// A 64-bit field of a BTF-typed pointer (see [`load_u32`]).
+#[inline(always)]
+pub unsafe fn load_u64(base: *const u8, offset: usize) -> u64 {
+    unsafe { core::ptr::read_volatile(base.add(offset) as *const u64) }
+}
+
+/// [`sb_magic`] of a BTF-typed, non-NULL inode, by typed loads: the
+/// bystander paths' form (no helper call).
+#[inline(always)]
+pub unsafe fn sb_magic_t(inode: *const u8) -> u64 {
+    unsafe {
+        let sb: *const u8 = load_ptr(inode, off!(inode_i_sb));
+        if sb.is_null() { 0 } else { load_u64(sb, off!(super_block_s_magic)) }
+    }
+}
+
+/// [`task_cgroup_id`] of a BTF-typed task, by typed loads.
+#[inline(always)]
+pub unsafe fn task_cgroup_id_t(task: *const u8) -> u64 {
+    unsafe {
+        let cset: *const u8 = load_ptr(task, off!(task_cgroups));
+        if cset.is_null() {
+            return 0;
+        }
+        let cgrp: *const u8 = load_ptr(cset, off!(css_set_dfl_cgrp));
+        if cgrp.is_null() {
+            return 0;
+        }
+        let kn: *const u8 = load_ptr(cgrp, off!(cgroup_kn));
+        if kn.is_null() {
+            return 0;
+        }
+        load_u64(kn, off!(kernfs_node_id))
+    }
 }
 
 /// The current task (typed, from `bpf_get_current_task_btf`).

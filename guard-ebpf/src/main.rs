@@ -43,7 +43,7 @@ use guard_common::*;
 
 use crate::{
     decide::{decide, judge, judge_inode},
-    layout::{is_dir, load_ptr, off, read_u32, read_u64, sb_magic, task_cgroup_id},
+    layout::{is_dir, load_ptr, load_u32, off, read_u32, read_u64, sb_magic_t, task_cgroup_id_t},
     maps::{active_gen, count, policy_stats, INODE_RULES, UNIT_CGROUPS},
     report::Subject,
     unit::unit_policy,
@@ -129,7 +129,7 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         // The filesystem decides which of the rest can apply: rules kept
         // at eviction exist only on disk-backed ones, credentials only on
         // tmpfs/ramfs, so a bystander pays one of those lookups, not both.
-        let magic = sb_magic(new_inode as *const u8);
+        let magic = sb_magic_t(new_inode as *const u8);
         let done = match magic {
             TMPFS_MAGIC | RAMFS_MAGIC => systemd::on_instantiate(new_inode),
             _ => evict::restore(new_inode, magic),
@@ -342,7 +342,7 @@ pub fn guard_ptrace_access_check(ctx: LsmContext) -> i32 {
         if !attach {
             return 0;
         }
-        let target_cgroup = task_cgroup_id(child);
+        let target_cgroup = task_cgroup_id_t(child);
         if target_cgroup == 0 {
             return 0;
         }
@@ -364,8 +364,8 @@ pub fn guard_bprm_check_security(ctx: LsmContext) -> i32 {
     }
     let bprm: *const u8 = ctx.arg(0);
     unsafe {
-        let file = read_u64(bprm, off!(linux_binprm_file)) as *const u8;
-        let exe = if file.is_null() { core::ptr::null() } else { read_u64(file, off!(file_f_inode)) as *const u8 };
+        let file: *const u8 = load_ptr(bprm, off!(linux_binprm_file));
+        let exe: *const u8 = if file.is_null() { core::ptr::null() } else { load_ptr(file, off!(file_f_inode)) };
         if exe.is_null() {
             return 0;
         }

@@ -30,7 +30,7 @@
 use guard_common::*;
 
 use crate::{
-    layout::{current_task, off, read_u32, read_u64, task_cgroup_id},
+    layout::{current_task, load_u32, off, read_u32, read_u64, task_cgroup_id, task_cgroup_id_t},
     maps::{active_gen, count, policy_stats, DOORS, POLICIES, UNIT_CGROUPS},
     report::{report, Rate, Subject},
     self_protect::{current_trust, task_trust, tamper},
@@ -103,6 +103,12 @@ unsafe fn unit_of(task: *const u8) -> Option<u32> {
     unsafe { UNIT_CGROUPS.get(task_cgroup_id(task)) }.and_then(unit_policy)
 }
 
+/// [`unit_of`] a BTF-typed task (a hook's argument), by typed loads.
+#[inline(always)]
+unsafe fn unit_of_t(task: *const u8) -> Option<u32> {
+    unsafe { UNIT_CGROUPS.get(task_cgroup_id_t(task)) }.and_then(unit_policy)
+}
+
 /// Refuses an outsider's attempt on a process of `policy_id`'s unit: an
 /// access denial of that policy (audit mode: recorded, allowed).
 #[inline(always)]
@@ -118,10 +124,17 @@ fn refuse(policy_id: u32, subject: &Subject) -> i32 {
     if audit { 0 } else { -EPERM }
 }
 
-/// An outsider acting on `target`: someone not in its unit, not systemd.
+/// An outsider acting on `target` (a hook's BTF-typed task argument):
+/// someone not in its unit, not systemd.
 #[inline(always)]
 unsafe fn outsider_on(target: *const u8, hook: u32, detail: u32) -> i32 {
-    let Some(policy_id) = (unsafe { unit_of(target) }) else { return 0 };
+    let Some(policy_id) = (unsafe { unit_of_t(target) }) else { return 0 };
+    unsafe { outsider_on_unit(target, policy_id, hook, detail) }
+}
+
+/// [`outsider_on`] once `target`'s unit is known.
+#[inline(always)]
+unsafe fn outsider_on_unit(target: *const u8, policy_id: u32, hook: u32, detail: u32) -> i32 {
     if POLICIES.get(policy_id).is_some_and(cgroup_matches) || current_trust() == TRUST_SYSTEMD {
         return 0;
     }
@@ -133,7 +146,7 @@ unsafe fn outsider_on(target: *const u8, hook: u32, detail: u32) -> i32 {
 /// process a signal is killing.
 #[inline(always)]
 pub fn on_cred_prepare() -> i32 {
-    let flags = unsafe { read_u32(current_task(), off!(task_flags)) };
+    let flags = unsafe { load_u32(current_task(), off!(task_flags)) };
     if flags & PF_SIGNALED == 0 {
         return 0;
     }
@@ -159,7 +172,7 @@ pub unsafe fn on_sigiotask(target: *const u8, sig: u32) -> i32 {
         return 0;
     }
     // Sent on behalf of whoever set the owner: no insider is sending it.
-    let Some(policy_id) = (unsafe { unit_of(target) }) else { return 0 };
+    let Some(policy_id) = (unsafe { unit_of_t(target) }) else { return 0 };
     let target_tgid = unsafe { read_u32(target, off!(task_tgid)) };
     refuse(policy_id, &Subject { target_tgid, detail: sig, ..Subject::new(HOOK_SIGIOTASK, ACCESS_ALTER) })
 }
@@ -187,7 +200,9 @@ pub unsafe fn on_perf_event_alloc(event: *const u8) -> i32 {
             let target_tgid = unsafe { read_u32(target, off!(task_tgid)) };
             return tamper(core::ptr::null_mut(), &Subject { target_tgid, ..Subject::new(HOOK_PERF, ACCESS_READ) });
         }
-        return unsafe { outsider_on(target, HOOK_PERF, 0) };
+        // (`target` was read, not loaded: it is not typed.)
+        let Some(policy_id) = (unsafe { unit_of(target) }) else { return 0 };
+        return unsafe { outsider_on_unit(target, policy_id, HOOK_PERF, 0) };
     }
     // CPU-wide: every task that runs there, the units' included.
     if !protecting() {

@@ -285,7 +285,7 @@ pub unsafe fn on_ptrace_of(child: *const u8, target_tgid: u32, attach: bool) -> 
 /// not run a trusted executable (the tracer would drive a trusted process).
 #[inline(always)]
 pub unsafe fn on_exec(exe: *const u8) -> i32 {
-    let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;
+    let traced = unsafe { crate::layout::load_u32(current_task(), off!(task_ptrace)) } != 0;
     if !traced {
         return 0;
     }

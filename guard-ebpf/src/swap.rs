@@ -88,7 +88,7 @@ pub unsafe fn judge(inode: *mut inode, subject: &Subject) -> i32 {
 /// (whatever its device: it may become swap later).
 #[inline(always)]
 pub unsafe fn on_instantiate(child: *mut inode) {
-    let mode = unsafe { read_u16(child as *const u8, off!(inode_i_mode)) };
+    let mode = unsafe { crate::layout::load_u16(child as *const u8, off!(inode_i_mode)) };
     if mode & S_IFMT != S_IFBLK {
         return;
     }

@@ -193,13 +193,14 @@ unsafe fn setup_sb_of(i: *const u8) -> Option<*mut SetupSb> {
     if magic != TMPFS_MAGIC && magic != RAMFS_MAGIC {
         return None;
     }
-    let sb = unsafe { read_u64(i, off!(inode_i_sb)) };
+    let sb = unsafe { crate::layout::load_ptr::<u8>(i, off!(inode_i_sb)) } as u64;
     SETUP_SBS.get_ptr_mut(sb)
 }
 
 #[inline(always)]
 unsafe fn sb_magic_of(i: *const u8) -> u64 {
-    unsafe { crate::layout::sb_magic(i) }
+    // Every caller passes a BTF-typed, non-NULL inode.
+    unsafe { crate::layout::sb_magic_t(i) }
 }
 
 /// Who a `RULE_F_SB_OWNED` credential belongs to.
