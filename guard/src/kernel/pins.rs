@@ -215,6 +215,8 @@ pub fn map_fds(ebpf: &aya::Ebpf) -> Result<Vec<(&'static str, OwnedFd)>> {
             let map = ebpf.map(name).with_context(|| format!("map {name} missing"))?;
             let data = match map {
                 Map::Array(d) | Map::HashMap(d) | Map::InodeStorage(d) | Map::PerCpuArray(d) | Map::RingBuf(d) | Map::LruHashMap(d) => d,
+                // Task storage (`TASK_MARKS`): aya has no type for it.
+                Map::Unsupported(d) if *name == MAP_TASK_MARKS => d,
                 _ => bail!("map {name} has a type guard does not pin"),
             };
             Ok((*name, data.fd().as_fd().try_clone_to_owned()?))
