@@ -63,7 +63,8 @@ unsafe fn judge_file(file: *const u8, hook: u32) -> i32 {
         let inode: *mut inode = load_ptr(file, off!(file_f_inode));
         let rule = INODE_RULES.get_ptr_mut(inode);
         if rule.is_null() {
-            return 0;
+            // One load and a compare: only a block device node goes on.
+            return swap::judge_node(file, inode, hook);
         }
         // Protected in the policy set in force? (A reload switches sets.)
         let Some((policy_id, flags)) = (*rule).slot(active_gen()) else { return 0 };
@@ -144,7 +145,6 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
             PROC_SUPER_MAGIC => procfs::on_instantiate(dentry, new_inode),
             _ => {}
         }
-        swap::on_instantiate(new_inode);
     }
     0
 }

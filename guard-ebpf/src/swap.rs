@@ -8,20 +8,21 @@
 //!   path they are given `O_RDWR`; the file never reaches their caller).
 //!   Areas are told by what they are, not by their path: a block device
 //!   node by its `i_rdev` (the agent keeps `SWAP_DEVS` current from
-//!   `/proc/swaps`), a swap file by the kernel's own `S_SWAPFILE`. Every
-//!   block device node is tagged `RULE_F_SWAP` when it is instantiated
-//!   (`on_instantiate`), so a second node made with `mknod`, before or after
-//!   `swapon`, is judged like `/dev/<name>`; the agent tags the nodes under
-//!   `/dev` that predate it and the swap files.
+//!   `/proc/swaps`), a swap file by the kernel's own `S_SWAPFILE`. A block
+//!   node without a rule is judged at open by its device (`judge_node`:
+//!   after the `INODE_RULES` miss every open pays one load and a compare of
+//!   the mode), so any node made with `mknod`, anywhere, at any time, is
+//!   judged like `/dev/<name>`; the agent tags swap files `RULE_F_SWAP`.
 //! - `DM_TABLE_STATUS` with the table flag (`dmsetup table`, with or
 //!   without `--showkeys`: dm-crypt puts its key in the table and `dmsetup`
 //!   only blanks it on output) is refused to everyone but guard: the key
 //!   plus the underlying device is the plaintext too.
 //!
-//! Each refusal is a `tamper` record. The `open()` hot path is untouched:
-//! an unprotected file still misses in `INODE_RULES`; only block device
-//! nodes and swap files carry a rule, and judging them costs a mode read
-//! and one lookup. `file_ioctl`'s bystander path is one compare of `cmd`.
+//! Each refusal is a `tamper` record. The `open()` hot path keeps its one
+//! lookup: an unprotected file misses in `INODE_RULES`, then its mode is
+//! compared (no helper call); only a block device node opened for reading
+//! costs a `SWAP_DEVS` lookup more. `file_ioctl`'s bystander path is one
+//! compare of `cmd`.
 
 use aya_ebpf::{
     bindings::{inode, task_struct},
@@ -30,8 +31,8 @@ use aya_ebpf::{
 use guard_common::*;
 
 use crate::{
-    layout::{current_task, off, read_u16, read_u32},
-    maps::{active_gen, count, INODE_RULES, SWAP_DEVS},
+    layout::{current_task, load_u16, load_u32, off, read_u16, read_u32},
+    maps::{active_gen, SWAP_DEVS},
     report::Subject,
     self_protect::{current_trust, tamper},
 };
@@ -84,21 +85,22 @@ pub unsafe fn judge(inode: *mut inode, subject: &Subject) -> i32 {
     tamper(inode, &Subject { detail: 1, file: subject.file, ..Subject::new(subject.hook, subject.access) })
 }
 
-/// `d_instantiate` of `child`: a block device node is tagged `RULE_F_SWAP`
-/// (whatever its device: it may become swap later).
+/// An open (or received fd) of an inode without a rule: a block device
+/// node is judged by its device, wherever the node is and whenever it was
+/// made (`mknod` before guard, before or after `swapon`, in any mount
+/// namespace); anything else passes after one load and a compare.
 #[inline(always)]
-pub unsafe fn on_instantiate(child: *mut inode) {
-    let mode = unsafe { crate::layout::load_u16(child as *const u8, off!(inode_i_mode)) };
+pub unsafe fn judge_node(file: *const u8, inode: *mut inode, hook: u32) -> i32 {
+    let mode = unsafe { load_u16(inode as *const u8, off!(inode_i_mode)) };
     if mode & S_IFMT != S_IFBLK {
-        return;
+        return 0;
     }
-    let mut rule = InodeRule::any(SELF_POLICY_ID, RULE_F_SELF | RULE_F_SWAP);
-    // An inode that already has a rule (inherited from a protected
-    // directory) keeps it.
-    if unsafe { INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule)) }.is_null() {
-        count(CNT_INTERNAL_ERRORS);
-        aya_log_ebpf::error!(&(), "could not tag a new block device node; if it becomes swap, it is not judged");
+    let fmode = unsafe { load_u32(file, off!(file_f_mode)) };
+    if fmode & FMODE_READ == 0 {
+        return 0;
     }
+    let path_from = if hook == HOOK_FILE_OPEN { file } else { core::ptr::null() };
+    unsafe { judge(inode, &Subject { file: path_from, ..Subject::new(hook, ACCESS_READ) }) }
 }
 
 /// `file_ioctl(file, DM_TABLE_STATUS, arg)`: a device-mapper table.

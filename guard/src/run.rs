@@ -581,10 +581,7 @@ fn handover_if_replaced(kernel: &Arc<Mutex<Kernel>>, current: &Exe, hub: &Hub, i
         return;
     }
     let mut k = kernel.lock().unwrap();
-    let res = k.maps.trusted.insert(now.key, guard_common::TRUST_GUARD, 0).map_err(anyhow::Error::from).and_then(|()| {
-        let fd = now.open_path()?;
-        k.tag_inode(&fd, pins::self_rule(guard_common::RULE_F_SELF_EXEC))
-    });
+    let res = k.trust_exe(&now, guard_common::TRUST_GUARD);
     let detail = match res {
         Ok(_) => format!("{} was replaced (now dev {}:{} ino {}); trust handed over to it", now.path.display(), now.key.dev >> 20, now.key.dev & 0xfffff, now.key.ino),
         Err(e) => format!("{} was replaced, but handing trust over failed: {e:#}", now.path.display()),

@@ -606,9 +606,13 @@ fn memory_doors() -> Outcome {
 }
 
 /// The swap image (a loop device over it is the swap area) and two more
-/// nodes for the loop device's `dev_t`: one made before `swapon`, one after.
+/// nodes for the loop device's `dev_t`: one made when the device is (before
+/// guard starts if the control pass runs), one before `swapon`, one after.
 const SWAP_IMG: &str = "/tmp/swap.img";
 const SWAP_NODE_EARLY: &str = "/tmp/swap-node-early";
+const SWAP_NODE_MID: &str = "/tmp/swap-node-mid";
+/// On a disk filesystem, made with the device: its dentry stays cached.
+const SWAP_NODE_DISK: &str = "/mnt/ext4/swap-node-disk";
 const SWAP_NODE_LATE: &str = "/tmp/swap-node-late";
 
 /// A loop device over a fresh swap image (not active yet): its path and
@@ -634,6 +638,7 @@ fn swap_device() -> Result<(String, u64), String> {
         ensure!(st.success(), "losetup {dev} {SWAP_IMG} failed");
         let rdev = std::fs::metadata(&dev).map_err(|e| format!("stat {dev}: {e}"))?.rdev();
         mknod_blk(SWAP_NODE_EARLY, rdev)?;
+        mknod_blk(SWAP_NODE_DISK, rdev)?;
         Ok((dev, rdev))
     })
     .clone()
@@ -696,6 +701,7 @@ fn swap_closed() -> Outcome {
     let mut said = Vec::new();
     let p = probe(HOST, ROOT, "open", &[&dev]);
     ensure!(p.ok(), "root reading {dev} before it is swap: {} (expected allowed)", p.describe());
+    mknod_blk(SWAP_NODE_MID, rdev)?;
     swap_on(&dev, true)?;
     // The agent follows /proc/swaps (POLLPRI on swapon): refused within a few seconds.
     let t = Instant::now();
@@ -709,7 +715,7 @@ fn swap_closed() -> Outcome {
     let t = tamper_records_for(p.pid);
     ensure!(t.iter().any(|r| r["hook"] == "file_open"), "no file_open tamper record for root reading {dev}: {t:?}");
     said.push(format!("{dev} refused {} ms after swapon, a tamper record", took.as_millis()));
-    for node in [SWAP_NODE_EARLY, SWAP_NODE_LATE] {
+    for node in [SWAP_NODE_EARLY, SWAP_NODE_DISK, SWAP_NODE_MID, SWAP_NODE_LATE] {
         if node == SWAP_NODE_LATE {
             mknod_blk(node, rdev)?;
         }
@@ -717,7 +723,7 @@ fn swap_closed() -> Outcome {
         ensure!(p.errno == Some(libc::EPERM) || p.errno == Some(libc::EACCES), "root reading the active swap area through {node} (mknod, same dev_t): {} (expected EPERM)", p.describe());
         ensure!(!tamper_records_for(p.pid).is_empty(), "no tamper record for {node}");
     }
-    said.push("nodes made with mknod before and after swapon refused".into());
+    said.push("nodes made with mknod before guard started (tmpfs and ext4), before swapon and after it refused".into());
     let p = probe(HOST, ROOT, "open-write", &[&dev]);
     ensure!(p.ok(), "root opening the swap area write-only: {} (expected allowed: only reads are refused)", p.describe());
     let p = probe(HOST, ROOT, "dm-table", &[]);

@@ -506,7 +506,7 @@ fn run(args: &HostArgs) -> Result<Report> {
         let (mut k, tagged) = bench::guard_kernel(&target, &args.cgroup_root, n, paths)?;
         // This process attaches, detaches and reads statistics while guard's
         // `bpf` hooks run: it is guard, as the agent is.
-        k.maps.trusted.insert(guard_exe.key, TRUST_GUARD, 0)?;
+        k.trust_exe(&guard_exe, TRUST_GUARD)?;
         eprintln!("bench-host: guard-{n}: {tagged} files tagged in {} ms", t.elapsed().as_millis());
         guards.push(k);
         variants.push(Variant { name: format!("guard-{n}"), attach: Attach::Guard(guards.len() - 1, true) });

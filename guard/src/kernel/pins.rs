@@ -28,7 +28,7 @@ use aya::{
 };
 use guard_common::*;
 
-use super::{trust::Trust, Kernel, PINNED_MAPS};
+use super::{trust::{Exe, Trust}, Kernel, PINNED_MAPS};
 
 /// Where bpffs is mounted.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -127,6 +127,18 @@ pub fn self_rule(flags: u32) -> InodeRule {
 }
 
 impl Kernel {
+    /// Trusts executable `exe` at `level` (a `TRUST_*`): its identity in
+    /// `TRUSTED`, and the `RULE_F_SELF_EXEC` inode rule that write-protects
+    /// it and that the kernel's trust test looks for first (an executable
+    /// without an inode rule is never asked about, see guard-ebpf's
+    /// `typed_task_trust`). The two always go together.
+    pub fn trust_exe(&mut self, exe: &Exe, level: u32) -> Result<()> {
+        self.maps.trusted.insert(exe.key, level, 0)?;
+        let fd = exe.open_path()?;
+        self.tag_inode(&fd, self_rule(RULE_F_SELF_EXEC)).with_context(|| format!("write-protecting {}", exe.path.display()))?;
+        Ok(())
+    }
+
     /// Makes a freshly loaded, filled instance enforce, for good:
     /// records what it trusts and what it is made of, write-protects the
     /// trusted binaries, attaches every program (self-protection first),
@@ -148,22 +160,17 @@ impl Kernel {
         for id in map_ids {
             self.maps.objects.insert(ObjKey { kind: OBJ_MAP, id }, 1, 0)?;
         }
-        self.maps.trusted.insert(trust.guard.key, TRUST_GUARD, 0)?;
+        self.trust_exe(&trust.guard, TRUST_GUARD)?;
         for t in &trust.tools {
-            self.maps.trusted.insert(t.key, TRUST_BPF_TOOL, 0)?;
+            self.trust_exe(t, TRUST_BPF_TOOL)?;
         }
         for w in &trust.systemd {
-            self.maps.trusted.insert(w.key, TRUST_SYSTEMD, 0)?;
+            self.trust_exe(w, TRUST_SYSTEMD)?;
         }
         for w in &trust.cgroup_writers {
-            self.maps.trusted.insert(w.key, TRUST_CGROUP_WRITER, 0)?;
+            self.trust_exe(w, TRUST_CGROUP_WRITER)?;
         }
         self.maps.self_state.set(0, SelfState { pin_mnt: 0, policy_hash, object_hash }, 0)?;
-        for exe in std::iter::once(&trust.guard).chain(&trust.tools).chain(&trust.systemd).chain(&trust.cgroup_writers) {
-            let fd = exe.open_path()?;
-            self.tag_inode(&fd, self_rule(RULE_F_SELF_EXEC))
-                .with_context(|| format!("write-protecting {}", exe.path.display()))?;
-        }
 
         for (name, hook) in ENFORCING_PROGRAMS {
             if let Err(e) = self.attach(name) {

@@ -1,9 +1,9 @@
 //! Swap areas (the kernel side is `guard-ebpf/src/swap.rs`): the agent
 //! reads `/proc/swaps` at start and whenever it changes (the file is
 //! pollable: `POLLERR|POLLPRI` on every `swapon`/`swapoff`), keeps
-//! `SWAP_DEVS` (the active swap block devices, by kernel `dev_t`) current,
-//! and tags what the kernel cannot tag itself: the block device nodes under
-//! `/dev` that were instantiated before guard loaded, and swap files.
+//! `SWAP_DEVS` (the active swap block devices, by kernel `dev_t`: the
+//! kernel judges every block node by it) current, and tags swap files (and
+//! the node each area is named by) `RULE_F_SWAP`.
 //!
 //! It also tells, at start, how each area is kept at rest: zram (memory),
 //! dm-crypt, or plaintext on a disk (a warning with the remedy).
@@ -96,28 +96,6 @@ fn tag_if_untagged(k: &mut Kernel, fd: &std::fs::File) -> Result<()> {
         Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         Err(e) => Err(anyhow::anyhow!(e)),
     }
-}
-
-/// Tags every block device node under `dir` (not following links): nodes
-/// the kernel instantiated before guard loaded. Returns how many.
-pub fn tag_block_nodes(k: &mut Kernel, dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![(dir.to_path_buf(), 0usize)];
-    while let Some((d, depth)) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(t) = e.file_type() else { continue };
-            if t.is_dir() && depth < 6 {
-                stack.push((e.path(), depth + 1));
-            } else if t.is_block_device() {
-                match open_o_path(&e.path(), libc::O_NOFOLLOW).map_err(anyhow::Error::from).and_then(|fd| tag_if_untagged(k, &fd)) {
-                    Ok(()) => n += 1,
-                    Err(err) => log::warn!("swap: could not tag block device node {}: {err:#}", e.path().display()),
-                }
-            }
-        }
-    }
-    n
 }
 
 /// Makes the kernel's view match `areas`: `SWAP_DEVS` holds exactly their
@@ -269,11 +247,8 @@ pub fn report(areas: &[SwapArea]) -> (String, Vec<String>) {
     )
 }
 
-/// At start: tags the block nodes under `/dev`, brings `SWAP_DEVS` up to
-/// date, and returns the areas.
+/// At start: brings `SWAP_DEVS` up to date and returns the areas.
 pub fn start(k: &mut Kernel) -> Result<Vec<SwapArea>> {
-    let n = tag_block_nodes(k, Path::new("/dev"));
-    log::debug!("swap: {n} block device nodes under /dev tagged");
     let areas = active();
     sync(k, &areas)?;
     Ok(areas)
