@@ -359,6 +359,10 @@ pub struct MemoryDoors {
     pub lockdown_systemd: u64,
     /// `enum kernel_read_file_id` values refused (kexec images).
     pub read_file_refused: u64,
+    /// Kernel address of `core_pattern` (from `/proc/kallsyms`), read when a
+    /// unit that keeps cores (`POLICY_F_KEEP_CORES`) dumps one; 0: unknown,
+    /// every core of a protected unit is refused.
+    pub core_pattern: u64,
 }
 
 /// Value of `SETUP_SBS`: whose filesystem it is.
@@ -524,6 +528,10 @@ pub const POLICY_F_EXE_BOUND: u32 = 1 << 1;
 /// `unit = "*"`: the policy's `RULE_F_SETUP_ONLY` files are for systemd's
 /// setup of every unit (the credential host key).
 pub const POLICY_F_ANY_UNIT: u32 = 1 << 2;
+/// `core_dumps = "keep"`: a core dump of the unit's process is allowed when
+/// `core_pattern` is a plain file, and the core is tagged for the unit as
+/// it is created.
+pub const POLICY_F_KEEP_CORES: u32 = 1 << 3;
 
 /// Key of `EXE_BINDINGS`: a policy and an executable's identity (generation
 /// left out, as for `TRUSTED`; the agent re-binds when the path changes).
@@ -848,8 +856,13 @@ pub const HOOK_INODE_MKDIR: u32 = 11;
 pub const HOOK_BPRM_CHECK: u32 = 12;
 
 pub const HOOK_LOCKED_DOWN: u32 = 13;
-/// A core dump of a protected unit's process (refused at `cred_prepare`).
+/// A core dump of a protected unit's process (judged at `cred_prepare`):
+/// `detail` is `COREDUMP_KEPT` for a core the policy keeps (decision
+/// audited: allowed, recorded), else 0 (refused).
 pub const HOOK_COREDUMP: u32 = 14;
+/// `Event::detail` of a `HOOK_COREDUMP` record: the core goes to a file,
+/// tagged for the unit.
+pub const COREDUMP_KEPT: u32 = 1;
 pub const HOOK_TASK_KILL: u32 = 15;
 pub const HOOK_SIGIOTASK: u32 = 16;
 pub const HOOK_SETRLIMIT: u32 = 17;
@@ -1028,7 +1041,7 @@ const _: () = {
     assert!(core::mem::size_of::<RateState>() == 16);
     assert!(core::mem::size_of::<KernelLayout>() == 208);
     assert!(core::mem::size_of::<SetupSb>() == 24);
-    assert!(core::mem::size_of::<MemoryDoors>() == 32);
+    assert!(core::mem::size_of::<MemoryDoors>() == 40);
     assert!(core::mem::size_of::<BurstKey>() == 40);
     assert!(core::mem::size_of::<BurstState>() == 88 + COMM_LEN);
     assert!(core::mem::size_of::<Event>() == 112 + COMM_LEN + EVENT_PATH_LEN);

@@ -43,7 +43,7 @@ use guard_common::*;
 
 use crate::{
     decide::{decide, judge, judge_inode},
-    layout::{is_dir, load_ptr, load_u32, off, read_u32, read_u64, sb_magic_t, task_cgroup_id_t},
+    layout::{current_task, is_dir, load_ptr, load_u32, off, read_u32, read_u64, sb_magic_t, task_cgroup_id_t},
     maps::{active_gen, count, policy_stats, INODE_RULES, UNIT_CGROUPS},
     report::Subject,
     unit::unit_policy,
@@ -125,6 +125,11 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
     }
     unsafe {
         if !INODE_RULES.get_ptr_mut(new_inode).is_null() {
+            return 0;
+        }
+        // A core a unit's process is dumping: for everyone else, one typed
+        // load and a compare.
+        if load_u32(current_task(), off!(task_flags)) & memory::PF_DUMPCORE != 0 && memory::on_core_created(new_inode) {
             return 0;
         }
         // The filesystem decides which of the rest can apply: rules kept

@@ -14,6 +14,13 @@
 //!   credentials first, so refusing them ends the dump before a byte of
 //!   memory goes to a file, a pipe helper, a socket or systemd-coredump,
 //!   whatever made it crash. The process still dies of the signal.
+//!   A policy with `core_dumps = "keep"` (`POLICY_F_KEEP_CORES`) lets the
+//!   dump go on when the kernel's `core_pattern` is, at that moment, a
+//!   plain file path (read at the address the agent found in kallsyms; not
+//!   a `|` pipe helper, not a `@` socket; unknown or unreadable: refused).
+//!   The dumping task creates the core itself, so `d_instantiate` tags it
+//!   for the unit before its name is visible (`on_core_created`): only the
+//!   unit's processes and allowed users open it. Kept or refused, a record.
 //! - `task_kill`, `file_send_sigiotask`: a signal that dumps core, sent to a
 //!   protected unit's process by anyone outside the unit but systemd.
 //! - `task_setrlimit`: another's limits of a unit's process (CPU and file
@@ -29,9 +36,11 @@
 
 use guard_common::*;
 
+use aya_ebpf::{bindings::inode, helpers::bpf_probe_read_kernel};
+
 use crate::{
-    layout::{current_task, load_u32, off, read_u32, read_u64, task_cgroup_id, task_cgroup_id_t},
-    maps::{active_gen, count, policy_stats, DOORS, POLICIES, UNIT_CGROUPS},
+    layout::{current_task, is_reg, load_u32, off, read_u32, read_u64, task_cgroup_id, task_cgroup_id_t},
+    maps::{active_gen, count, policy_stats, DOORS, INODE_RULES, POLICIES, UNIT_CGROUPS},
     report::{report, Rate, Subject},
     self_protect::{current_trust, task_trust, tamper},
     unit::{cgroup_matches, current_unit, unit_policy},
@@ -41,6 +50,9 @@ pub const EPERM: i32 = 1;
 
 /// `PF_SIGNALED` (`include/linux/sched.h`): killed by a signal.
 const PF_SIGNALED: u32 = 0x0000_0400;
+/// `PF_DUMPCORE`: dumping core (set in `zap_threads`, before the core file
+/// is created).
+pub const PF_DUMPCORE: u32 = 0x0000_0200;
 
 /// SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU,
 /// SIGXFSZ, SIGSYS: the signals whose default action dumps core.
@@ -153,7 +165,54 @@ pub fn on_cred_prepare() -> i32 {
     let Some((_, unit)) = current_unit() else { return 0 };
     let Some(policy_id) = unit_policy(&unit) else { return 0 };
     let tgid = unsafe { read_u32(current_task(), off!(task_tgid)) };
-    refuse(policy_id, &Subject { target_tgid: tgid, ..Subject::new(HOOK_COREDUMP, ACCESS_READ) })
+    let subject = Subject { target_tgid: tgid, ..Subject::new(HOOK_COREDUMP, ACCESS_READ) };
+    if let Some(policy) = POLICIES.get(policy_id) {
+        if policy.flags & POLICY_F_KEEP_CORES != 0 && core_pattern_is_file() {
+            // Kept: allowed, recorded (`d_instantiate` tags the core).
+            count(CNT_ALLOWED);
+            let rate = Rate { per_sec: policy.rate_per_sec, burst: policy.rate_burst };
+            report(core::ptr::null_mut(), policy_id, rate, DECISION_AUDITED, &Subject { detail: COREDUMP_KEPT, ..subject });
+            return 0;
+        }
+    }
+    refuse(policy_id, &subject)
+}
+
+/// The kernel's `core_pattern` now names a file: its first byte is known
+/// and is neither `|` (a pipe helper, run outside the unit) nor `@` (a
+/// socket), nor the end of an empty pattern.
+#[inline(always)]
+fn core_pattern_is_file() -> bool {
+    let Some(doors) = DOORS.get(0) else { return false };
+    if doors.core_pattern == 0 {
+        return false;
+    }
+    match unsafe { bpf_probe_read_kernel(doors.core_pattern as *const u8) } {
+        Ok(first) => first != 0 && first != b'|' && first != b'@',
+        Err(_) => false,
+    }
+}
+
+/// `d_instantiate` of `new_inode` by a task that is dumping core
+/// (`PF_DUMPCORE`, tested by the caller): a regular file made in a
+/// protected unit's cgroup is its core, tagged for the unit at once. Any
+/// protected unit's, whatever its policy says now: only a kept dump gets
+/// here, and a core is never left open. `true` when tagged.
+#[inline(always)]
+pub unsafe fn on_core_created(new_inode: *mut inode) -> bool {
+    let Some((_, unit)) = current_unit() else { return false };
+    if unit_policy(&unit).is_none() || !unsafe { is_reg(new_inode) } {
+        return false;
+    }
+    let mut rule = InodeRule::for_unit(&unit, 0);
+    let slot = unsafe { INODE_RULES.get_or_insert_ptr_mut(new_inode, Some(&mut rule)) };
+    if slot.is_null() {
+        count(CNT_INTERNAL_ERRORS);
+        aya_log_ebpf::error!(&(), "could not protect the core file a unit's process is dumping");
+        return false;
+    }
+    unsafe { *slot = rule };
+    true
 }
 
 /// `task_kill(p, info, sig, cred)`.

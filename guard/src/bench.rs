@@ -345,6 +345,7 @@ pub(crate) fn guard_kernel(
         executables: Vec::new(),
         rate_per_sec: 1_000_000,
         rate_burst: 1_000_000,
+        keep_cores: false,
     };
     let set = PolicySet { policies: vec![policy], warnings: vec![] };
     let mut enforcer = Enforcer::new(&set, cgroup_root, 1);

@@ -325,6 +325,9 @@ impl Enforcer {
         if p.any_unit() {
             flags |= POLICY_F_ANY_UNIT;
         }
+        if p.keep_cores {
+            flags |= POLICY_F_KEEP_CORES;
+        }
         let entry = PolicyEntry {
             cgroup_id: cgroup.as_ref().map_or(0, |c| c.id),
             cgroup_level: cgroup.as_ref().map_or(0, |c| c.level),

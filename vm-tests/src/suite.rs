@@ -102,6 +102,7 @@ pub fn main(args: &[String]) -> i32 {
     run("16-flood-accounting", &|| flood(agent.borrow().as_ref().expect("agent")));
     run("24-flood-1000-openers", &|| flood_many(agent.borrow().as_ref().expect("agent")));
     run("25-memory-doors-closed", &memory_doors);
+    run("27-unit-core-kept-for-the-unit", &cores_kept);
     run("26-swap-area-closed", &swap_closed);
     let status = agent.borrow_mut().take().expect("agent").stop();
     run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
@@ -126,7 +127,7 @@ fn setup_world() {
     // Yama's default scope 1 would refuse a unit's process reading its own
     // sibling; guard's ptrace rule is what this suite tests.
     let _ = std::fs::write("/proc/sys/kernel/yama/ptrace_scope", "0");
-    for cg in [UNIT, OTHER, SESSION, AUDITED_UNIT, FLOOD_UNIT] {
+    for cg in [UNIT, OTHER, SESSION, AUDITED_UNIT, FLOOD_UNIT, CORES_UNIT] {
         mkcg(cg);
     }
     // A credentials mount as systemd makes one (tmpfs at /run/credentials/<unit>).
@@ -168,6 +169,12 @@ fn setup_world() {
     write_file(
         "/tmp/policies/audited.toml",
         &format!("unit = \"audited.service\"\nmode = \"audit\"\nallow_users = [{SVC}]\nprotect = [\"{AUDITED_FILE}\"]\n"),
+        0o644,
+    );
+    write_file(CORES_FILE, "cores-secret", 0o666);
+    write_file(
+        "/tmp/policies/cores.toml",
+        &format!("unit = \"cores.service\"\nmode = \"enforce\"\nallow_users = [{SVC}]\nprotect = [\"{CORES_FILE}\"]\ncore_dumps = \"keep\"\n"),
         0o644,
     );
     write_file(
@@ -527,10 +534,16 @@ const CORE_PATTERN: &str = "/tmp/cores/core.%p";
 /// A process of the unit at `cgroup` that aborts itself with no core
 /// limit: (whether the kernel wrote a core, its pid).
 fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
+    crash_with(cgroup, CORE_PATTERN, "/tmp/cores")
+}
+
+/// The same with `core_pattern` = `pattern`; a core is looked for as
+/// `dir/core.<pid>`.
+fn crash_with(cgroup: &str, pattern: &str, dir: &str) -> Result<(bool, u32), String> {
     use std::os::unix::process::ExitStatusExt;
-    std::fs::create_dir_all("/tmp/cores").map_err(|e| e.to_string())?;
-    chmod("/tmp/cores", 0o1777);
-    std::fs::write("/proc/sys/kernel/core_pattern", CORE_PATTERN).map_err(|e| format!("core_pattern: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    chmod(dir, 0o1777);
+    std::fs::write("/proc/sys/kernel/core_pattern", pattern).map_err(|e| format!("core_pattern: {e}"))?;
     // (The harness joins the unit, as systemd's stand-in may.)
     let child = std::process::Command::new(SELF)
         .args(["probe", "--cgroup", cgroup, "--uid", &SVC.to_string(), "crash"])
@@ -540,8 +553,53 @@ fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
     let pid = child.id();
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     ensure!(out.status.signal() == Some(libc::SIGABRT), "the crashing probe ended with {:?}, not SIGABRT", out.status);
-    let file = std::path::Path::new("/tmp/cores").join(format!("core.{pid}"));
+    let file = std::path::Path::new(dir).join(format!("core.{pid}"));
     Ok((out.status.core_dumped() || file.exists(), pid))
+}
+
+/// A unit whose policy keeps cores (`core_dumps = "keep"`).
+const CORES_UNIT: &str = "/system.slice/cores.service";
+const CORES_FILE: &str = "/srv/cores/token";
+const KEPT_CORES: &str = "/tmp/guard-cores";
+
+/// Scenario 27: `core_dumps = "keep"`. A crash of the unit's own process
+/// with a file `core_pattern` leaves a core that only the unit (and its
+/// allowed users) may open, root outside gets EACCES from the kernel, and
+/// the feed has a `coredump` record saying it was kept. With a pipe
+/// pattern the dump is refused (no core), recorded. The default policy
+/// (`refuse`) is scenario 25's.
+fn cores_kept() -> Outcome {
+    let mut said = Vec::new();
+    let pattern = format!("{KEPT_CORES}/core.%p");
+    let (dumped, pid) = crash_with(CORES_UNIT, &pattern, KEPT_CORES)?;
+    let core = format!("{KEPT_CORES}/core.{pid}");
+    ensure!(dumped && std::path::Path::new(&core).exists(), "the unit's own SIGABRT left no core at {core} (policy keeps cores, core_pattern {pattern})");
+    let size = std::fs::metadata(&core).map(|m| m.len()).unwrap_or(0);
+    let recs = records_for(pid);
+    ensure!(
+        recs.iter().any(|r| r["hook"] == "coredump" && r["decision"] == "audited" && r["detail"].as_str().is_some_and(|d| d.contains("kept"))),
+        "no coredump record saying the core of {pid} was kept: {recs:?}"
+    );
+    said.push(format!("SIGABRT in the unit: core.{pid} kept ({size} bytes), a coredump record (audited, kept)"));
+    // Root outside the unit: the kernel (DAC lets root through) and guard say no.
+    let p = probe(HOST, ROOT, "read", &[&core]);
+    ensure!(p.errno == Some(libc::EACCES), "root outside the unit reading the kept core: {} (expected EACCES)", p.describe());
+    let p2 = probe(SESSION, SVC, "read", &[&core]);
+    ensure!(p2.errno == Some(libc::EACCES), "the unit's UID outside the unit reading the core: {} (expected EACCES)", p2.describe());
+    let own = probe(CORES_UNIT, SVC, "read", &[&core]);
+    ensure!(own.ok(), "the unit's own process reading its core: {} (expected allowed)", own.describe());
+    said.push("root outside: EACCES, the unit's UID outside: EACCES, the unit's own process: read".into());
+    // A pipe helper runs outside the unit: refused, no core, a record.
+    let (dumped, ppid) = crash_with(CORES_UNIT, "|/bin/cat", KEPT_CORES)?;
+    ensure!(!dumped, "with core_pattern |/bin/cat the unit's crash was dumped");
+    let recs = records_for(ppid);
+    ensure!(
+        recs.iter().any(|r| r["hook"] == "coredump" && r["decision"] == "denied"),
+        "no refused coredump record for {ppid} under a pipe core_pattern: {recs:?}"
+    );
+    said.push("core_pattern |/bin/cat: refused (not dumped), a denied coredump record".into());
+    let _ = std::fs::write("/proc/sys/kernel/core_pattern", CORE_PATTERN);
+    Ok(said.join("; "))
 }
 
 /// Scenario 25: reading a unit's secret without opening its files (kernel

@@ -1221,6 +1221,14 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["25-memory-doors-closed"],
     },
     Mutant {
+        name: "unit-core-untagged",
+        file: "guard-ebpf/src/memory.rs",
+        // A core kept by `core_dumps = "keep"` is left as an ordinary file.
+        from: "    if unit_policy(&unit).is_none() || !unsafe { is_reg(new_inode) } {",
+        to: "    if true || unit_policy(&unit).is_none() || !unsafe { is_reg(new_inode) } {",
+        caught_by: &["27-unit-core-kept-for-the-unit"],
+    },
+    Mutant {
         name: "dumping-signals-allowed",
         file: "guard-ebpf/src/memory.rs",
         from: "pub unsafe fn on_task_kill(target: *const u8, sig: u32) -> i32 {\n    if sig >= 64",

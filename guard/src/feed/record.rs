@@ -42,7 +42,8 @@ pub struct Record {
     pub process: ProcessInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
-    /// Tamper records: what was attempted, in words.
+    /// Tamper records: what was attempted, in words; a `coredump` access
+    /// record of a core the policy keeps (`core_dumps = "keep"`) says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -302,7 +303,14 @@ impl Namer {
             target_pid: (matches!(ev.hook, HOOK_PTRACE | HOOK_TASK_KILL | HOOK_SIGIOTASK | HOOK_SETRLIMIT | HOOK_PERF | HOOK_COREDUMP)
                 && ev.target_tgid != 0)
                 .then_some(ev.target_tgid),
-            detail: tamper.then(|| tamper_detail(ev)),
+            detail: if tamper {
+                Some(tamper_detail(ev))
+            } else if ev.hook == HOOK_COREDUMP && ev.detail == COREDUMP_KEPT {
+                // Allowed by `core_dumps = "keep"`: an alert feed sees every core.
+                Some("core dump kept: core_pattern names a file; the core is protected as a file of the unit".into())
+            } else {
+                None
+            },
         }
     }
 }

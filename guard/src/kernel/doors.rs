@@ -55,7 +55,29 @@ pub fn doors(btf: &Btf) -> Result<MemoryDoors> {
         d.read_file_refused |= ids.get(name).map_or(0, |&v| bit(v));
     }
     let _ = REASONS.set(reasons.into_iter().map(|(n, v)| (v as u32, n)).collect());
+    d.core_pattern = std::fs::read_to_string("/proc/kallsyms").ok().and_then(|k| symbol(&k, "core_pattern")).unwrap_or(0);
     Ok(d)
+}
+
+/// The address of data symbol `name` in `/proc/kallsyms` text: one symbol of
+/// a data section (`d`, `D`, `b`, `B`), of the kernel proper (no module),
+/// at a non-zero address (kallsyms shows zeros to those it hides them
+/// from). Anything else is `None`: a core of a unit that keeps cores is
+/// then refused.
+pub fn symbol(kallsyms: &str, name: &str) -> Option<u64> {
+    let mut found = None;
+    for line in kallsyms.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(addr), Some(kind), Some(sym), None) = (f.next(), f.next(), f.next(), f.next()) else { continue };
+        if sym != name {
+            continue;
+        }
+        if !matches!(kind, "d" | "D" | "b" | "B") || found.is_some() {
+            return None;
+        }
+        found = Some(u64::from_str_radix(addr, 16).ok().filter(|&a| a != 0)?);
+    }
+    found
 }
 
 /// The name of lockdown reason `value` on this kernel (for records).
@@ -90,5 +112,17 @@ mod tests {
         assert_eq!(d.lockdown_tools & !d.lockdown_refused, 0);
         assert_eq!(d.read_file_refused.count_ones(), 2);
         assert_eq!(reason_name(reasons["LOCKDOWN_KCORE"] as u32), "LOCKDOWN_KCORE");
+    }
+
+    #[test]
+    fn core_pattern_symbol() {
+        let k = "ffffffff81000000 T _text\nffffffff82a3c0e0 d core_pattern\nffffffffc0001000 t foo\t[loop]\n";
+        assert_eq!(symbol(k, "core_pattern"), Some(0xffffffff82a3c0e0));
+        // Hidden addresses (kptr_restrict), text, duplicates, module symbols: unknown.
+        assert_eq!(symbol("0000000000000000 d core_pattern\n", "core_pattern"), None);
+        assert_eq!(symbol("ffffffff82a3c0e0 t core_pattern\n", "core_pattern"), None);
+        assert_eq!(symbol("ffffffff82a3c0e0 d core_pattern\nffffffff82a3c1e0 d core_pattern\n", "core_pattern"), None);
+        assert_eq!(symbol("ffffffffc0001000 d core_pattern\t[mod]\n", "core_pattern"), None);
+        assert_eq!(symbol("ffffffff82a3c0e0 d core_pattern_x\n", "core_pattern"), None);
     }
 }

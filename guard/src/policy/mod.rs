@@ -95,6 +95,9 @@ pub struct Policy {
     pub executables: Vec<PathBuf>,
     pub rate_per_sec: u32,
     pub rate_burst: u32,
+    /// `core_dumps = "keep"`: a crash of the unit's process leaves a core
+    /// when `core_pattern` is a file, protected as a file of the unit.
+    pub keep_cores: bool,
 }
 
 impl Policy {

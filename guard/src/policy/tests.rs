@@ -528,7 +528,7 @@ fn unknown_field_is_an_error_listing_valid_fields() {
     );
     assert!(
         d.message
-            .contains("unit, mode, allow_users, protect, executables, setup_only, cgroup, alerts"),
+            .contains("unit, mode, allow_users, protect, executables, setup_only, cgroup, core_dumps, alerts"),
         "{d}"
     );
     assert!(fix_of(&d).contains("did you mean `allow_users`?"), "{d}");
@@ -1482,4 +1482,49 @@ fn unit_arguments_read_as_systemctl_does() {
     assert_eq!(with_unit_suffix("cups.socket"), "cups.socket");
     assert_eq!(with_unit_suffix("my.app"), "my.app.service");
     assert_eq!(with_unit_suffix("getty@tty1"), "getty@tty1.service");
+}
+
+// ------------------------------------------------------------- core_dumps
+
+#[test]
+fn core_dumps_default_refuse_and_keep() {
+    let set = load_ok(&[("p.toml", GOOD)]);
+    assert!(!set.policies[0].keep_cores, "a core is refused unless the policy keeps it");
+    let set = load_ok(&[("p.toml", &good_with("core_dumps", "core_dumps = \"refuse\""))]);
+    assert!(!set.policies[0].keep_cores);
+    let set = load_ok(&[("p.toml", &good_with("core_dumps", "core_dumps = \"keep\""))]);
+    assert!(set.policies[0].keep_cores);
+}
+
+#[test]
+fn core_dumps_unknown_value() {
+    let d = single("core_dumps", "core_dumps = \"Keep\"", 5, "core_dumps", "unknown value \"Keep\"");
+    assert_eq!(fix_of(&d), "did you mean \"keep\"? (values are lowercase)");
+    let d = single("core_dumps", "core_dumps = \"refused\"", 5, "core_dumps", "core_dumps is \"refuse\"");
+    assert_eq!(fix_of(&d), "did you mean \"refuse\"?");
+    let d = single("core_dumps", "core_dumps = \"systemd-coredump\"", 5, "core_dumps", "unknown value");
+    assert!(fix_of(&d).contains("core_dumps = \"keep\""), "{d}");
+}
+
+#[test]
+fn core_dumps_wrong_type() {
+    let d = single("core_dumps", "core_dumps = true", 5, "core_dumps", "expected a string, found a boolean (true)");
+    assert!(fix_of(&d).contains("core_dumps = \"keep\""), "{d}");
+    let d = single("core_dumps", "core_dumps = [\"keep\"]", 5, "core_dumps", "expected a string");
+    assert!(fix_of(&d).contains("not a list"), "{d}");
+}
+
+#[test]
+fn core_dumps_misspelt_field() {
+    let d = single("core_dump", "core_dump = \"keep\"", 5, "core_dump", "unknown field `core_dump`");
+    assert!(fix_of(&d).contains("did you mean `core_dumps`?"), "{d}");
+}
+
+#[test]
+fn core_dumps_not_for_every_unit() {
+    let bad = "unit = \"*\"\nmode = \"enforce\"\nsetup_only = [\"/k\"]\ncore_dumps = \"keep\"\n";
+    let diags = load_err(&[("p.toml", bad)]);
+    only(&diags, "p.toml", 4, "core_dumps", "no processes whose cores");
+    let ok = "unit = \"*\"\nmode = \"enforce\"\nsetup_only = [\"/k\"]\ncore_dumps = \"refuse\"\n";
+    load_ok(&[("p.toml", ok)]);
 }

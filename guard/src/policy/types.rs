@@ -16,7 +16,7 @@ use toml::Spanned;
 use super::error::{closest, Diagnostic, Source};
 
 /// Fields of a policy file, in the order the schema lists them.
-pub const FIELDS: &[&str] = &["unit", "mode", "allow_users", "protect", "executables", "setup_only", "cgroup", "alerts"];
+pub const FIELDS: &[&str] = &["unit", "mode", "allow_users", "protect", "executables", "setup_only", "cgroup", "core_dumps", "alerts"];
 /// Fields of the `[alerts]` table.
 pub const ALERT_FIELDS: &[&str] = &["rate_per_sec", "burst"];
 
@@ -33,6 +33,7 @@ pub struct RawPolicy {
     pub executables: Option<Spanned<Vec<Option<Spanned<String>>>>>,
     pub setup_only: Option<Spanned<Vec<Option<Spanned<String>>>>>,
     pub cgroup: Option<Spanned<String>>,
+    pub core_dumps: Option<Spanned<String>>,
     pub alerts: Option<Spanned<RawAlerts>>,
 }
 
@@ -112,6 +113,7 @@ impl RawPolicy {
                 "unit" => raw.unit = string(src, "unit", value, diags),
                 "mode" => raw.mode = string(src, "mode", value, diags),
                 "cgroup" => raw.cgroup = string(src, "cgroup", value, diags),
+                "core_dumps" => raw.core_dumps = string(src, "core_dumps", value, diags),
                 "allow_users" => {
                     raw.allow_users = array(src, "allow_users", value, diags).map(|items| {
                         let users = items
@@ -204,6 +206,7 @@ fn example(field: &str) -> &'static str {
         ("unit", _) => "unit = \"myapp.service\"",
         ("mode", _) => "mode = \"enforce\" or mode = \"audit\"",
         ("cgroup", _) => "cgroup = \"/system.slice/myapp.service\"",
+        ("core_dumps", _) => "core_dumps = \"refuse\" or core_dumps = \"keep\"",
         ("allow_users", false) => "allow_users = [\"myapp\", 0]",
         ("allow_users", true) => {
             "a user name in quotes (\"myapp\") or a numeric UID without quotes (1002)"

@@ -94,6 +94,33 @@ pub(crate) fn validate(
         }
     });
 
+    let keep_cores = match raw.core_dumps.as_ref().map(|c| (c, c.get_ref().as_str())) {
+        None | Some((_, "refuse")) => Some(false),
+        Some((_, "keep")) if any_unit => {
+            let c = raw.core_dumps.as_ref().unwrap();
+            diags.push(src.error(
+                &c.span(),
+                "core_dumps",
+                format!("a policy for every unit (unit = \"{ANY_UNIT}\") has no processes whose cores it could keep"),
+                "remove `core_dumps`, or name one unit (unit = \"myapp.service\") to keep its cores",
+            ));
+            None
+        }
+        Some((_, "keep")) => Some(true),
+        Some((c, other)) => {
+            let message = format!(
+                "unknown value \"{other}\"; core_dumps is \"refuse\" (the default: a crash of the unit's process leaves no core) or \"keep\" (a core written to a file core_pattern names, readable only by the unit and its allowed users)"
+            );
+            let fix = match closest(other.trim(), ["refuse", "keep"]) {
+                Some(c) if c == other.to_lowercase() => format!("did you mean \"{c}\"? (values are lowercase)"),
+                Some(c) => format!("did you mean \"{c}\"?"),
+                None => "write core_dumps = \"refuse\" or core_dumps = \"keep\"".to_string(),
+            };
+            diags.push(src.error(&c.span(), "core_dumps", message, fix));
+            None
+        }
+    };
+
     let allowed = raw
         .allow_users
         .as_ref()
@@ -167,8 +194,8 @@ pub(crate) fn validate(
     let errors_now = diags.iter().filter(|d| d.is_error()).count();
     let allowed = if any_unit { Some((Vec::new(), Vec::new(), false)) } else { allowed };
     let protect_present = raw.protect.is_some() || any_unit;
-    let policy = match (&unit, mode, allowed) {
-        (Some(unit), Some(mode), Some((allow_uids, allow_users, unit_user)))
+    let policy = match (&unit, mode, allowed, keep_cores) {
+        (Some(unit), Some(mode), Some((allow_uids, allow_users, unit_user)), Some(keep_cores))
             if errors_now == errors_before && protect_present =>
         {
             Some(Policy {
@@ -186,6 +213,7 @@ pub(crate) fn validate(
                 executables,
                 rate_per_sec,
                 rate_burst,
+                keep_cores,
             })
         }
         _ => None,
