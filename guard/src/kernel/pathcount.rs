@@ -27,6 +27,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+/// `S_IFMT` and `S_IFBLK`, as the walk's values.
+const IFMT: u64 = guard_common::S_IFMT as u64;
+const IFBLK: u64 = guard_common::S_IFBLK as u64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Insn {
     pub code: u8,
@@ -58,6 +62,11 @@ enum V {
     Stack(i64),
     /// A pointer known not to be NULL (a lookup that hit, a map).
     NonNull,
+    /// An unknown value masked with `S_IFMT`: a file type. The walked
+    /// caller touches no block device node (every open of one is judged as
+    /// a possible swap area, see guard-ebpf's `swap::judge_node`), so it is
+    /// never `S_IFBLK`; any other type is unknown.
+    FileType,
     Unknown,
 }
 
@@ -373,6 +382,7 @@ impl Walker<'_> {
                     (0x20, V::Known(x), V::Known(y)) => k(wide, x.wrapping_mul(y)),
                     (0x40, V::Known(x), V::Known(y)) => k(wide, x | y),
                     (0x50, V::Known(x), V::Known(y)) => k(wide, x & y),
+                    (0x50, V::Unknown, V::Known(IFMT)) => V::FileType,
                     (0x60, V::Known(x), V::Known(y)) => k(wide, x.wrapping_shl(y as u32)),
                     (0x70, V::Known(x), V::Known(y)) => {
                         k(wide, if wide { x.wrapping_shr(y as u32) } else { (x as u32).wrapping_shr(y as u32) as u64 })
@@ -485,6 +495,12 @@ impl Walker<'_> {
                                 _ => bail!("jump op {:#x} at insn {pc}", i.code),
                             })
                         }
+                        // A file type against S_IFBLK: never a block device.
+                        (V::FileType, V::Known(IFBLK)) => match code {
+                            0x10 => Some(false),
+                            0x50 => Some(true),
+                            _ => None,
+                        },
                         // A pointer known not to be NULL against 0.
                         (p, V::Known(0)) if p.non_null() && class == 0x05 => match code {
                             0x10 => Some(false),
@@ -830,6 +846,32 @@ pub(crate) mod tests {
         assert_eq!(d.helper_ids, BTreeSet::from([7, 131, 132]));
         assert_eq!(d.paths, 2);
         assert_eq!(s[&Outcome::Unprotected].insns_max, 4);
+    }
+
+    #[test]
+    fn a_walked_file_is_never_a_block_device() {
+        // r0 = lookup(); if r0 != 0 goto 7; r1 = *(u16 *)(r6 + 0); r1 &= S_IFMT;
+        // if r1 != S_IFBLK goto 7; call 1 (the block device's extra lookup); 7: r0 = 0; exit
+        let raw: Vec<(u8, u8, i16, i32)> = vec![
+            (0x85, 0x00, 0, 7),           // 0 call 7
+            (0x55, 0x00, 5, 0),           // 1 if r0 != 0 goto 7
+            (0x69, 0x61, 0, 0),           // 2 r1 = *(u16 *)(r6 + 0)
+            (0x57, 0x01, 0, 0xf000),      // 3 r1 &= S_IFMT
+            (0x55, 0x01, 2, 0x6000),      // 4 if r1 != S_IFBLK goto 7
+            (0x85, 0x00, 0, 1),           // 5 call 1
+            (0x05, 0x00, 0, 0),           // 6 goto 7
+            (0xb7, 0x00, 0, 0),           // 7 r0 = 0
+            (0x95, 0x00, 0, 0),           // 8 exit
+        ];
+        let prog: Vec<Insn> = raw.iter().map(|&(code, regs, off, imm)| Insn { code, dst: regs & 0xf, src: regs >> 4, off, imm }).collect();
+        let s = count(&prog, 0, &[], &|imm| imm == 7, true).unwrap();
+        let u = &s[&Outcome::Unprotected];
+        assert_eq!((u.paths, u.insns_max, u.helpers_max), (1, 7, 1), "the miss, the mode test, nothing else: {u:?}");
+        // Against any other type the branch stays unknown: both ways walked.
+        let mut dir = prog.clone();
+        dir[4].imm = 0x4000;
+        let u = &count(&dir, 0, &[], &|imm| imm == 7, true).unwrap()[&Outcome::Unprotected];
+        assert_eq!((u.paths, u.helpers_max), (2, 2));
     }
 
     #[test]
