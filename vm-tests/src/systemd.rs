@@ -209,7 +209,7 @@ pub fn test_main() -> i32 {
         }
     }
     type Seed = (&'static str, fn() -> Result<String, String>);
-    let seeds: [Seed; 9] = [
+    let seeds: [Seed; 10] = [
         ("status-counts-credentials", status_counts_credentials),
         ("seed-dynamicuser-encrypted-state", seed_myapp),
         ("seed-same-static-user-units-isolated", seed_twins),
@@ -219,6 +219,7 @@ pub fn test_main() -> i32 {
         ("seed-loadcredential-refresh-race", seed_loader_race),
         ("reload-50-under-load-one-bad-set", reload_under_load),
         ("suggest-audit-to-enforce", suggest_round_trip),
+        ("memory-routes-refused", memory_routes),
     ];
     for (name, f) in seeds {
         let t = Instant::now();
@@ -824,4 +825,66 @@ fn suggest_round_trip() -> Result<String, String> {
     let _ = std::fs::remove_file(ROLLOUT_POLICY);
     guard_reload()?;
     Ok(format!("{}; suggested {allow}; enforced: the unit started and read (uid {uid} and root), root outside the unit, the root shell and root outside any unit refused; {line}", said.trim().replace('\n', "; ")))
+}
+
+/// Issue 18 under a real systemd: root outside demo.service reads none of
+/// its secret without opening the file. Kernel memory, a foreign BPF
+/// program, perf sampling of the unit, its memory through /proc, a
+/// core-dumping signal, and a crash of the unit (systemd's own signal, so
+/// the dump is refused at the dump itself): each refused, each recorded.
+fn memory_routes() -> Result<String, String> {
+    active("demo.service")?;
+    let main = systemctl(&["show", "-p", "MainPID", "--value", "demo.service"])?.trim().to_string();
+    let pid: u32 = main.parse().map_err(|_| format!("demo.service's MainPID: {main:?}"))?;
+    let mut said = Vec::new();
+    let p = probe(OUTSIDE, ROOT, "open", &["/proc/kcore"]);
+    if p.errno != Some(libc::EPERM) || tamper_records_for(p.pid).is_empty() {
+        return Err(format!("root opening /proc/kcore: {} (expected EPERM and a tamper record)", p.describe()));
+    }
+    said.push("kcore EPERM");
+    let p = probe(OUTSIDE, ROOT, "bpf-load", &["raw_tracepoint"]);
+    if p.errno != Some(libc::EPERM) || tamper_records_for(p.pid).is_empty() {
+        return Err(format!("root loading a raw_tracepoint program: {} (expected EPERM and a tamper record)", p.describe()));
+    }
+    said.push("raw_tracepoint load EPERM");
+    let p = probe(OUTSIDE, ROOT, "perf", &[&main, "sample"]);
+    if !p.denied() {
+        return Err(format!("root sampling demo.service's main process with perf: {} (expected denied)", p.describe()));
+    }
+    said.push("perf sampling of the unit denied");
+    for f in ["environ", "maps", "mem"] {
+        let path = format!("/proc/{pid}/{f}");
+        let p = probe(OUTSIDE, ROOT, "open", &[&path]);
+        if !p.denied() {
+            return Err(format!("root opening {path}: {} (expected denied)", p.describe()));
+        }
+    }
+    said.push("/proc/<main>/{environ,maps,mem} denied");
+    let p = probe(OUTSIDE, ROOT, "kill", &[&main, &libc::SIGABRT.to_string()]);
+    if !p.denied() || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(format!("root's SIGABRT to demo.service's main process: {} (expected denied, the process alive)", p.describe()));
+    }
+    said.push("root's SIGABRT denied");
+    // systemd itself sends SIGSEGV: allowed; the dump is refused at
+    // prepare_creds, before any destination (file, pipe helper,
+    // systemd-coredump) sees a byte.
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default().trim().to_string();
+    systemctl(&["kill", "-s", "SEGV", "demo.service"])?;
+    wait_for("demo.service's main process to die", Duration::from_secs(20), || !std::path::Path::new(&format!("/proc/{pid}")).exists())?;
+    let recs = records_for(pid);
+    let dump = recs.iter().find(|r| r["hook"] == "coredump").ok_or_else(|| format!("no coredump record for demo.service's crashed pid {pid}: {recs:?}"))?;
+    if dump["decision"] != "denied" || dump["policy"] != "demo" {
+        return Err(format!("the crash's coredump record: {dump} (expected denied, policy demo)"));
+    }
+    if !pattern.starts_with('|') && !pattern.starts_with('@') {
+        let core = std::path::Path::new("/").join(pattern.replace("%p", &main).replace("%e", "sleep"));
+        if core.exists() {
+            return Err(format!("demo.service's crash left a core at {}", core.display()));
+        }
+    }
+    said.push("systemd's SIGSEGV killed the unit with no core and a denied coredump record");
+    let _ = systemctl(&["reset-failed", "demo.service"]);
+    systemctl(&["restart", "demo.service"])?;
+    wait_for("guard to re-arm after the crash", Duration::from_secs(20), || probe(OUTSIDE, ROOT, "open", &[CRED]).denied() && probe(&unit_cgroup().unwrap_or_default(), SVC, "read", &[CRED]).ok())?;
+    Ok(format!("{} (core_pattern {pattern:?}); restarted and re-armed", said.join("; ")))
 }
