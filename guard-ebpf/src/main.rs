@@ -127,8 +127,8 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         if !INODE_RULES.get_ptr_mut(new_inode).is_null() {
             return 0;
         }
-        // A core a unit's process is dumping: for everyone else, one typed
-        // load and a compare.
+        // A core a unit's process is dumping: for everyone else, the
+        // current task (a helper call), one typed load and a compare.
         if load_u32(current_task(), off!(task_flags)) & memory::PF_DUMPCORE != 0 && memory::on_core_created(new_inode) {
             return 0;
         }

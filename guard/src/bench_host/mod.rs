@@ -209,6 +209,11 @@ pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 27] = [
     ("file_ioctl", 8, 0),
 ];
 
+/// Arguments a bystander's call is known to have, by hook: (hook, argument
+/// index, value). Its ioctl is not the one guard refuses (`DM_TABLE_STATUS`,
+/// whose branch reads the caller's request): `TCGETS`, as a terminal's.
+pub const BYSTANDER_ARGS: [(&str, usize, u64); 1] = [("file_ioctl", 1, 0x5401)];
+
 /// Hooks off every process's path (mounts, `bpf()`, perf, lockdown,
 /// firmware and kexec reads): a walk that cannot finish on one of them is
 /// reported, not a failure. On every other hook it fails the check.
@@ -703,6 +708,9 @@ fn bystander_paths(k: &Kernel) -> Vec<BystanderPath> {
                 let l = pathcount::loaded_program(id)?;
                 p.xlated_insns = l.xlated.len();
                 let mut args = vec![None; params];
+                for &(_, i, v) in BYSTANDER_ARGS.iter().filter(|(h, _, _)| h == hook) {
+                    args[i] = Some(v);
+                }
                 args.push(Some(0));
                 let is_record = |imm: i32| names.name(imm).is_some_and(|n| n.contains("ringbuf") || n.contains("perf_event_output"));
                 let s = pathcount::count_bystander(&l.xlated, &args, &|imm| names.is_lookup(imm), &is_record)?;
