@@ -59,25 +59,37 @@ pub fn doors(btf: &Btf) -> Result<MemoryDoors> {
     Ok(d)
 }
 
-/// The address of data symbol `name` in `/proc/kallsyms` text: one symbol of
-/// a data section (`d`, `D`, `b`, `B`), of the kernel proper (no module),
-/// at a non-zero address (kallsyms shows zeros to those it hides them
-/// from). Anything else is `None`: a core of a unit that keeps cores is
-/// then refused.
+/// The address of data symbol `name` in `/proc/kallsyms` text: one symbol
+/// of the kernel proper (no module), at a non-zero address (kallsyms shows
+/// zeros to those it hides them from), inside the kernel's writable data
+/// (`_sdata`..`_edata`) or its bss (`__bss_start`..`__bss_stop`). The
+/// address decides, not the type letter: 7.x kernels print `t` for static
+/// data such as `core_pattern`. Anything else is `None`: a core of a unit
+/// that keeps cores is then refused.
 pub fn symbol(kallsyms: &str, name: &str) -> Option<u64> {
     let mut found = None;
+    let (mut sdata, mut edata, mut sbss, mut ebss) = (None, None, None, None);
     for line in kallsyms.lines() {
         let mut f = line.split_ascii_whitespace();
-        let (Some(addr), Some(kind), Some(sym), None) = (f.next(), f.next(), f.next(), f.next()) else { continue };
-        if sym != name {
-            continue;
+        let (Some(addr), Some(_kind), Some(sym), None) = (f.next(), f.next(), f.next(), f.next()) else { continue };
+        let at = || u64::from_str_radix(addr, 16).ok().filter(|&a| a != 0);
+        match sym {
+            "_sdata" => sdata = at(),
+            "_edata" => edata = at(),
+            "__bss_start" => sbss = at(),
+            "__bss_stop" => ebss = at(),
+            _ if sym == name => {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(at()?);
+            }
+            _ => {}
         }
-        if !matches!(kind, "d" | "D" | "b" | "B") || found.is_some() {
-            return None;
-        }
-        found = Some(u64::from_str_radix(addr, 16).ok().filter(|&a| a != 0)?);
     }
-    found
+    let a = found?;
+    let within = |lo: Option<u64>, hi: Option<u64>| lo.zip(hi).is_some_and(|(lo, hi)| lo <= a && a < hi);
+    (within(sdata, edata) || within(sbss, ebss)).then_some(a)
 }
 
 /// The name of lockdown reason `value` on this kernel (for records).
@@ -116,13 +128,19 @@ mod tests {
 
     #[test]
     fn core_pattern_symbol() {
-        let k = "ffffffff81000000 T _text\nffffffff82a3c0e0 d core_pattern\nffffffffc0001000 t foo\t[loop]\n";
-        assert_eq!(symbol(k, "core_pattern"), Some(0xffffffff82a3c0e0));
-        // Hidden addresses (kptr_restrict), text, duplicates, module symbols: unknown.
-        assert_eq!(symbol("0000000000000000 d core_pattern\n", "core_pattern"), None);
-        assert_eq!(symbol("ffffffff82a3c0e0 t core_pattern\n", "core_pattern"), None);
-        assert_eq!(symbol("ffffffff82a3c0e0 d core_pattern\nffffffff82a3c1e0 d core_pattern\n", "core_pattern"), None);
-        assert_eq!(symbol("ffffffffc0001000 d core_pattern\t[mod]\n", "core_pattern"), None);
-        assert_eq!(symbol("ffffffff82a3c0e0 d core_pattern_x\n", "core_pattern"), None);
+        let sections = "ffffffff81000000 T _stext\nffffffff82000000 T _sdata\nffffffff82b00000 D _edata\n\
+                        ffffffff83000000 B __bss_start\nffffffff83400000 B __bss_stop\n";
+        let k = format!("{sections}ffffffff82a3c0e0 d core_pattern\nffffffffc0001000 t foo\t[loop]\n");
+        assert_eq!(symbol(&k, "core_pattern"), Some(0xffffffff82a3c0e0));
+        // 7.x prints static data as `t`: the address decides.
+        assert_eq!(symbol(&format!("{sections}ffffffff82a3c0e0 t core_pattern\n"), "core_pattern"), Some(0xffffffff82a3c0e0));
+        assert_eq!(symbol(&format!("{sections}ffffffff83100000 b core_pattern\n"), "core_pattern"), Some(0xffffffff83100000));
+        // Hidden addresses (kptr_restrict), text, duplicates, module symbols, no sections: unknown.
+        assert_eq!(symbol(&format!("{sections}0000000000000000 d core_pattern\n"), "core_pattern"), None);
+        assert_eq!(symbol(&format!("{sections}ffffffff81a3c0e0 t core_pattern\n"), "core_pattern"), None);
+        assert_eq!(symbol(&format!("{sections}ffffffff82a3c0e0 d core_pattern\nffffffff82a3c1e0 d core_pattern\n"), "core_pattern"), None);
+        assert_eq!(symbol(&format!("{sections}ffffffffc0001000 d core_pattern\t[mod]\n"), "core_pattern"), None);
+        assert_eq!(symbol(&format!("{sections}ffffffff82a3c0e0 d core_pattern_x\n"), "core_pattern"), None);
+        assert_eq!(symbol("ffffffff82a3c0e0 d core_pattern\n", "core_pattern"), None);
     }
 }
