@@ -206,16 +206,7 @@ fn run(args: &BenchArgs) -> Result<Report> {
     kernels.push(floor);
     variants.push(Variant { name: "empty".into(), kernel: Some((0, PROG_EMPTY)), secret: None });
     for &n in &args.files {
-        let dir = args.dir.join(format!("protected-{n}"));
-        std::fs::create_dir_all(&dir)?;
-        let mut paths = Vec::with_capacity(n);
-        for i in 0..n {
-            let p = dir.join(format!("f{i}"));
-            if !p.exists() {
-                std::fs::write(&p, b"secret")?;
-            }
-            paths.push(p);
-        }
+        let paths = protected_files(&args.dir, n)?;
         let t = Instant::now();
         let (k, tagged) = guard_kernel(&target, &args.cgroup_root, n, paths.clone())?;
         eprintln!(
@@ -318,6 +309,21 @@ fn run(args: &BenchArgs) -> Result<Report> {
         rows,
         budget,
     })
+}
+
+/// `n` files for guard-`n` to protect, made once under `dir/protected-n`.
+pub fn protected_files(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    let dir = dir.join(format!("protected-{n}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut paths = Vec::with_capacity(n);
+    for i in 0..n {
+        let p = dir.join(format!("f{i}"));
+        if !p.exists() {
+            std::fs::write(&p, b"secret")?;
+        }
+        paths.push(p);
+    }
+    Ok(paths)
 }
 
 /// A guard `Kernel` (own maps) protecting `paths` for root in the

@@ -499,16 +499,7 @@ fn run(args: &HostArgs) -> Result<Report> {
     let mut guards = Vec::new();
     let mut variants = vec![Variant { name: "baseline".into(), attach: Attach::None }, Variant { name: "floor".into(), attach: Attach::Floor }];
     for &n in &args.files {
-        let dir = args.dir.join(format!("protected-{n}"));
-        std::fs::create_dir_all(&dir)?;
-        let mut paths = Vec::with_capacity(n);
-        for i in 0..n {
-            let p = dir.join(format!("f{i}"));
-            if !p.exists() {
-                std::fs::write(&p, b"secret")?;
-            }
-            paths.push(p);
-        }
+        let paths = bench::protected_files(&args.dir, n)?;
         let t = Instant::now();
         let (mut k, tagged) = bench::guard_kernel(&target, &args.cgroup_root, n, paths)?;
         // This process attaches, detaches and reads statistics while guard's
@@ -640,20 +631,15 @@ fn run(args: &HostArgs) -> Result<Report> {
                 vrows.push(VariantRow { variant: v.name.clone(), ns: Ci::of(s), x_base: Ci::of(&ratio(0)), x_floor: Ci::of(&ratio(1)) });
             }
             for v in vrows.iter().filter(|v| v.variant.starts_with("guard-") || v.variant == "kernel-only") {
-                budget.push(Budget {
-                    op: o.name.into(),
-                    line: format!("{} vs floor", v.variant),
-                    ratio: v.x_floor.clone(),
-                    limit: 1.05,
-                    verdict: Verdict::judge(&v.x_floor, 1.05),
-                });
-                budget.push(Budget {
-                    op: o.name.into(),
-                    line: format!("{} vs baseline", v.variant),
-                    ratio: v.x_base.clone(),
-                    limit: 1.15,
-                    verdict: Verdict::judge(&v.x_base, 1.15),
-                });
+                for (against, ratio, limit) in [("floor", &v.x_floor, 1.05), ("baseline", &v.x_base, 1.15)] {
+                    budget.push(Budget {
+                        op: o.name.into(),
+                        line: format!("{} vs {against}", v.variant),
+                        ratio: ratio.clone(),
+                        limit,
+                        verdict: Verdict::judge(ratio, limit),
+                    });
+                }
             }
         }
         rows.push(OpRow {

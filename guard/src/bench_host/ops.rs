@@ -491,16 +491,25 @@ fn bpf_array_map() -> Result<(OwnedFd, u32)> {
     Ok((fd, info[1]))
 }
 
+/// A one-byte message with room for one fd's control data, over `byte`,
+/// `iov` and `cbuf`, which must outlive its use.
+fn fd_msghdr(byte: &mut [u8; 1], iov: &mut libc::iovec, cbuf: &mut [u64; 4]) -> libc::msghdr {
+    *iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: msghdr is plain data; all-zero is its empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(cbuf) as _;
+    msg
+}
+
 fn send_fd(sock: i32, fd: i32) -> Result<()> {
-    // SAFETY: a msghdr over stack buffers that outlive the call.
+    let (mut byte, mut cbuf) = ([0u8; 1], [0u64; 4]);
+    let mut iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+    let mut msg = fd_msghdr(&mut byte, &mut iov, &mut cbuf);
+    // SAFETY: the msghdr's buffers outlive the call.
     unsafe {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-        let mut cbuf = [0u64; 4];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = libc::CMSG_SPACE(4) as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
@@ -513,16 +522,11 @@ fn send_fd(sock: i32, fd: i32) -> Result<()> {
 }
 
 fn recv_fd(sock: i32) -> Result<i32> {
+    let (mut byte, mut cbuf) = ([0u8; 1], [0u64; 4]);
+    let mut iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+    let mut msg = fd_msghdr(&mut byte, &mut iov, &mut cbuf);
     // SAFETY: as in `send_fd`.
     unsafe {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-        let mut cbuf = [0u64; 4];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
         check(libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) as i64, "recvmsg SCM_RIGHTS")?;
         let c = libc::CMSG_FIRSTHDR(&msg);
         if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
