@@ -175,16 +175,20 @@ impl Drop for BenchCgroups {
     }
 }
 
-fn run(args: &BenchArgs) -> Result<Report> {
+/// A benchmark's preconditions: root, and every kernel feature guard needs
+/// (each missing one named with its remedy).
+pub fn preflight(command: &str, cgroup_root: &Path) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
-        bail!("guard bench loads BPF LSM programs: run it as root");
+        bail!("guard {command} loads BPF LSM programs: run it as root");
     }
-    if let Err(missing) = kernel::preflight::check(&kernel::preflight::SysPaths {
-        cgroup_root: args.cgroup_root.clone(),
-        ..Default::default()
-    }) {
+    if let Err(missing) = kernel::preflight::check(&kernel::preflight::SysPaths { cgroup_root: cgroup_root.to_path_buf(), ..Default::default() }) {
         bail!("{}", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"));
     }
+    Ok(())
+}
+
+fn run(args: &BenchArgs) -> Result<Report> {
+    preflight("bench", &args.cgroup_root)?;
     pin_to_current_cpu();
     let cgroups = BenchCgroups::new(&args.cgroup_root)?;
     let target = kernel::Target::running()?;

@@ -469,15 +469,7 @@ fn snapshot(ids: &[(String, u32)]) -> Vec<(u64, u64)> {
 }
 
 fn run(args: &HostArgs) -> Result<Report> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("guard bench-host loads BPF LSM programs: run it as root");
-    }
-    if let Err(missing) = kernel::preflight::check(&kernel::preflight::SysPaths {
-        cgroup_root: args.cgroup_root.clone(),
-        ..Default::default()
-    }) {
-        bail!("{}", missing.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"));
-    }
+    bench::preflight("bench-host", &args.cgroup_root)?;
     let ops: Vec<&ops::Op> = OPS.iter().filter(|o| args.ops.is_empty() || args.ops.iter().any(|n| n == o.name)).collect();
     if ops.is_empty() {
         bail!("--ops: none of {:?} is an operation (known: {})", args.ops, OPS.iter().map(|o| o.name).collect::<Vec<_>>().join(", "));
