@@ -20,7 +20,10 @@ use crate::kernels::Kernel;
 
 pub const SENTINEL: &str = "GUARD-VM-EXIT:";
 pub const BOOTED: &str = "GUARD-VM-BOOTED";
-pub const DEFAULT_MEM_MB: u32 = 1024;
+/// Guest memory for the busybox VMs: the initramfs, tmpfs scratch and
+/// `guard bench-host`'s 100,000 protected files with three guard instances
+/// loaded (1 GiB ran out on 7.2).
+pub const DEFAULT_MEM_MB: u32 = 2048;
 /// Kernel command line always passed (before `extra_append`).
 pub const BASE_APPEND: &str =
     "console=ttyS0 panic=-1 lsm=lockdown,capability,landlock,yama,apparmor,bpf";
