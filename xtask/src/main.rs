@@ -1142,8 +1142,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "traced-exec-of-trusted-binary",
         file: "guard-ebpf/src/self_protect.rs",
-        from: "    let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;\n    if !traced {",
-        to: "    let traced = unsafe { read_u32(current_task(), off!(task_ptrace)) } != 0;\n    if true || !traced {",
+        from: "    let traced = unsafe { crate::layout::load_u32(current_task(), off!(task_ptrace)) } != 0;\n    if !traced {",
+        to: "    let traced = unsafe { crate::layout::load_u32(current_task(), off!(task_ptrace)) } != 0;\n    if true || !traced {",
         caught_by: &["19-root-cannot-touch-guard"],
     },
     Mutant {
@@ -1264,8 +1264,8 @@ const MUTANTS: &[Mutant] = &[
         file: "guard-ebpf/src/systemd.rs",
         // Not tagged at creation (whatever writer systemd uses): the
         // agent's tag after the mount appears is all that is left.
-        from: "    if !unsafe { is_reg(child) } || !current_is_setup() {\n        return false;\n    }\n    let (state, unit)",
-        to: "    if true || !unsafe { is_reg(child) } || !current_is_setup() {\n        return false;\n    }\n    let (state, unit)",
+        from: "    if !unsafe { is_reg(child) } {\n        return false;\n    }\n    let (state, unit)",
+        to: "    if true || !unsafe { is_reg(child) } {\n        return false;\n    }\n    let (state, unit)",
         caught_by: &["systemd-seed-restart-race-20"],
     },
     Mutant {
