@@ -84,11 +84,7 @@ pub(crate) fn validate(
             let message = format!(
                 "unknown mode \"{other}\"; the modes are \"enforce\" (deny with EACCES) and \"audit\" (allow and record)"
             );
-            let fix = match closest(other.trim(), ["enforce", "audit"]) {
-                Some(c) if c == other.to_lowercase() => format!("did you mean \"{c}\"? (modes are lowercase)"),
-                Some(c) => format!("did you mean \"{c}\"?"),
-                None => "write mode = \"enforce\" or mode = \"audit\"".to_string(),
-            };
+            let fix = did_you_mean(other, ["enforce", "audit"], "modes", "write mode = \"enforce\" or mode = \"audit\"");
             diags.push(src.error(&mode.span(), "mode", message, fix));
             None
         }
@@ -96,8 +92,7 @@ pub(crate) fn validate(
 
     let keep_cores = match raw.core_dumps.as_ref().map(|c| (c, c.get_ref().as_str())) {
         None | Some((_, "refuse")) => Some(false),
-        Some((_, "keep")) if any_unit => {
-            let c = raw.core_dumps.as_ref().unwrap();
+        Some((c, "keep")) if any_unit => {
             diags.push(src.error(
                 &c.span(),
                 "core_dumps",
@@ -111,11 +106,7 @@ pub(crate) fn validate(
             let message = format!(
                 "unknown value \"{other}\"; core_dumps is \"refuse\" (the default: a crash of the unit's process leaves no core) or \"keep\" (a core written to a file core_pattern names, readable only by the unit and its allowed users)"
             );
-            let fix = match closest(other.trim(), ["refuse", "keep"]) {
-                Some(c) if c == other.to_lowercase() => format!("did you mean \"{c}\"? (values are lowercase)"),
-                Some(c) => format!("did you mean \"{c}\"?"),
-                None => "write core_dumps = \"refuse\" or core_dumps = \"keep\"".to_string(),
-            };
+            let fix = did_you_mean(other, ["refuse", "keep"], "values", "write core_dumps = \"refuse\" or core_dumps = \"keep\"");
             diags.push(src.error(&c.span(), "core_dumps", message, fix));
             None
         }
@@ -769,4 +760,14 @@ fn check_alerts(
         "the number of records allowed at once, 1 to 1000000; the default is burst = 1000",
     );
     (rate, burst)
+}
+
+/// The fix for an unknown choice `other` among `choices` (`kind`: what they
+/// are called, for the lowercase hint): the closest one, or `otherwise`.
+fn did_you_mean<const N: usize>(other: &str, choices: [&str; N], kind: &str, otherwise: &str) -> String {
+    match closest(other.trim(), choices) {
+        Some(c) if c == other.to_lowercase() => format!("did you mean \"{c}\"? ({kind} are lowercase)"),
+        Some(c) => format!("did you mean \"{c}\"?"),
+        None => otherwise.to_string(),
+    }
 }
