@@ -131,6 +131,7 @@ pub const PROG_SETRLIMIT: &str = "guard_task_setrlimit";
 pub const PROG_PERF_ALLOC: &str = "guard_perf_event_alloc";
 pub const PROG_KERNEL_READ_FILE: &str = "guard_kernel_read_file";
 pub const PROG_FILE_IOCTL: &str = "guard_file_ioctl";
+pub const PROG_INODE_FOLLOW_LINK: &str = "guard_inode_follow_link";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 /// `bpf` as Linux 6.15 and later declare it, with a fourth `bool kernel`
@@ -150,7 +151,7 @@ pub const FLOOR_PREFIX: &str = "guard_floor_";
 /// between kernels has one program per shape. The agent loads the one whose
 /// count equals the BTF prototype of `bpf_lsm_<hook>` on the running
 /// kernel, and refuses to run where none does.
-pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
+pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
     (PROG_BPF, PROG_BPF, 3),
     (PROG_BPF, PROG_BPF_KFLAG, 4),
     (PROG_BPRM_CHECK, PROG_BPRM_CHECK, 1),
@@ -171,6 +172,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
     (PROG_SETRLIMIT, PROG_SETRLIMIT, 3),
     (PROG_PERF_ALLOC, PROG_PERF_ALLOC, 1),
     (PROG_FILE_IOCTL, PROG_FILE_IOCTL, 3),
+    (PROG_INODE_FOLLOW_LINK, PROG_INODE_FOLLOW_LINK, 3),
     (PROG_INODE_FREE, PROG_INODE_FREE, 1),
     (PROG_D_INSTANTIATE, PROG_D_INSTANTIATE, 2),
     (PROG_INODE_RENAME, PROG_INODE_RENAME, 4),
@@ -184,7 +186,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 28] = [
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 27] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 28] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
@@ -204,6 +206,7 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 27] = [
     (PROG_SETRLIMIT, "task_setrlimit"),
     (PROG_PERF_ALLOC, "perf_event_alloc"),
     (PROG_FILE_IOCTL, "file_ioctl"),
+    (PROG_INODE_FOLLOW_LINK, "inode_follow_link"),
     (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
     (PROG_INODE_RENAME, "inode_rename"),
@@ -461,7 +464,9 @@ pub const RULE_F_SB_OWNED: u32 = 1 << 8;
 /// holds (`coredump_filter`), tagged by the kernel when procfs instantiates
 /// it. Judged like any of the unit's files. (From Linux 6.15, CAP_PERFMON
 /// passes the read-mode `ptrace_access_check` of these without asking
-/// the LSM, so the check moves to the open.)
+/// the LSM, so the check moves to the open.) Also the process's
+/// `fd/<N>` and `map_files/<range>` links, judged when they are followed
+/// (`inode_follow_link`): following one reopens what the process holds.
 pub const RULE_F_PROC: u32 = 1 << 9;
 /// With `RULE_F_SELF` (`GEN_ANY`): a block device node, or a swap file,
 /// that may be an active swap area. Judged by what it is at open: a block
@@ -871,8 +876,12 @@ pub const HOOK_KERNEL_READ_FILE: u32 = 19;
 /// `file_ioctl`: `DM_TABLE_STATUS` with `DM_STATUS_TABLE_FLAG` (a device
 /// mapper table: dm-crypt's key).
 pub const HOOK_FILE_IOCTL: u32 = 20;
+/// `inode_follow_link`: a `/proc/<pid>/fd/N` or `map_files/` link of a
+/// protected unit's process followed from outside it (a reopen of what
+/// the process holds: a memfd, a pipe, a deleted file).
+pub const HOOK_FOLLOW_LINK: u32 = 21;
 
-pub const HOOK_NAMES: [&str; 21] = [
+pub const HOOK_NAMES: [&str; 22] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -894,6 +903,7 @@ pub const HOOK_NAMES: [&str; 21] = [
     "perf_event_alloc",
     "kernel_read_file",
     "file_ioctl",
+    "inode_follow_link",
 ];
 
 /// `DM_TABLE_STATUS`: `_IOWR(0xfd, 12, struct dm_ioctl)` (312 bytes), the
@@ -1010,10 +1020,11 @@ pub const LAYOUT_MAGIC: u32 = 0x6775_6172;
 /// `KernelLayout::magic` as compiled into the object (non-zero keeps it in `.rodata`).
 pub const LAYOUT_UNFILLED: u32 = 0xffff_ffff;
 
-/// `S_IFMT` / `S_IFDIR` / `S_IFREG` (stable ABI).
+/// `S_IFMT` / `S_IFDIR` / `S_IFREG` / `S_IFLNK` (stable ABI).
 pub const S_IFMT: u16 = 0o170000;
 pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
+pub const S_IFLNK: u16 = 0o120000;
 pub const S_IFBLK: u16 = 0o060000;
 /// `S_SWAPFILE` in `inode->i_flags` (`include/linux/fs.h`, 256 from 2.6 to
 /// 7.x): the inode is an active swap file (for a block device, the bdev

@@ -45,4 +45,5 @@ floor_programs! {
     guard_floor_file_receive => "file_receive",
     guard_floor_file_open => "file_open",
     guard_floor_file_ioctl => "file_ioctl",
+    guard_floor_inode_follow_link => "inode_follow_link",
 }

@@ -550,6 +550,26 @@ pub fn guard_file_ioctl(ctx: LsmContext) -> i32 {
     unsafe { swap::on_dm_table_status(ctx.arg(2)) }
 }
 
+/// `inode_follow_link(struct dentry *dentry, struct inode *inode, bool rcu)`:
+/// every link a path walk follows. A bystander's path is the filesystem's
+/// magic (typed loads and a compare); a procfs link costs one
+/// inode-storage lookup, and a protected unit's process's `fd/` and
+/// `map_files/` links are judged (see `procfs`).
+#[lsm(hook = "inode_follow_link")]
+pub fn guard_inode_follow_link(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    let link: *mut inode = ctx.arg(1);
+    unsafe {
+        if link.is_null() || sb_magic_t(link as *const u8) != PROC_SUPER_MAGIC {
+            return 0;
+        }
+        procfs::on_follow_link(link)
+    }
+}
+
 /// `sb_umount(struct vfsmount *mnt, int flags)`.
 #[lsm(hook = "sb_umount")]
 pub fn guard_sb_umount(ctx: LsmContext) -> i32 {

@@ -40,6 +40,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("open") => op_open(&rest[1], false),
         Some("open-write") => op_open(&rest[1], true),
         Some("read") => std::fs::read(&rest[1]).map(|_| ()),
+        Some("readlink") => std::fs::read_link(&rest[1]).map(|_| ()),
         Some("mkdir") => std::fs::create_dir(&rest[1]),
         Some("create") => std::fs::write(&rest[1], b"new").map(|_| ()),
         Some("unlink") => std::fs::remove_file(&rest[1]),
@@ -139,8 +140,23 @@ fn op_vm_read(pid: i32, addr: usize) -> std::io::Result<()> {
 /// then sleeps until killed (a stand-in for a service holding its secret).
 fn op_hold(file: &str, ready: Option<&str>) -> std::io::Result<()> {
     let data = std::fs::read(file)?;
+    // A copy in a memfd, mapped shared, as a service keeps a secret off
+    // disk: /proc/<pid>/fd/<memfd> and map_files/<range> reopen it.
+    // SAFETY: plain syscalls on an fd this process owns and keeps.
+    let (memfd, map) = unsafe {
+        let fd = libc::memfd_create(c"held-secret".as_ptr(), 0);
+        if fd < 0 || libc::write(fd, data.as_ptr().cast(), data.len()) != data.len() as isize {
+            return Err(std::io::Error::last_os_error());
+        }
+        let len = data.len().max(1);
+        let m = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        if m == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        (fd, format!("{:x}-{:x}", m as usize, m as usize + len.next_multiple_of(4096)))
+    };
     let boxed = data.into_boxed_slice();
-    println!("HOLD pid={} addr={}", std::process::id(), boxed.as_ptr() as usize);
+    println!("HOLD pid={} addr={} memfd={memfd} map={map}", std::process::id(), boxed.as_ptr() as usize);
     let _ = std::io::stdout().flush();
     if let Some(r) = ready {
         std::fs::write(r, format!("{} {}", std::process::id(), boxed.as_ptr() as usize))?;

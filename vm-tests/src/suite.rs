@@ -227,6 +227,11 @@ fn control() -> Outcome {
         checked += 1;
         ensure!(p.ok(), "without guard, root opening /proc/<unit pid>/{f}: {}", p.describe());
     }
+    for link in held_links(&hold, &pid) {
+        let p = probe(HOST, ROOT, "read", &[&link]);
+        checked += 1;
+        ensure!(p.ok(), "without guard, root reading the unit's memfd through {link}: {}", p.describe());
+    }
     // The memory doors of scenario 25, without guard.
     for (op, args) in [
         ("open", vec!["/proc/kcore".to_string()]),
@@ -320,8 +325,18 @@ fn control() -> Outcome {
 }
 
 fn hold_target(b: &Background) -> (String, String) {
-    let field = |k: &str| b.first_line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or("0").to_string();
-    (field("pid="), field("addr="))
+    (hold_field(b, "pid="), hold_field(b, "addr="))
+}
+
+/// A field of the holder's `HOLD` line (`memfd=`, `map=`, ...).
+fn hold_field(b: &Background, key: &str) -> String {
+    b.first_line.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap_or("0").to_string()
+}
+
+/// `/proc/<pid>/fd/<memfd>` and `/proc/<pid>/map_files/<range>` of a
+/// holder: the links that reopen the copy it keeps in a memfd.
+fn held_links(b: &Background, pid: &str) -> [String; 2] {
+    [format!("/proc/{pid}/fd/{}", hold_field(b, "memfd=")), format!("/proc/{pid}/map_files/{}", hold_field(b, "map="))]
 }
 
 fn kill(b: Background) {
@@ -516,13 +531,42 @@ fn memory_read() -> Outcome {
             wrong.push(format!("root reading {path} (what ps reads): {} (expected allowed)", r.describe()));
         }
     }
+    // Reopening what the process holds (its memfd copy of the key) through
+    // its fd/ and map_files/ links: refused to root outside, with a record;
+    // readlink (lsof, journald) and the unit's own reopen stay open.
+    let mut follow_records = 0;
+    for link in held_links(&hold, &pid) {
+        let r = probe(HOST, ROOT, "read", &[&link]);
+        if !r.denied() {
+            wrong.push(format!("root reading {link}: {} (expected denied)", r.describe()));
+        } else {
+            let recs = records_settled(r.pid);
+            if recs.iter().any(|x| x["hook"] == "inode_follow_link" && x["target_pid"].as_u64().map(|t| t.to_string()) == Some(pid.clone())) {
+                follow_records += 1;
+            } else {
+                wrong.push(format!("root reading {link}: denied, but no inode_follow_link record naming {pid}: {recs:?}"));
+            }
+        }
+        // (map_files/ needs CAP_SYS_ADMIN of everyone: only fd/ for these.)
+        if link.contains("/fd/") {
+            let r = probe(HOST, ROOT, "readlink", &[&link]);
+            if !r.ok() {
+                wrong.push(format!("root readlink of {link} (what lsof does): {} (expected allowed)", r.describe()));
+            }
+            let own = probe(UNIT, SVC, "read", &[&link]);
+            if !own.ok() {
+                wrong.push(format!("the unit reading its own {link}: {}", own.describe()));
+            }
+        }
+    }
     kill(hold);
     ensure!(wrong.is_empty(), "{}", wrong.join("; "));
     let refused = memory_files;
     ensure!(p.denied(), "root process_vm_readv of the unit: {} (expected denied)", p.describe());
     ensure!(same_unit.ok(), "the unit reading its own memory: {}", same_unit.describe());
     Ok(format!(
-        "root: process_vm_readv {}, /proc/<pid>/{{{}}} refused, stat/status/cmdline/comm readable; the unit itself: allowed",
+        "root: process_vm_readv {}, /proc/<pid>/{{{}}} refused, the memfd copy through fd/ and map_files/ refused \
+         ({follow_records} inode_follow_link records), readlink, stat/status/cmdline/comm readable; the unit itself: allowed",
         p.describe(),
         refused.join(",")
     ))

@@ -391,6 +391,20 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     setup::ensure_tools(true)?;
     steps.push(Step { kernel: "-".into(), name: "setup".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
 
+    // The kernels and the systemd root filesystems are downloads and
+    // debootstrap, mostly waiting on the network: fetched beside the host
+    // tests and the build, which keep the CPUs busy.
+    let fetch = {
+        let kernel = kernel.map(String::from);
+        std::thread::spawn(move || -> Result<Vec<Kernel>> {
+            let ks = select_kernels(kernel.as_deref())?;
+            for k in &ks {
+                let _ = rootfs::ensure_systemd_rootfs(&vm_dir(), rootfs::suite_for(&k.name))?;
+            }
+            Ok(ks)
+        })
+    };
+
     if !skip_host {
         step("host unit and integration tests (cargo test --workspace)");
         let t = Instant::now();
@@ -433,11 +447,16 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         None
     };
     let t = Instant::now();
-    let ks = select_kernels(kernel)?;
-    for k in &ks {
-        let _ = rootfs::ensure_systemd_rootfs(&vm_dir(), rootfs::suite_for(&k.name))?;
-    }
-    steps.push(Step { kernel: "-".into(), name: "kernels + systemd rootfs".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+    let ks = fetch.join().map_err(|_| anyhow::anyhow!("fetching the kernels and root filesystems panicked"))??;
+    steps.push(Step {
+        kernel: "-".into(),
+        name: "kernels + systemd rootfs".into(),
+        ok: true,
+        passed: 0,
+        failed: 0,
+        secs: t.elapsed().as_secs_f64(),
+        detail: "fetched beside the host tests and the build; seconds waited after them".into(),
+    });
 
     let suite_cmd = match only {
         Some(o) => format!("/bin/vm-tests suite --only {o}"),
@@ -1194,8 +1213,16 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "proc-memory-files-open",
         file: "guard-ebpf/src/procfs.rs",
-        from: "    if !unsafe { is_memory_file(dentry) } {",
-        to: "    if true || !unsafe { is_memory_file(dentry) } {",
+        from: "} else { unsafe { is_memory_file(dentry) } };",
+        to: "} else { false };",
+        caught_by: &["12-memory-read-of-unit-denied"],
+    },
+    Mutant {
+        name: "proc-links-followed",
+        file: "guard-ebpf/src/procfs.rs",
+        // Every follower treated as the process itself.
+        from: "    if target_tgid != 0 && target_tgid == (bpf_get_current_pid_tgid() >> 32) as u32 {",
+        to: "    if true || target_tgid == (bpf_get_current_pid_tgid() >> 32) as u32 {",
         caught_by: &["12-memory-read-of-unit-denied"],
     },
     // Issue 18: the memory doors.

@@ -172,7 +172,8 @@ pub struct BystanderPath {
 /// every process on the host pays. The goal is one lookup or none with no
 /// string work; the hooks that meet it today have budgets at that level
 /// (`file_open`, `file_receive`, `inode_unlink`, `path_truncate`,
-/// `inode_free_security`, `file_ioctl`, and with no helper call at all
+/// `inode_free_security`, `file_ioctl`, `inode_follow_link`, and with no
+/// helper call at all
 /// `locked_down`, `kernel_read_file`). The others are ceilings about 1.2
 /// times the longest path the walk found on 6.1 and 7.2 after the task
 /// storage and typed-load work (BENCHMARKS.md has the counts per kernel):
@@ -180,7 +181,7 @@ pub struct BystanderPath {
 /// the few processes they must look at closer (a task in a unit's cgroup,
 /// a file on a filesystem that keeps rules, a `/proc` entry of a unit's
 /// process), which the walk counts because it cannot know who calls.
-pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 27] = [
+pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 28] = [
     ("bpf", 66, 3),
     ("bprm_check_security", 105, 9),
     ("task_fix_setuid", 21, 2),
@@ -209,6 +210,8 @@ pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 27] = [
     ("file_open", 32, 1),
     // One compare of the ioctl number, the previous verdict passed on.
     ("file_ioctl", 8, 0),
+    // The filesystem's magic, and on procfs one inode-storage lookup.
+    ("inode_follow_link", 24, 1),
 ];
 
 /// Arguments a bystander's call is known to have, by hook: (hook, argument

@@ -33,6 +33,8 @@ pub const OPS: &[Op] = &[
     Op { name: "rename", what: "rename() there and back (2 renames) on tmpfs", iters: 1500 },
     Op { name: "truncate", what: "truncate() by path on tmpfs", iters: 3000 },
     Op { name: "lookup_miss", what: "stat() of a missing name (a real lookup each time on tmpfs)", iters: 3000 },
+    Op { name: "follow_link", what: "stat() through a symlink on tmpfs (one link followed)", iters: 3000 },
+    Op { name: "proc_fd", what: "stat() of /proc/self/fd/N (two procfs links followed: self, then the fd)", iters: 3000 },
     Op { name: "evict", what: "stat() of a file on ext4 read back from disk, then its eviction by drop_caches (per file)", iters: 400 },
     Op { name: "create_unlink_par", what: "create_unlink on every CPU at once (one thread per CPU, own names; per op)", iters: 1500 },
     Op { name: "fork_exit", what: "fork(), child _exit(), waitpid()", iters: 300 },
@@ -73,6 +75,9 @@ pub struct Scratch {
     /// A child asleep, whose /proc/<pid>/stat `proc_read` reads.
     sleeper: libc::pid_t,
     proc_stat: CString,
+    /// follow_link: a symlink to `file`; proc_fd: `/proc/self/fd/<carried>`.
+    sym: CString,
+    self_fd: CString,
     /// fd_pass: a datagram socket pair and the fd it carries.
     pair: (OwnedFd, OwnedFd),
     carried: OwnedFd,
@@ -99,6 +104,8 @@ impl Scratch {
         let _ = std::fs::remove_file(dir.join("b"));
         let _ = std::fs::remove_dir_all(dir.join("tree"));
         std::fs::write(dir.join("trunc"), b"")?;
+        let _ = std::fs::remove_file(dir.join("sym"));
+        std::os::unix::fs::symlink(dir.join("file"), dir.join("sym")).context("creating the bench's symlink")?;
         for m in ["mnt-a", "mnt-b"] {
             std::fs::create_dir_all(dir.join(m))?;
         }
@@ -149,6 +156,8 @@ impl Scratch {
                 mnt_a: p("mnt-a"),
                 mnt_b: p("mnt-b"),
                 proc_stat: CString::new(format!("/proc/{sleeper}/stat")).unwrap(),
+                sym: p("sym"),
+                self_fd: CString::new(format!("/proc/self/fd/{carried}")).unwrap(),
                 dir: dir.to_path_buf(),
                 disk_files,
                 sleeper,
@@ -222,6 +231,13 @@ impl Scratch {
                         if libc::stat(self.miss.as_ptr(), &mut st) == 0 {
                             bail!("{} exists", self.dir.join("missing").display());
                         }
+                    }
+                }
+                "follow_link" | "proc_fd" => {
+                    let path = if op == "follow_link" { &self.sym } else { &self.self_fd };
+                    let mut st: libc::stat = std::mem::zeroed();
+                    for _ in 0..iters {
+                        check(libc::stat(path.as_ptr(), &mut st) as i64, "stat")?;
                     }
                 }
                 "evict" => {

@@ -300,7 +300,7 @@ impl Namer {
                 unit: cgroup.as_deref().and_then(units::unit_of_cgroup).map(String::from),
                 cgroup,
             },
-            target_pid: (matches!(ev.hook, HOOK_PTRACE | HOOK_TASK_KILL | HOOK_SIGIOTASK | HOOK_SETRLIMIT | HOOK_PERF | HOOK_COREDUMP)
+            target_pid: (matches!(ev.hook, HOOK_PTRACE | HOOK_TASK_KILL | HOOK_SIGIOTASK | HOOK_SETRLIMIT | HOOK_PERF | HOOK_COREDUMP | HOOK_FOLLOW_LINK)
                 && ev.target_tgid != 0)
                 .then_some(ev.target_tgid),
             detail: if tamper {
@@ -308,6 +308,8 @@ impl Namer {
             } else if ev.hook == HOOK_COREDUMP && ev.detail == COREDUMP_KEPT {
                 // Allowed by `core_dumps = "keep"`: an alert feed sees every core.
                 Some("core dump kept: core_pattern names a file; the core is protected as a file of the unit".into())
+            } else if ev.hook == HOOK_FOLLOW_LINK {
+                Some(format!("following a /proc/{}/fd or map_files link: a reopen of what the unit's process holds", ev.target_tgid))
             } else {
                 None
             },
