@@ -132,6 +132,7 @@ pub const PROG_PERF_ALLOC: &str = "guard_perf_event_alloc";
 pub const PROG_KERNEL_READ_FILE: &str = "guard_kernel_read_file";
 pub const PROG_FILE_IOCTL: &str = "guard_file_ioctl";
 pub const PROG_INODE_FOLLOW_LINK: &str = "guard_inode_follow_link";
+pub const PROG_FILE_IOCTL_COMPAT: &str = "guard_file_ioctl_compat";
 /// A `file_open` program that does nothing: the floor any BPF LSM pays (bench).
 pub const PROG_EMPTY: &str = "guard_empty_file_open";
 /// `bpf` as Linux 6.15 and later declare it, with a fourth `bool kernel`
@@ -151,7 +152,7 @@ pub const FLOOR_PREFIX: &str = "guard_floor_";
 /// between kernels has one program per shape. The agent loads the one whose
 /// count equals the BTF prototype of `bpf_lsm_<hook>` on the running
 /// kernel, and refuses to run where none does.
-pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
+pub const PROGRAM_VARIANTS: [(&str, &str, usize); 30] = [
     (PROG_BPF, PROG_BPF, 3),
     (PROG_BPF, PROG_BPF_KFLAG, 4),
     (PROG_BPRM_CHECK, PROG_BPRM_CHECK, 1),
@@ -172,6 +173,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
     (PROG_SETRLIMIT, PROG_SETRLIMIT, 3),
     (PROG_PERF_ALLOC, PROG_PERF_ALLOC, 1),
     (PROG_FILE_IOCTL, PROG_FILE_IOCTL, 3),
+    (PROG_FILE_IOCTL_COMPAT, PROG_FILE_IOCTL_COMPAT, 3),
     (PROG_INODE_FOLLOW_LINK, PROG_INODE_FOLLOW_LINK, 3),
     (PROG_INODE_FREE, PROG_INODE_FREE, 1),
     (PROG_D_INSTANTIATE, PROG_D_INSTANTIATE, 2),
@@ -186,7 +188,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 29] = [
 /// Every enforcing program with the LSM hook it attaches to, in attach
 /// order. The self-protection hooks come first, so that by the time the
 /// file hooks enforce, guard's own objects are already out of reach.
-pub const ENFORCING_PROGRAMS: [(&str, &str); 28] = [
+pub const ENFORCING_PROGRAMS: [(&str, &str); 29] = [
     (PROG_BPF, "bpf"),
     (PROG_BPRM_CHECK, "bprm_check_security"),
     (PROG_TASK_FIX_SETUID, "task_fix_setuid"),
@@ -206,6 +208,7 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 28] = [
     (PROG_SETRLIMIT, "task_setrlimit"),
     (PROG_PERF_ALLOC, "perf_event_alloc"),
     (PROG_FILE_IOCTL, "file_ioctl"),
+    (PROG_FILE_IOCTL_COMPAT, "file_ioctl_compat"),
     (PROG_INODE_FOLLOW_LINK, "inode_follow_link"),
     (PROG_INODE_FREE, "inode_free_security"),
     (PROG_D_INSTANTIATE, "d_instantiate"),
@@ -880,8 +883,12 @@ pub const HOOK_FILE_IOCTL: u32 = 20;
 /// protected unit's process followed from outside it (a reopen of what
 /// the process holds: a memfd, a pipe, a deleted file).
 pub const HOOK_FOLLOW_LINK: u32 = 21;
+/// `file_ioctl_compat`: the same request from a 32-bit process (from
+/// Linux 6.8, and in Debian's 6.1 by backport, compat ioctls reach this
+/// hook instead of `file_ioctl`).
+pub const HOOK_FILE_IOCTL_COMPAT: u32 = 22;
 
-pub const HOOK_NAMES: [&str; 22] = [
+pub const HOOK_NAMES: [&str; 23] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -904,6 +911,7 @@ pub const HOOK_NAMES: [&str; 22] = [
     "kernel_read_file",
     "file_ioctl",
     "inode_follow_link",
+    "file_ioctl_compat",
 ];
 
 /// `DM_TABLE_STATUS`: `_IOWR(0xfd, 12, struct dm_ioctl)` (312 bytes), the

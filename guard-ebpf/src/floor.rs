@@ -46,4 +46,5 @@ floor_programs! {
     guard_floor_file_open => "file_open",
     guard_floor_file_ioctl => "file_ioctl",
     guard_floor_inode_follow_link => "inode_follow_link",
+    guard_floor_file_ioctl_compat => "file_ioctl_compat",
 }

@@ -539,6 +539,22 @@ pub fn guard_perf_event_alloc(ctx: LsmContext) -> i32 {
 /// every ioctl; a bystander's path is one compare of `cmd`.
 #[lsm(hook = "file_ioctl")]
 pub fn guard_file_ioctl(ctx: LsmContext) -> i32 {
+    ioctl_hook(&ctx, HOOK_FILE_IOCTL)
+}
+
+/// `file_ioctl_compat(struct file *file, unsigned int cmd, unsigned long arg)`:
+/// the ioctls of 32-bit processes, which no longer reach `file_ioctl`
+/// (Linux 6.8, and Debian's 6.1 by backport); `dm_ioctl` has the same
+/// layout, so the same command and check.
+#[lsm(hook = "file_ioctl_compat")]
+pub fn guard_file_ioctl_compat(ctx: LsmContext) -> i32 {
+    ioctl_hook(&ctx, HOOK_FILE_IOCTL_COMPAT)
+}
+
+/// Both ioctl hooks: a bystander's command passes the previous verdict on
+/// after one compare.
+#[inline(always)]
+fn ioctl_hook(ctx: &LsmContext, hook: u32) -> i32 {
     let cmd: u32 = ctx.arg(1);
     if cmd != DM_TABLE_STATUS {
         return ctx.arg(3);
@@ -547,7 +563,7 @@ pub fn guard_file_ioctl(ctx: LsmContext) -> i32 {
     if ret != 0 {
         return ret;
     }
-    unsafe { swap::on_dm_table_status(ctx.arg(2)) }
+    unsafe { swap::on_dm_table_status(ctx.arg(2), hook) }
 }
 
 /// `inode_follow_link(struct dentry *dentry, struct inode *inode, bool rcu)`:

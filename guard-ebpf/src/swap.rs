@@ -103,13 +103,14 @@ pub unsafe fn judge_node(file: *const u8, inode: *mut inode, hook: u32) -> i32 {
     unsafe { judge(inode, &Subject { file: path_from, ..Subject::new(hook, ACCESS_READ) }) }
 }
 
-/// `file_ioctl(file, DM_TABLE_STATUS, arg)`: a device-mapper table.
+/// `file_ioctl` or `file_ioctl_compat` (`hook`) of `DM_TABLE_STATUS`: a
+/// device-mapper table.
 ///
 /// The flags are read from the caller's memory before the kernel copies
 /// them: a second thread that sets the flag in between wins the race (see
 /// the README's limits).
 #[inline(always)]
-pub unsafe fn on_dm_table_status(arg: u64) -> i32 {
+pub unsafe fn on_dm_table_status(arg: u64, hook: u32) -> i32 {
     if active_gen() == 0 {
         return 0;
     }
@@ -118,5 +119,5 @@ pub unsafe fn on_dm_table_status(arg: u64) -> i32 {
     if flags & DM_STATUS_TABLE_FLAG == 0 || current_trust() == TRUST_GUARD {
         return 0;
     }
-    tamper(core::ptr::null_mut(), &Subject { detail: DM_TABLE_STATUS, ..Subject::new(HOOK_FILE_IOCTL, ACCESS_READ) })
+    tamper(core::ptr::null_mut(), &Subject { detail: DM_TABLE_STATUS, ..Subject::new(hook, ACCESS_READ) })
 }

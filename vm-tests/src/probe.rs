@@ -69,6 +69,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("bpf-link-create") => bpf::link_create(rest[1].parse().unwrap_or(0)),
         Some("bpf-rawtp-null") => bpf::raw_tp_null(),
         Some("dm-table") => op_dm_table(),
+        Some("dm-table-compat") => op_dm_table_compat(),
         Some("umount") => op_umount(&rest[1], rest.get(2).map(String::as_str) == Some("lazy")),
         Some("pidfd-getfd") => op_pidfd_getfd(rest[1].parse().unwrap_or(0)),
         Some("rmdir") => std::fs::remove_dir(&rest[1]),
@@ -475,6 +476,72 @@ fn op_dm_table() -> std::io::Result<()> {
     let err = std::io::Error::last_os_error();
     unsafe { libc::close(fd) };
     if r < 0 { Err(err) } else { Ok(()) }
+}
+
+/// The same request as a 32-bit `dmsetup` makes it: `ioctl` through the
+/// ia32 system call entry (`int 0x80`, number 54), which reaches
+/// `file_ioctl_compat` instead of `file_ioctl`; the request sits below
+/// 4 GiB. A kernel without that entry kills the caller with SIGSEGV, so a
+/// child tries a harmless one first (`setup-error=no ia32 entry`).
+fn op_dm_table_compat() -> std::io::Result<()> {
+    const DM_TABLE_STATUS: u32 = 0xc138_fd0c;
+    const IA32_GETPID: u32 = 20;
+    const IA32_IOCTL: u32 = 54;
+    /// An ia32 system call with up to three arguments.
+    ///
+    /// # Safety
+    /// The arguments must be valid for `nr`.
+    unsafe fn ia32(nr: u32, a: u32, b: u32, c: u32) -> i32 {
+        let ret: i32;
+        // SAFETY: the caller's; rbx is LLVM's, so it is swapped in and out
+        // around the call, and the entry zeroes r8 to r11.
+        unsafe {
+            std::arch::asm!(
+                "xchg {a}, rbx",
+                "int 0x80",
+                "xchg {a}, rbx",
+                a = inout(reg) a as u64 => _,
+                inlateout("eax") nr as i32 => ret,
+                in("ecx") b,
+                in("edx") c,
+                out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            );
+        }
+        ret
+    }
+    // SAFETY: plain syscalls; the child only calls getpid and _exit.
+    unsafe {
+        let child = libc::fork();
+        if child == 0 {
+            libc::_exit(if ia32(IA32_GETPID, 0, 0, 0) == libc::getpid() { 0 } else { 1 });
+        }
+        let mut st = 0;
+        libc::waitpid(child, &mut st, 0);
+        if !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+            println!("PROBE pid={} setup-error=no ia32 entry (status {st:#x})", std::process::id());
+            return Ok(());
+        }
+    }
+    let path = if Path::new("/dev/mapper/control").exists() { "/dev/mapper/control" } else { "/dev/null" };
+    // SAFETY: valid path; fd closed below; the buffer is a fresh mapping
+    // below 4 GiB of the size the command names.
+    unsafe {
+        let fd = libc::open(cstr(path).as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let m = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT, -1, 0);
+        if m == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let buf = m as *mut u32;
+        *buf = 4;
+        *buf.add(3) = 312;
+        *buf.add(7) = 1 << 4;
+        let r = ia32(IA32_IOCTL, fd as u32, DM_TABLE_STATUS, m as usize as u32);
+        libc::close(fd);
+        if r < 0 { Err(std::io::Error::from_raw_os_error(-r)) } else { Ok(()) }
+    }
 }
 
 fn op_umount(path: &str, lazy: bool) -> std::io::Result<()> {

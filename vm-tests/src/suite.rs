@@ -785,6 +785,15 @@ fn swap_control() -> Result<u32, String> {
     let p = probe(HOST, ROOT, "dm-table", &[]);
     checked += 1;
     ensure!(p.errno.is_some_and(|e| e != libc::EPERM && e != libc::EACCES), "without guard, DM_TABLE_STATUS: {} (expected ENOTTY or a device-mapper error)", p.describe());
+    let p = probe(HOST, ROOT, "dm-table-compat", &[]);
+    if !p.raw.contains("no ia32 entry") {
+        checked += 1;
+        ensure!(
+            p.errno.is_some_and(|e| e != libc::EPERM && e != libc::EACCES),
+            "without guard, a 32-bit DM_TABLE_STATUS: {} (expected ENOTTY or a device-mapper error)",
+            p.describe()
+        );
+    }
     Ok(checked)
 }
 
@@ -833,6 +842,17 @@ fn swap_closed() -> Outcome {
     let t = tamper_records_for(p.pid);
     ensure!(t.iter().any(|r| r["hook"] == "file_ioctl"), "no file_ioctl tamper record for DM_TABLE_STATUS: {t:?}");
     said.push("DM_TABLE_STATUS (dmsetup table --showkeys) EPERM, a tamper record".into());
+    // The same request from a 32-bit process reaches file_ioctl_compat.
+    let p = probe(HOST, ROOT, "dm-table-compat", &[]);
+    if p.raw.contains("no ia32 entry") {
+        println!("SKIP 26-swap-area-closed: the 32-bit DM_TABLE_STATUS: this kernel has no ia32 system call entry");
+        said.push("32-bit DM_TABLE_STATUS SKIPPED (no ia32 entry on this kernel)".into());
+    } else {
+        ensure!(p.errno == Some(libc::EPERM), "root's 32-bit DM_TABLE_STATUS with the table flag: {} (expected EPERM)", p.describe());
+        let t = tamper_records_for(p.pid);
+        ensure!(t.iter().any(|r| r["hook"] == "file_ioctl_compat"), "no file_ioctl_compat tamper record for a 32-bit DM_TABLE_STATUS: {t:?}");
+        said.push("the same from a 32-bit process (int 0x80) EPERM, a file_ioctl_compat record".into());
+    }
     swap_on(&dev, false).map_err(|e| format!("swapoff refused with guard enforcing: {e}"))?;
     let t = Instant::now();
     let mut p = probe(HOST, ROOT, "open", &[&dev]);

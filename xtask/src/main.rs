@@ -1278,6 +1278,14 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["26-swap-area-closed"],
     },
     Mutant {
+        name: "dm-table-compat-open",
+        file: "guard-ebpf/src/main.rs",
+        // A 32-bit dmsetup: the compat hook passes every command.
+        from: "    ioctl_hook(&ctx, HOOK_FILE_IOCTL_COMPAT)",
+        to: "    ctx.arg(3)",
+        caught_by: &["26-swap-area-closed"],
+    },
+    Mutant {
         name: "dm-table-open",
         file: "guard-ebpf/src/swap.rs",
         // dmsetup table --showkeys: dm-crypt's key for everyone.

@@ -172,7 +172,8 @@ pub struct BystanderPath {
 /// every process on the host pays. The goal is one lookup or none with no
 /// string work; the hooks that meet it today have budgets at that level
 /// (`file_open`, `file_receive`, `inode_unlink`, `path_truncate`,
-/// `inode_free_security`, `file_ioctl`, `inode_follow_link`, and with no
+/// `inode_free_security`, `file_ioctl`, `file_ioctl_compat`,
+/// `inode_follow_link`, and with no
 /// helper call at all
 /// `locked_down`, `kernel_read_file`). The others are ceilings about 1.2
 /// times the longest path the walk found on 6.1 and 7.2 after the task
@@ -181,7 +182,7 @@ pub struct BystanderPath {
 /// the few processes they must look at closer (a task in a unit's cgroup,
 /// a file on a filesystem that keeps rules, a `/proc` entry of a unit's
 /// process), which the walk counts because it cannot know who calls.
-pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 28] = [
+pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 29] = [
     ("bpf", 66, 3),
     ("bprm_check_security", 105, 9),
     ("task_fix_setuid", 21, 2),
@@ -210,6 +211,7 @@ pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 28] = [
     ("file_open", 32, 1),
     // One compare of the ioctl number, the previous verdict passed on.
     ("file_ioctl", 8, 0),
+    ("file_ioctl_compat", 8, 0),
     // The filesystem's magic, and on procfs one inode-storage lookup.
     ("inode_follow_link", 24, 1),
 ];
@@ -217,7 +219,7 @@ pub const BYSTANDER_BUDGETS: [(&str, usize, usize); 28] = [
 /// Arguments a bystander's call is known to have, by hook: (hook, argument
 /// index, value). Its ioctl is not the one guard refuses (`DM_TABLE_STATUS`,
 /// whose branch reads the caller's request): `TCGETS`, as a terminal's.
-pub const BYSTANDER_ARGS: [(&str, usize, u64); 1] = [("file_ioctl", 1, 0x5401)];
+pub const BYSTANDER_ARGS: [(&str, usize, u64); 2] = [("file_ioctl", 1, 0x5401), ("file_ioctl_compat", 1, 0x5401)];
 
 /// Hooks off every process's path (mounts, `bpf()`, perf, lockdown,
 /// firmware and kexec reads): a walk that cannot finish on one of them is

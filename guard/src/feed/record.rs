@@ -110,7 +110,7 @@ fn tamper_detail(ev: &Event) -> String {
         HOOK_FILE_OPEN | HOOK_FILE_RECEIVE if ev.detail == 1 => {
             "reading an active swap area (swapped-out memory, in plaintext)".to_string()
         }
-        HOOK_FILE_IOCTL => "DM_TABLE_STATUS of a device-mapper table (dm-crypt keys; `dmsetup table`)".to_string(),
+        HOOK_FILE_IOCTL | HOOK_FILE_IOCTL_COMPAT => "DM_TABLE_STATUS of a device-mapper table (dm-crypt keys; `dmsetup table`)".to_string(),
         HOOK_FILE_OPEN | HOOK_PATH_TRUNCATE => "writing guard's binary or opening its pins".to_string(),
         _ => "an attempt on guard".to_string(),
     }

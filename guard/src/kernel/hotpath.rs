@@ -47,27 +47,30 @@ fn an_earlier_lsm_verdict_passes_through_untouched() {
     assert_eq!(o.verdicts, BTreeSet::from([-13]));
 }
 
-/// `file_ioctl` runs on every ioctl: a bystander's command (here `TCGETS`)
-/// is one compare, no helper, the previous verdict passed on.
+/// `file_ioctl` runs on every ioctl (`file_ioctl_compat` on every 32-bit
+/// one): a bystander's command (here `TCGETS`) is one compare, no helper,
+/// the previous verdict passed on.
 #[test]
 fn bystander_ioctl_is_one_compare() {
     use object::{Object, ObjectSection, ObjectSymbol};
     let obj = object::File::parse(super::OBJECT).expect("the embedded eBPF object parses");
-    let sec = obj.section_by_name("lsm/file_ioctl").expect("an lsm/file_ioctl section");
-    let sym = obj
-        .symbols()
-        .find(|s| s.name() == Ok(guard_common::PROG_FILE_IOCTL) && s.section_index() == Some(sec.index()))
-        .expect("the guard_file_ioctl symbol");
-    let prog = super::pathcount::parse(sec.data().unwrap());
-    let start = (sym.address() - sec.address()) as usize / 8;
-    for prev in [0u64, 13u64.wrapping_neg()] {
-        let s = count(&prog, start, &[None, Some(0x5401), None, Some(prev)], &|imm| imm == HELPER_INODE_STORAGE_GET, false)
-            .unwrap_or_else(|e| panic!("walking guard_file_ioctl: {e}"));
-        assert_eq!(s.len(), 1, "one outcome: {s:?}");
-        let o = s.values().next().unwrap();
-        println!("bystander file_ioctl: {o:?}");
-        assert_eq!((o.paths, o.helpers_max), (1, 0), "a bystander ioctl is decided by its command alone: {o:?}");
-        assert_eq!(o.verdicts, BTreeSet::from([prev as i32]), "the previous verdict passes on");
-        assert!(o.insns_max <= 8, "the bystander ioctl path grew to {} instructions", o.insns_max);
+    for (name, hook) in [(guard_common::PROG_FILE_IOCTL, "file_ioctl"), (guard_common::PROG_FILE_IOCTL_COMPAT, "file_ioctl_compat")] {
+        let sec = obj.section_by_name(&format!("lsm/{hook}")).unwrap_or_else(|| panic!("an lsm/{hook} section"));
+        let sym = obj
+            .symbols()
+            .find(|s| s.name() == Ok(name) && s.section_index() == Some(sec.index()))
+            .unwrap_or_else(|| panic!("the {name} symbol"));
+        let prog = super::pathcount::parse(sec.data().unwrap());
+        let start = (sym.address() - sec.address()) as usize / 8;
+        for prev in [0u64, 13u64.wrapping_neg()] {
+            let s = count(&prog, start, &[None, Some(0x5401), None, Some(prev)], &|imm| imm == HELPER_INODE_STORAGE_GET, false)
+                .unwrap_or_else(|e| panic!("walking {name}: {e}"));
+            assert_eq!(s.len(), 1, "one outcome: {s:?}");
+            let o = s.values().next().unwrap();
+            println!("bystander {hook}: {o:?}");
+            assert_eq!((o.paths, o.helpers_max), (1, 0), "a bystander ioctl is decided by its command alone: {o:?}");
+            assert_eq!(o.verdicts, BTreeSet::from([prev as i32]), "the previous verdict passes on");
+            assert!(o.insns_max <= 8, "the bystander {hook} path grew to {} instructions", o.insns_max);
+        }
     }
 }

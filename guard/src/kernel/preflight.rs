@@ -116,7 +116,7 @@ pub fn check(paths: &SysPaths) -> Result<Vec<String>, Vec<Missing>> {
 /// Each hook guard attaches to, and the promise it keeps. The shapes of
 /// the hook that guard has a program for are in
 /// `guard_common::PROGRAM_VARIANTS`.
-pub const HOOKS: [(&str, &str); 28] = [
+pub const HOOKS: [(&str, &str); 29] = [
     ("bprm_check_security", "a traced process cannot run guard's or systemd's binary and so take their trust; a unit's own program is never systemd's setup"),
     ("task_fix_setuid", "\"the unit's own user\" (@unit, DynamicUser=) is the UID systemd switched the unit to"),
     ("file_open", "a protected file opens only for its unit and allowed UIDs"),
@@ -144,6 +144,7 @@ pub const HOOKS: [(&str, &str); 28] = [
     ("task_setrlimit", "nobody outside a unit changes its processes' resource limits"),
     ("perf_event_alloc", "no perf event samples a protected unit's processes (or systemd's, or guard's) for an outsider, nor user memory CPU-wide"),
     ("file_ioctl", "no one but guard reads a device-mapper table (dm-crypt's key, the way into an encrypted swap) while guard protects anything"),
+    ("file_ioctl_compat", "a 32-bit dmsetup cannot read a device-mapper table either"),
     ("inode_follow_link", "nobody outside a unit reopens what its processes hold (a memfd, a pipe, a deleted file) through /proc/<pid>/fd or map_files"),
 ];
 
