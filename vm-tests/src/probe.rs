@@ -66,10 +66,12 @@ pub fn main(args: &[String]) -> i32 {
         Some("prlimit") => op_prlimit(rest[1].parse().unwrap_or(0)),
         Some("sigio") => op_sigio(rest[1].parse().unwrap_or(0), rest[2].parse().unwrap_or(0)),
         Some("crash") => op_crash(),
+        Some("touch-mapped") => op_touch_mapped(&rest[1]),
         Some("bpf-link-create") => bpf::link_create(rest[1].parse().unwrap_or(0)),
         Some("bpf-rawtp-null") => bpf::raw_tp_null(),
         Some("dm-table") => op_dm_table(),
         Some("dm-table-compat") => op_dm_table_compat(),
+        Some("kexec-file") => op_kexec_file(&rest[1]),
         Some("umount") => op_umount(&rest[1], rest.get(2).map(String::as_str) == Some("lazy")),
         Some("pidfd-getfd") => op_pidfd_getfd(rest[1].parse().unwrap_or(0)),
         Some("rmdir") => std::fs::remove_dir(&rest[1]),
@@ -246,6 +248,32 @@ fn op_crash() -> std::io::Result<()> {
         libc::raise(libc::SIGABRT);
     }
     Err(std::io::Error::other("still alive after SIGABRT"))
+}
+
+/// Maps the first page of `file` shared and reads it every 20 ms, with no
+/// core limit: when someone truncates the file, the next read is a SIGBUS,
+/// a signal that dumps core. Prints `TOUCHING pid=<pid>` once mapped.
+fn op_touch_mapped(file: &str) -> std::io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscalls; the mapping stays for the life of the process.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &lim);
+        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+        let fd = libc::open(cstr(file).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let m = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_SHARED, fd, 0);
+        if m == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        println!("TOUCHING pid={}", std::process::id());
+        let _ = std::io::stdout().flush();
+        loop {
+            std::ptr::read_volatile(m as *const u8);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// A msghdr carrying one data byte and a control buffer of `controllen` bytes.
@@ -541,6 +569,25 @@ fn op_dm_table_compat() -> std::io::Result<()> {
         let r = ia32(IA32_IOCTL, fd as u32, DM_TABLE_STATUS, m as usize as u32);
         libc::close(fd);
         if r < 0 { Err(std::io::Error::from_raw_os_error(-r)) } else { Ok(()) }
+    }
+}
+
+/// `kexec_file_load` of `path` as the next kernel (no initramfs, an empty
+/// command line): the kernel reads the image through `kernel_read_file`
+/// before it looks at it, so a file that is no kernel is refused there
+/// first, or answered ENOEXEC by the image parser.
+fn op_kexec_file(path: &str) -> std::io::Result<()> {
+    const KEXEC_FILE_NO_INITRAMFS: libc::c_ulong = 4;
+    // SAFETY: valid path and command line; fd closed below.
+    unsafe {
+        let fd = libc::open(cstr(path).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let r = libc::syscall(libc::SYS_kexec_file_load, fd, -1i32, 1 as libc::c_ulong, c"".as_ptr(), KEXEC_FILE_NO_INITRAMFS);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 { Err(err) } else { Ok(()) }
     }
 }
 

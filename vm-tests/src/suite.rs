@@ -246,6 +246,11 @@ fn control() -> Outcome {
         checked += 1;
         ensure!(p.ok(), "without guard, root {op} {args:?}: {}", p.describe());
     }
+    // kexec_file_load of a file that is no kernel: the image parser's
+    // ENOEXEC, not a refusal.
+    let p = probe(HOST, ROOT, "kexec-file", &[SELF]);
+    checked += 1;
+    ensure!(p.errno == Some(libc::ENOEXEC), "without guard, root's kexec_file_load of a non-kernel: {} (expected ENOEXEC)", p.describe());
     let (dumped, _) = crash_in(UNIT)?;
     checked += 1;
     ensure!(dumped, "without guard, a unit process's SIGABRT wrote no core (core_pattern {})", CORE_PATTERN);
@@ -601,6 +606,42 @@ fn crash_with(cgroup: &str, pattern: &str, dir: &str) -> Result<(bool, u32), Str
     Ok((out.status.core_dumped() || file.exists(), pid))
 }
 
+/// A process of the unit at `cgroup` that maps a file root then truncates:
+/// (the signal it died of, whether the kernel wrote a core, its pid).
+fn truncated_under(cgroup: &str) -> Result<(Option<i32>, bool, u32), String> {
+    use std::{io::BufRead, os::unix::process::ExitStatusExt};
+    std::fs::create_dir_all("/tmp/cores").map_err(|e| e.to_string())?;
+    chmod("/tmp/cores", 0o1777);
+    std::fs::write("/proc/sys/kernel/core_pattern", CORE_PATTERN).map_err(|e| format!("core_pattern: {e}"))?;
+    let mapped = "/tmp/mapped-by-unit";
+    write_file(mapped, &"x".repeat(4096), 0o644);
+    let mut child = std::process::Command::new(SELF)
+        .args(["probe", "--cgroup", cgroup, "--uid", &SVC.to_string(), "touch-mapped", mapped])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+    ensure!(line.starts_with("TOUCHING"), "the mapping probe did not start: {line:?}");
+    let p = probe(HOST, ROOT, "truncate", &[mapped]);
+    ensure!(p.ok(), "root truncating {mapped}: {}", p.describe());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the mapping probe lived on 10 s after its file was truncated".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let file = std::path::Path::new("/tmp/cores").join(format!("core.{pid}"));
+    Ok((status.signal(), status.core_dumped() || file.exists(), pid))
+}
+
 /// A unit whose policy keeps cores (`core_dumps = "keep"`).
 const CORES_UNIT: &str = "/system.slice/cores.service";
 const CORES_FILE: &str = "/srv/cores/token";
@@ -660,6 +701,13 @@ fn memory_doors() -> Outcome {
     let t = tamper_records_for(p.pid);
     ensure!(t.iter().any(|r| r["hook"] == "locked_down" && r["detail"].as_str().is_some_and(|d| d.contains("LOCKDOWN_KCORE"))), "no locked_down tamper record naming LOCKDOWN_KCORE: {t:?}");
     said.push("kcore EPERM (LOCKDOWN_KCORE)".to_string());
+    // kexec_file_load (a signed image too): the kernel's read of the image
+    // is refused before a byte is read.
+    let p = probe(HOST, ROOT, "kexec-file", &[SELF]);
+    ensure!(p.errno == Some(libc::EPERM), "root's kexec_file_load: {} (expected EPERM)", p.describe());
+    let t = tamper_records_for(p.pid);
+    ensure!(t.iter().any(|r| r["hook"] == "kernel_read_file"), "no kernel_read_file tamper record for kexec_file_load: {t:?}");
+    said.push("kexec_file_load EPERM (kernel_read_file)".to_string());
     // Foreign BPF programs: any type, by root; an allowed tool's load is recorded.
     for kind in ["socket_filter", "raw_tracepoint"] {
         let p = probe(HOST, ROOT, "bpf-load", &[kind]);
@@ -700,6 +748,12 @@ fn memory_doors() -> Outcome {
     let (dumped, cpid) = crash_in(UNIT)?;
     ensure!(!dumped, "a unit process's crash wrote a core with guard enforcing");
     ensure!(records_for(cpid).iter().any(|r| r["hook"] == "coredump"), "no coredump record for the crashing unit process {cpid}");
+    // A SIGBUS forced from outside: root truncates a file the unit maps.
+    let (signal, dumped, bpid) = truncated_under(UNIT)?;
+    ensure!(signal == Some(libc::SIGBUS), "the unit process whose mapped file root truncated ended with signal {signal:?}, not SIGBUS");
+    ensure!(!dumped, "root truncating a file the unit maps forced a core of the unit");
+    ensure!(records_for(bpid).iter().any(|r| r["hook"] == "coredump"), "no coredump record for the unit process {bpid} killed by SIGBUS");
+    said.push("root truncating a file the unit maps: SIGBUS, no core, a record".into());
     // Outside any unit, cores still work.
     let (dumped, _) = crash_in(HOST)?;
     ensure!(dumped, "a crash outside every unit wrote no core: guard refused too much");

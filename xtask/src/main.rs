@@ -1278,6 +1278,14 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["26-swap-area-closed"],
     },
     Mutant {
+        name: "kexec-image-read",
+        file: "guard-ebpf/src/memory.rs",
+        // kexec_file_load: the image read goes through.
+        from: "    if doors.read_file_refused & (1u64 << id) == 0 || current_trust() == TRUST_GUARD {",
+        to: "    if true || doors.read_file_refused & (1u64 << id) == 0 || current_trust() == TRUST_GUARD {",
+        caught_by: &["25-memory-doors-closed"],
+    },
+    Mutant {
         name: "dm-table-compat-open",
         file: "guard-ebpf/src/main.rs",
         // A 32-bit dmsetup: the compat hook passes every command.
