@@ -44,6 +44,7 @@ pub const OPS: &[Op] = &[
     Op { name: "fd_pass", what: "an fd sent and received over SCM_RIGHTS, then closed", iters: 1500 },
     Op { name: "proc_read", what: "open+read+close of /proc/<another pid>/stat", iters: 1500 },
     Op { name: "kill", what: "kill() of itself with an ignored signal (SIGURG)", iters: 5000 },
+    Op { name: "ioctl", what: "ioctl(FIONREAD) of a pipe", iters: 5000 },
     Op { name: "sigio", what: "a write to an O_ASYNC pipe (SIGIO to its owner) + read", iters: 3000 },
     Op { name: "setrlimit", what: "prlimit() of its own RLIMIT_NOFILE", iters: 5000 },
     Op { name: "setuid", what: "setuid(0) as root (prepares and commits new credentials)", iters: 3000 },
@@ -231,6 +232,12 @@ impl Scratch {
                         if libc::stat(self.miss.as_ptr(), &mut st) == 0 {
                             bail!("{} exists", self.dir.join("missing").display());
                         }
+                    }
+                }
+                "ioctl" => {
+                    let mut n: libc::c_int = 0;
+                    for _ in 0..iters {
+                        check(libc::ioctl(self.pipe.0.as_raw_fd(), libc::FIONREAD, &mut n) as i64, "ioctl FIONREAD")?;
                     }
                 }
                 "follow_link" | "proc_fd" => {
