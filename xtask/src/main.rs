@@ -481,7 +481,13 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
                 let (queue, b, debs, suite_cmd) = (&queue, &b, &debs, &suite_cmd);
                 scope.spawn(move || -> Result<Vec<Step>> {
                     let mut out = Vec::new();
-                    while let Some((k, step)) = queue.lock().unwrap().pop() {
+                    loop {
+                        // The guard must go before the step runs: a `while let`
+                        // on the lock would hold it for the whole step (its
+                        // temporaries live through the body), and the workers
+                        // would take turns instead of running side by side.
+                        let next = queue.lock().unwrap().pop();
+                        let Some((k, step)) = next else { break };
                         out.extend(kernel_steps(k, b, debs.as_ref(), suite_cmd, only, step)?);
                     }
                     Ok(out)
