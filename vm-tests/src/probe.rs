@@ -482,25 +482,38 @@ pub fn app_main(args: &[String]) -> i32 {
     if res.is_err() { 1 } else { 0 }
 }
 
+/// `_IOWR(0xfd, 12, struct dm_ioctl)`, the command `dmsetup table` sends.
+const DM_TABLE_STATUS: u32 = 0xc138_fd0c;
+/// `struct dm_ioctl` is 312 bytes.
+const DM_IOCTL_WORDS: usize = 78;
+
+/// `/dev/mapper/control` opened read-write, or without device-mapper
+/// `/dev/null` (the LSM hook sees the command before any driver does).
+fn dm_control() -> std::io::Result<libc::c_int> {
+    let path = if Path::new("/dev/mapper/control").exists() { "/dev/mapper/control" } else { "/dev/null" };
+    // SAFETY: valid path; the caller closes the fd.
+    let fd = unsafe { libc::open(cstr(path).as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
+}
+
+/// A `struct dm_ioctl` asking for the table: version 4.0.0, data_size,
+/// `DM_STATUS_TABLE_FLAG` in the flags at byte 28.
+fn table_request(buf: &mut [u32; DM_IOCTL_WORDS]) {
+    buf[0] = 4;
+    buf[3] = 312;
+    buf[7] = 1 << 4;
+}
+
 /// `DM_TABLE_STATUS` with `DM_STATUS_TABLE_FLAG` (what `dmsetup table
 /// --showkeys` asks; dm-crypt answers with its key) on `/dev/mapper/control`,
 /// or, without device-mapper, on `/dev/null` (the LSM hook sees the command
 /// before any driver does; the driver would answer ENOTTY).
 fn op_dm_table() -> std::io::Result<()> {
-    const DM_TABLE_STATUS: libc::c_ulong = 0xc138_fd0c;
-    let path = if Path::new("/dev/mapper/control").exists() { "/dev/mapper/control" } else { "/dev/null" };
-    // SAFETY: valid path; fd closed below.
-    let fd = unsafe { libc::open(cstr(path).as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // struct dm_ioctl (312 bytes): version 4.0.0, data_size, flags at 28.
-    let mut buf = [0u32; 78];
-    buf[0] = 4;
-    buf[3] = 312;
-    buf[7] = 1 << 4;
+    let fd = dm_control()?;
+    let mut buf = [0u32; DM_IOCTL_WORDS];
+    table_request(&mut buf);
     // SAFETY: a buffer of the size the command names.
-    let r = unsafe { libc::ioctl(fd, DM_TABLE_STATUS, buf.as_mut_ptr()) };
+    let r = unsafe { libc::ioctl(fd, DM_TABLE_STATUS as libc::c_ulong, buf.as_mut_ptr()) };
     let err = std::io::Error::last_os_error();
     unsafe { libc::close(fd) };
     if r < 0 { Err(err) } else { Ok(()) }
@@ -512,7 +525,6 @@ fn op_dm_table() -> std::io::Result<()> {
 /// 4 GiB. A kernel without that entry kills the caller with SIGSEGV, so a
 /// child tries a harmless one first (`setup-error=no ia32 entry`).
 fn op_dm_table_compat() -> std::io::Result<()> {
-    const DM_TABLE_STATUS: u32 = 0xc138_fd0c;
     const IA32_GETPID: u32 = 20;
     const IA32_IOCTL: u32 = 54;
     /// An ia32 system call with up to three arguments.
@@ -550,22 +562,17 @@ fn op_dm_table_compat() -> std::io::Result<()> {
             return Ok(());
         }
     }
-    let path = if Path::new("/dev/mapper/control").exists() { "/dev/mapper/control" } else { "/dev/null" };
-    // SAFETY: valid path; fd closed below; the buffer is a fresh mapping
-    // below 4 GiB of the size the command names.
+    let fd = dm_control()?;
+    // SAFETY: fd closed below; the buffer is a fresh zeroed mapping below
+    // 4 GiB, larger than the request the command names.
     unsafe {
-        let fd = libc::open(cstr(path).as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
         let m = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT, -1, 0);
         if m == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(err);
         }
-        let buf = m as *mut u32;
-        *buf = 4;
-        *buf.add(3) = 312;
-        *buf.add(7) = 1 << 4;
+        table_request(&mut *(m as *mut [u32; DM_IOCTL_WORDS]));
         let r = ia32(IA32_IOCTL, fd as u32, DM_TABLE_STATUS, m as usize as u32);
         libc::close(fd);
         if r < 0 { Err(std::io::Error::from_raw_os_error(-r)) } else { Ok(()) }

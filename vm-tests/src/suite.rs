@@ -579,20 +579,20 @@ fn memory_read() -> Outcome {
 
 /// Where the suite's cores go (a file pattern: the simplest destination).
 const CORE_PATTERN: &str = "/tmp/cores/core.%p";
+/// The directory of `CORE_PATTERN`.
+const CORE_DIR: &str = "/tmp/cores";
 
 /// A process of the unit at `cgroup` that aborts itself with no core
 /// limit: (whether the kernel wrote a core, its pid).
 fn crash_in(cgroup: &str) -> Result<(bool, u32), String> {
-    crash_with(cgroup, CORE_PATTERN, "/tmp/cores")
+    crash_with(cgroup, CORE_PATTERN, CORE_DIR)
 }
 
 /// The same with `core_pattern` = `pattern`; a core is looked for as
 /// `dir/core.<pid>`.
 fn crash_with(cgroup: &str, pattern: &str, dir: &str) -> Result<(bool, u32), String> {
     use std::os::unix::process::ExitStatusExt;
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    chmod(dir, 0o1777);
-    std::fs::write("/proc/sys/kernel/core_pattern", pattern).map_err(|e| format!("core_pattern: {e}"))?;
+    arm_cores(pattern, dir)?;
     // (The harness joins the unit, as systemd's stand-in may.)
     let child = std::process::Command::new(SELF)
         .args(["probe", "--cgroup", cgroup, "--uid", &SVC.to_string(), "crash"])
@@ -602,17 +602,28 @@ fn crash_with(cgroup: &str, pattern: &str, dir: &str) -> Result<(bool, u32), Str
     let pid = child.id();
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     ensure!(out.status.signal() == Some(libc::SIGABRT), "the crashing probe ended with {:?}, not SIGABRT", out.status);
-    let file = std::path::Path::new(dir).join(format!("core.{pid}"));
-    Ok((out.status.core_dumped() || file.exists(), pid))
+    Ok((dumped(&out.status, dir, pid), pid))
+}
+
+/// `core_pattern` = `pattern`, and `dir` (where its cores go) writable by all.
+fn arm_cores(pattern: &str, dir: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    chmod(dir, 0o1777);
+    std::fs::write("/proc/sys/kernel/core_pattern", pattern).map_err(|e| format!("core_pattern: {e}"))
+}
+
+/// Whether the kernel wrote a core for `pid`, which ended with `status`:
+/// it says so, or `dir/core.<pid>` exists.
+fn dumped(status: &std::process::ExitStatus, dir: &str, pid: u32) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.core_dumped() || std::path::Path::new(dir).join(format!("core.{pid}")).exists()
 }
 
 /// A process of the unit at `cgroup` that maps a file root then truncates:
 /// (the signal it died of, whether the kernel wrote a core, its pid).
 fn truncated_under(cgroup: &str) -> Result<(Option<i32>, bool, u32), String> {
     use std::{io::BufRead, os::unix::process::ExitStatusExt};
-    std::fs::create_dir_all("/tmp/cores").map_err(|e| e.to_string())?;
-    chmod("/tmp/cores", 0o1777);
-    std::fs::write("/proc/sys/kernel/core_pattern", CORE_PATTERN).map_err(|e| format!("core_pattern: {e}"))?;
+    arm_cores(CORE_PATTERN, CORE_DIR)?;
     let mapped = "/tmp/mapped-by-unit";
     write_file(mapped, &"x".repeat(4096), 0o644);
     let mut child = std::process::Command::new(SELF)
@@ -638,8 +649,7 @@ fn truncated_under(cgroup: &str) -> Result<(Option<i32>, bool, u32), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let file = std::path::Path::new("/tmp/cores").join(format!("core.{pid}"));
-    Ok((status.signal(), status.core_dumped() || file.exists(), pid))
+    Ok((status.signal(), dumped(&status, CORE_DIR, pid), pid))
 }
 
 /// A unit whose policy keeps cores (`core_dumps = "keep"`).

@@ -173,9 +173,8 @@ pub struct BystanderPath {
 /// string work; the hooks that meet it today have budgets at that level
 /// (`file_open`, `file_receive`, `inode_unlink`, `path_truncate`,
 /// `inode_free_security`, `file_ioctl`, `file_ioctl_compat`,
-/// `inode_follow_link`, and with no
-/// helper call at all
-/// `locked_down`, `kernel_read_file`). The others are ceilings about 1.2
+/// `inode_follow_link`, and with no helper call at all `locked_down`,
+/// `kernel_read_file`). The others are ceilings about 1.2
 /// times the longest path the walk found on 6.1 and 7.2 after the task
 /// storage and typed-load work (BENCHMARKS.md has the counts per kernel):
 /// they stop a regression. What is left on them is mostly the paths of
