@@ -345,6 +345,12 @@ impl InodeRule {
         self.flags[b] = flags;
     }
 
+    /// The flags of both slots, in use or not, OR'ed (`RULE_F_SETUP_FS`).
+    #[inline(always)]
+    pub fn raw_flags(&self) -> u32 {
+        self.flags[0] | self.flags[1]
+    }
+
     /// The flags of every slot that is in use, OR'ed.
     #[inline(always)]
     pub fn any_flags(&self) -> u32 {
@@ -480,6 +486,14 @@ pub const RULE_F_PROC: u32 = 1 << 9;
 /// tags every block node when it is instantiated (so a node made with
 /// `mknod` is one), the agent the nodes under `/dev` and the swap files.
 pub const RULE_F_SWAP: u32 = 1 << 10;
+/// A directory of a filesystem systemd's setup created (`SETUP_SBS`): its
+/// root, tagged by the kernel when the filesystem instantiates it, and
+/// every directory made below it. Carried in the raw `flags` of both slots
+/// with or without a generation (it protects nothing by itself), it is what
+/// sends a new name in the directory through the credential check
+/// (`systemd::on_instantiate`): on tmpfs and ramfs, `d_instantiate` asks
+/// nothing more of a name whose directory has no rule at all.
+pub const RULE_F_SETUP_FS: u32 = 1 << 11;
 
 // --------------------------------------------------------- policy table
 

@@ -124,27 +124,36 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
         return 0;
     }
     unsafe {
-        if !INODE_RULES.get_ptr_mut(new_inode).is_null() {
+        // The filesystem decides which of the rest can apply, read once by
+        // typed loads. Pipes, sockets and anonymous inodes (epoll, eventfd,
+        // BPF objects' fds) are nothing of guard's.
+        let magic = sb_magic_t(new_inode as *const u8);
+        if matches!(magic, PIPEFS_MAGIC | SOCKFS_MAGIC | ANON_INODE_FS_MAGIC) {
             return 0;
         }
         // A core a unit's process is dumping: for everyone else, the
-        // current task (a helper call), one typed load and a compare.
-        if load_u32(current_task(), off!(task_flags)) & memory::PF_DUMPCORE != 0 && memory::on_core_created(new_inode) {
+        // current task (a helper call before 6.10), one typed load and a compare.
+        if load_u32(current_task(), off!(task_flags)) & memory::PF_DUMPCORE != 0
+            && INODE_RULES.get_ptr_mut(new_inode).is_null()
+            && memory::on_core_created(new_inode)
+        {
             return 0;
         }
-        // The filesystem decides which of the rest can apply: rules kept
-        // at eviction exist only on disk-backed ones, credentials only on
-        // tmpfs/ramfs, so a bystander pays one of those lookups, not both.
-        let magic = sb_magic_t(new_inode as *const u8);
-        let done = match magic {
-            TMPFS_MAGIC | RAMFS_MAGIC => systemd::on_instantiate(new_inode),
-            _ => evict::restore(new_inode, magic),
-        };
-        if done {
+        // Credentials exist only on tmpfs/ramfs, rules kept at eviction only
+        // on disk-backed filesystems: a bystander pays one lookup on either.
+        if magic == TMPFS_MAGIC || magic == RAMFS_MAGIC {
+            instantiate_in_memory(dentry, new_inode);
             return 0;
         }
+        if !INODE_RULES.get_ptr_mut(new_inode).is_null() || evict::restore(new_inode, magic) {
+            return 0;
+        }
+        // A filesystem's root is its own parent, with nothing to inherit.
         let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
-        inherit(parent, new_inode);
+        if !parent.is_null() && parent != dentry {
+            let dir_inode: *mut inode = load_ptr(parent, off!(dentry_d_inode));
+            inherit(INODE_RULES.get_ptr_mut(dir_inode), new_inode, 0);
+        }
         match magic {
             CGROUP2_SUPER_MAGIC => cgroup::on_instantiate(new_inode),
             PROC_SUPER_MAGIC => procfs::on_instantiate(dentry, new_inode),
@@ -154,6 +163,41 @@ pub fn guard_d_instantiate(ctx: LsmContext) -> i32 {
     0
 }
 
+/// `d_instantiate` on tmpfs and ramfs (`/tmp`, `/run`, `/dev/shm`, memfds).
+/// A name whose directory carries no rule needs nothing: nothing there is
+/// protected, passes protection on, or is a filesystem systemd's setup is
+/// writing credentials to (`RULE_F_SETUP_FS`), so a bystander's whole cost
+/// is that directory's inode-storage lookup.
+#[inline(always)]
+unsafe fn instantiate_in_memory(dentry: *const u8, new_inode: *mut inode) {
+    unsafe {
+        let parent: *const u8 = load_ptr(dentry, off!(dentry_d_parent));
+        if parent == dentry {
+            // A filesystem's root (made in its mount), or a pseudo file.
+            systemd::on_fs_root(new_inode);
+            return;
+        }
+        if parent.is_null() {
+            return;
+        }
+        let dir_inode: *mut inode = load_ptr(parent, off!(dentry_d_inode));
+        let dir_rule = INODE_RULES.get_ptr_mut(dir_inode);
+        if dir_rule.is_null() || !INODE_RULES.get_ptr_mut(new_inode).is_null() {
+            return;
+        }
+        let mut setup_dir = 0;
+        if (*dir_rule).raw_flags() & RULE_F_SETUP_FS != 0 {
+            if systemd::on_instantiate(new_inode) {
+                return;
+            }
+            if is_dir(new_inode) {
+                setup_dir = RULE_F_SETUP_FS;
+            }
+        }
+        inherit(dir_rule, new_inode, setup_dir);
+    }
+}
+
 /// `inode_free_security(struct inode *inode)`: the inode leaves memory.
 #[lsm(hook = "inode_free_security")]
 pub fn guard_inode_free_security(ctx: LsmContext) -> i32 {
@@ -161,17 +205,16 @@ pub fn guard_inode_free_security(ctx: LsmContext) -> i32 {
     0
 }
 
-/// Tags `child` with the rule of directory dentry `dir_dentry` if that
-/// directory passes its rule on.
+/// Tags `child` with the rule of its directory's `dir_rule` (may be null)
+/// if that directory passes its rule on, and with `extra` (raw flags of
+/// both slots, `RULE_F_SETUP_FS`) if that is not 0.
 #[inline(always)]
-unsafe fn inherit(dir_dentry: *const u8, child: *mut inode) {
-    if dir_dentry.is_null() || child.is_null() {
+unsafe fn inherit(dir_rule: *mut InodeRule, child: *mut inode, extra: u32) {
+    if dir_rule.is_null() || child.is_null() {
         return;
     }
     unsafe {
-        let dir_inode: *mut inode = load_ptr(dir_dentry, off!(dentry_d_inode));
-        let dir_rule = INODE_RULES.get_ptr_mut(dir_inode);
-        if dir_rule.is_null() || (*dir_rule).any_flags() & RULE_F_INHERIT == 0 {
+        if (*dir_rule).any_flags() & RULE_F_INHERIT == 0 && extra == 0 {
             return;
         }
         // Each generation's slot passes on what it protects. guard's own pin
@@ -192,13 +235,22 @@ unsafe fn inherit(dir_dentry: *const u8, child: *mut inode) {
         }
         pass_on!(0);
         pass_on!(1);
+        rule.flags[0] |= extra;
+        rule.flags[1] |= extra;
         let slot = INODE_RULES.get_or_insert_ptr_mut(child, Some(&mut rule));
         if slot.is_null() {
             // Out of memory for inode storage: the new inode is NOT protected.
+            if extra != 0 {
+                // Nor would setup's files in it be: its filesystem stays detached.
+                systemd::untagged(child);
+            }
             aya_log_ebpf::warn!(&(), "could not protect a new inode under a protected directory");
             return;
         }
         *slot = rule;
+        if rule.any_flags() == 0 {
+            return;
+        }
         count(CNT_INHERITED);
         if let Some((policy_id, _)) = rule.slot(active_gen()) {
             if let Some(s) = policy_stats(policy_id) {
@@ -244,8 +296,8 @@ pub fn guard_inode_rename(ctx: LsmContext) -> i32 {
             }
         }
         if INODE_RULES.get_ptr_mut(moved).is_null() {
-            let new_parent: *const u8 = load_ptr(new_dentry, off!(dentry_d_parent));
-            inherit(new_parent, moved);
+            let new_dir: *mut inode = ctx.arg(2);
+            inherit(INODE_RULES.get_ptr_mut(new_dir), moved, 0);
         }
     }
     0

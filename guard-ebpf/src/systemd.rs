@@ -48,7 +48,7 @@ use aya_ebpf::{
 use guard_common::*;
 
 use crate::{
-    layout::{current_euid, current_task, is_reg, load_u32, off, read_u32, read_u64, task_cgroup_id},
+    layout::{current_euid, current_task, is_dir, is_reg, load_u32, off, read_u32, read_u64, task_cgroup_id},
     maps::{add_mark, clear_mark, count, current_marks, marks, policy_stats, INODE_RULES, SETUP_SBS, UNIT_NAMES, UNIT_OWNERS},
     self_protect::{current_trust, inode_trust},
     unit::{current_unit, name_at, unit_policy, EACCES},
@@ -229,11 +229,50 @@ pub unsafe fn sb_owner(inode: *mut inode) -> SbOwner {
     }
 }
 
-/// `d_instantiate` of a new inode: a regular file systemd's setup creates
-/// on a filesystem setup created is a credential from this instant.
+/// `d_instantiate` of the root of a tmpfs or ramfs (instantiated while its
+/// superblock is filled, after `sb_alloc_security`): on a filesystem setup
+/// created, it gets `RULE_F_SETUP_FS`, which sends every name made in it
+/// through `on_instantiate`. Pseudo files (memfds, SysV shm) are their own
+/// parent too; they are not directories.
+#[inline(always)]
+pub unsafe fn on_fs_root(root: *mut inode) {
+    if !unsafe { is_dir(root) } {
+        return;
+    }
+    let Some(e) = (unsafe { setup_sb_of(root as *const u8) }) else {
+        return;
+    };
+    let mut marker = InodeRule { flags: [RULE_F_SETUP_FS; 2], ..InodeRule::default() };
+    let slot = unsafe { INODE_RULES.get_or_insert_ptr_mut(root, Some(&mut marker)) };
+    if slot.is_null() {
+        // Nothing setup writes here would be tagged: as for an untagged file.
+        unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
+        count(CNT_INTERNAL_ERRORS);
+        aya_log_ebpf::error!(&(), "could not mark the root of a filesystem systemd's setup creates; it will not be attached");
+        return;
+    }
+    unsafe {
+        (*slot).flags[0] |= RULE_F_SETUP_FS;
+        (*slot).flags[1] |= RULE_F_SETUP_FS;
+    }
+}
+
+/// A directory of a setup filesystem could not get `RULE_F_SETUP_FS`:
+/// that filesystem may be neither renamed into place nor attached.
+#[inline(always)]
+pub unsafe fn untagged(dir: *mut inode) {
+    if let Some(e) = unsafe { setup_sb_of(dir as *const u8) } {
+        unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
+        count(CNT_INTERNAL_ERRORS);
+    }
+}
+
+/// `d_instantiate` of a new inode in a `RULE_F_SETUP_FS` directory: a
+/// regular file systemd's setup creates on a filesystem setup created is a
+/// credential from this instant.
 #[inline(always)]
 pub unsafe fn on_instantiate(child: *mut inode) -> bool {
-    // Only setup creates credentials: a bystander stops at the first test.
+    // Only setup creates credentials.
     if !current_is_setup() {
         return false;
     }
