@@ -807,7 +807,10 @@ fn host_md(reports: &[(String, serde_json::Value)]) -> String {
          spared). Ratios are taken within a round and summarized as the median with a 95% interval from order statistics; a budget \
          *holds* when the whole interval is within it, is *MISSED* when the whole interval is above it, and is *unresolved* \
          otherwise. TCG inflates absolute times several-fold and unevenly (helper calls and memory barriers more than plain \
-         instructions), so only ratios within one run mean anything, and a native run would show smaller program shares.\n\n\
+         instructions), so only ratios within one run mean anything, and a native run would show smaller program shares. \
+         With static LSM calls (6.12, 7.2) attaching a hook adds a call into a BPF trampoline that an unattached hook skips; \
+         under TCG that call alone made open()+close() 1.13 to 1.33 times slower on 7.2 in our runs (open_close's floor), so guard's own share of an \
+         operation is its ×floor column.\n\n\
          **hooks** is the kernel's own attribution (`run_cnt`, `run_time_ns` of every program, a pass with statistics on): \
          runs per operation, guard's ns per run and the floor's on the same hook.\n\n",
     );
