@@ -345,6 +345,15 @@ impl InodeRule {
         self.flags[b] = flags;
     }
 
+    /// Sets generation `gen`'s slot as `set` does, keeping the kernel's
+    /// marks that belong to the inode rather than to a policy
+    /// (`RULE_F_SETUP_FS`): the agent's writes never take them away.
+    #[inline(always)]
+    pub fn set_keeping_marks(&mut self, gen: u32, policy_id: u32, flags: u32) {
+        let marks = self.raw_flags() & RULE_F_SETUP_FS;
+        self.set(gen, policy_id, flags | marks);
+    }
+
     /// The flags of both slots, in use or not, OR'ed (`RULE_F_SETUP_FS`).
     #[inline(always)]
     pub fn raw_flags(&self) -> u32 {

@@ -447,7 +447,7 @@ impl Kernel {
         let raw = fd.as_fd();
         let mut rule = self.maps.rules.get(&raw, 0).unwrap_or_default();
         let new = rule.slot(gen).is_none();
-        rule.set(gen, policy_id, flags);
+        rule.set_keeping_marks(gen, policy_id, flags);
         self.maps.rules.insert(&raw, rule, 0).map_err(|e| anyhow!(e))?;
         Ok(new)
     }
@@ -662,5 +662,30 @@ pub fn explain_load_error(e: anyhow::Error) -> anyhow::Error {
         e.context("the verifier rejected a program as too large for this kernel")
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use guard_common::*;
+
+    /// The kernel's `RULE_F_SETUP_FS` mark on a setup filesystem's directory
+    /// survives the agent's slot writes, in both banks and across
+    /// generations (it sends new names there through setup's own tag).
+    #[test]
+    fn slot_writes_keep_the_setup_fs_mark() {
+        let mut rule = InodeRule { flags: [RULE_F_SETUP_FS; 2], ..InodeRule::default() };
+        assert_eq!(rule.slot(3), None, "the mark alone protects nothing");
+        for gen in [3, 4, 5, 6] {
+            rule.set_keeping_marks(gen, 7, RULE_F_CREDENTIAL | RULE_F_INHERIT | RULE_F_DIR);
+            assert_ne!(rule.raw_flags() & RULE_F_SETUP_FS, 0, "mark lost after generation {gen}");
+            let (policy_id, flags) = rule.slot(gen).expect("the written slot is in use");
+            assert_eq!(policy_id, 7);
+            assert_eq!(flags & RULE_F_CREDENTIAL, RULE_F_CREDENTIAL);
+        }
+        // Without a mark, nothing is added.
+        let mut plain = InodeRule::default();
+        plain.set_keeping_marks(3, 1, RULE_F_DIR);
+        assert_eq!(plain.raw_flags(), RULE_F_DIR);
     }
 }
