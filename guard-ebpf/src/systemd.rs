@@ -246,8 +246,7 @@ pub unsafe fn on_fs_root(root: *mut inode) {
     let slot = unsafe { INODE_RULES.get_or_insert_ptr_mut(root, Some(&mut marker)) };
     if slot.is_null() {
         // Nothing setup writes here would be tagged: as for an untagged file.
-        unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
-        count(CNT_INTERNAL_ERRORS);
+        unsafe { refuse_attach(e) };
         aya_log_ebpf::error!(&(), "could not mark the root of a filesystem systemd's setup creates; it will not be attached");
         return;
     }
@@ -257,14 +256,21 @@ pub unsafe fn on_fs_root(root: *mut inode) {
     }
 }
 
-/// A directory of a setup filesystem could not get `RULE_F_SETUP_FS`:
-/// that filesystem may be neither renamed into place nor attached.
+/// A directory of a setup filesystem could not get `RULE_F_SETUP_FS`.
 #[inline(always)]
 pub unsafe fn untagged(dir: *mut inode) {
     if let Some(e) = unsafe { setup_sb_of(dir as *const u8) } {
-        unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
-        count(CNT_INTERNAL_ERRORS);
+        unsafe { refuse_attach(e) };
     }
+}
+
+/// Something setup made on filesystem `e` could not be tagged: that
+/// filesystem may be neither renamed into place (`on_rename`) nor attached
+/// (`on_move_mount`).
+#[inline(always)]
+unsafe fn refuse_attach(e: *mut SetupSb) {
+    unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
+    count(CNT_INTERNAL_ERRORS);
 }
 
 /// `d_instantiate` of a new inode in a `RULE_F_SETUP_FS` directory: a
@@ -292,8 +298,7 @@ pub unsafe fn on_instantiate(child: *mut inode) -> bool {
     if slot.is_null() {
         // This hook cannot refuse: the filesystem is marked, and may be
         // neither renamed into place nor attached (`on_rename`, `on_move_mount`).
-        unsafe { (*e).flags |= SETUP_SB_F_UNTAGGED };
-        count(CNT_INTERNAL_ERRORS);
+        unsafe { refuse_attach(e) };
         aya_log_ebpf::error!(&(), "could not protect a credential systemd is writing; its filesystem will not be attached");
         return false;
     }
