@@ -44,7 +44,18 @@ pub fn main(args: &[String]) -> i32 {
         let d = t.elapsed();
         match &r {
             Ok(detail) => println!("SCENARIO {name}: PASS ({:.1} s) {detail}", d.as_secs_f64()),
-            Err(why) => println!("SCENARIO {name}: FAIL ({:.1} s) {why}", d.as_secs_f64()),
+            Err(why) => {
+                println!("SCENARIO {name}: FAIL ({:.1} s) {why}", d.as_secs_f64());
+                // The first failure's view of the agent, before later
+                // scenarios restart it (xtask's failure digest shows these).
+                if results.iter().all(|r| r.1.is_ok()) {
+                    let log = std::fs::read_to_string(GUARD_LOG).unwrap_or_default();
+                    let lines: Vec<&str> = log.lines().collect();
+                    for l in &lines[lines.len().saturating_sub(15)..] {
+                        println!("  guard.log| {l}");
+                    }
+                }
+            }
         }
         results.push((name.to_string(), r, d));
     };
@@ -104,8 +115,13 @@ pub fn main(args: &[String]) -> i32 {
     run("25-memory-doors-closed", &memory_doors);
     run("27-unit-core-kept-for-the-unit", &cores_kept);
     run("26-swap-area-closed", &swap_closed);
-    let status = agent.borrow_mut().take().expect("agent").stop();
-    run("17-sigterm-keeps-enforcing", &move || sigterm_keeps_enforcing(status));
+    // A scenario that failed to restart the agent left none: 17 fails, and
+    // the run goes on to print the guard log.
+    let stopped = agent.borrow_mut().take().map(Agent::stop);
+    run("17-sigterm-keeps-enforcing", &move || match stopped {
+        Some(status) => sigterm_keeps_enforcing(status),
+        None => Err("no agent was running to be sent SIGTERM (an earlier scenario failed to restart it)".into()),
+    });
     run("21-unload-is-the-off-switch", &unload);
 
     let failed = results.iter().filter(|r| r.1.is_err()).count();

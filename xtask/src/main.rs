@@ -375,6 +375,33 @@ struct Step {
     failed: usize,
     secs: f64,
     detail: String,
+    /// For a failed VM step: what the guest said of it (see [`failure_digest`]).
+    why: Vec<String>,
+}
+
+/// What a failed VM step's console says of the failure: its failing
+/// scenarios (with the guard log's tail at the first), panic, OOM, oops
+/// and kernel warning lines, and the tail of the guard log the suite prints at
+/// its end (each line cut to 400 characters; at most 80 lines).
+fn failure_digest(log: &str) -> Vec<String> {
+    let cut = |l: &str| l.chars().take(400).collect::<String>();
+    let mut out: Vec<String> = log
+        .lines()
+        .filter(|l| {
+            ["guard.log| ", "panicked", "Kernel panic", "Out of memory", "segfault", "BUG:", "WARNING:", "Oops", "general protection"].iter().any(|m| l.contains(m))
+                || (l.contains("SCENARIO ") && l.contains(": FAIL"))
+        })
+        .take(40)
+        .map(cut)
+        .collect();
+    if let Some(at) = log.find("--- guard log ---") {
+        let tail: Vec<&str> = log[at..].lines().collect();
+        out.extend(tail[tail.len().saturating_sub(40)..].iter().map(|l| cut(l)));
+    } else {
+        let tail: Vec<&str> = log.lines().collect();
+        out.extend(tail[tail.len().saturating_sub(20)..].iter().map(|l| cut(l)));
+    }
+    out
 }
 
 /// Counts `SCENARIO ...: PASS|FAIL` lines in a guest log.
@@ -389,7 +416,7 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     let mut steps: Vec<Step> = Vec::new();
     let t = Instant::now();
     setup::ensure_tools(true)?;
-    steps.push(Step { kernel: "-".into(), name: "setup".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+    steps.push(Step { kernel: "-".into(), name: "setup".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new(), why: Vec::new() });
 
     // The kernels and the systemd root filesystems are downloads and
     // debootstrap, mostly waiting on the network: fetched beside the host
@@ -429,19 +456,20 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
             failed,
             secs: t.elapsed().as_secs_f64(),
             detail: String::new(),
+            why: Vec::new(),
         });
     }
 
     let t = Instant::now();
     let b = build_into(&root().join("target"), &root())?;
-    steps.push(Step { kernel: "-".into(), name: "build (eBPF + static)".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new() });
+    steps.push(Step { kernel: "-".into(), name: "build (eBPF + static)".into(), ok: true, passed: 0, failed: 0, secs: t.elapsed().as_secs_f64(), detail: String::new(), why: Vec::new() });
     // The package twice (the same build, two versions): the package suite
     // installs the first and upgrades to the second.
     let wants_package = matches!(only, None | Some("package"));
     let t = Instant::now();
     let debs = if wants_package {
         let debs = test_debs(&root(), &root().join("target"), &b)?;
-        steps.push(Step { kernel: "-".into(), name: "deb (cargo-deb) x2".into(), ok: true, passed: 1, failed: 0, secs: t.elapsed().as_secs_f64(), detail: "contents checked".into() });
+        steps.push(Step { kernel: "-".into(), name: "deb (cargo-deb) x2".into(), ok: true, passed: 1, failed: 0, secs: t.elapsed().as_secs_f64(), detail: "contents checked".into(), why: Vec::new() });
         Some(debs)
     } else {
         None
@@ -456,6 +484,7 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
         failed: 0,
         secs: t.elapsed().as_secs_f64(),
         detail: "fetched beside the host tests and the build; seconds waited after them".into(),
+        why: Vec::new(),
     });
 
     let suite_cmd = match only {
@@ -522,6 +551,13 @@ fn test(kernel: Option<&str>, skip_host: bool, only: Option<&str>) -> Result<()>
     let passed: usize = steps.iter().map(|s| s.passed).sum();
     let failed: usize = steps.iter().map(|s| s.failed).sum();
     let _ = writeln!(report, "total wall time {:.0} s", t_all.elapsed().as_secs_f64());
+    // Last, so that a CI log's tail shows why a step failed.
+    for s in steps.iter().filter(|s| !s.why.is_empty()) {
+        let _ = writeln!(report, "\n--- why {} {} failed (its console log is in target/vm) ---", s.kernel, s.name);
+        for l in &s.why {
+            let _ = writeln!(report, "{l}");
+        }
+    }
     print!("{report}");
     let _ = std::fs::write(vm_dir().join("test-summary.txt"), &report);
     println!("xtask: {passed} passed, {failed} failed");
@@ -628,7 +664,8 @@ fn kernel_steps(k: &Kernel, b: &Built, debs: Option<&[PathBuf; 2]>, suite_cmd: &
         if !ok && failed == 0 {
             failed = 1;
         }
-        steps.push(Step { kernel: k.name.clone(), name: name.into(), ok, passed, failed, secs: t.elapsed().as_secs_f64(), detail });
+        let why = if ok { Vec::new() } else { failure_digest(&out.log) };
+        steps.push(Step { kernel: k.name.clone(), name: name.into(), ok, passed, failed, secs: t.elapsed().as_secs_f64(), detail, why });
     }
     Ok(steps)
 }
