@@ -9,7 +9,9 @@
 //! unknown and a branch on one is explored both ways, so each outcome gets
 //! the MIN and MAX over every path that ends in it. States are memoized on
 //! (pc, abstract registers, stack), so shared tails are walked once; each
-//! BPF function the program calls is summarized once and added to its callers.
+//! BPF function the program calls is summarized once per set of constant
+//! arguments (a compiler's `memset` loops up to its length) and added to
+//! its callers.
 //! A loop is walked iteration by iteration, so it must be bounded by values
 //! the walk knows (a counter); meeting the same state again on one path is
 //! an error, and so is a path beyond `MAX_DEPTH` instructions.
@@ -189,8 +191,9 @@ struct Walker<'a> {
     /// (no bystander path does) ends the path as `Other`.
     is_record: &'a (dyn Fn(i32) -> bool + Sync),
     memo: HashMap<State, Summary>,
-    /// BPF functions summarized so far, by first instruction.
-    subs: HashMap<usize, Vec<(V, PathStats)>>,
+    /// BPF functions summarized so far, by first instruction and the
+    /// arguments the walk knows (see [`Walker::subprogram`]).
+    subs: HashMap<(usize, [V; 5]), Vec<(V, PathStats)>>,
     /// BPF functions being summarized (a call back into one is recursion).
     entered: std::collections::HashSet<usize>,
     /// States on the current path: meeting one again is a loop the walk cannot bound.
@@ -273,14 +276,28 @@ impl Walker<'_> {
     /// (`Unknown`, every other path), each summarized (its verdict is not
     /// the program's). A caller that passes a function's verdict on (a
     /// thin hook around a `try_` function) keeps the 0 it returns.
-    fn subprogram(&mut self, start: usize) -> Result<Vec<(V, PathStats)>> {
-        if let Some(s) = self.subs.get(&start) {
+    ///
+    /// `args` are the caller's `r1`..`r5`. The function sees the constants
+    /// among them (a `memset` the compiler emits loops up to its length
+    /// argument, which only the caller knows) and a pointer as a non-NULL
+    /// value (not into its own frame); it is summarized once per such set.
+    fn subprogram(&mut self, start: usize, args: &[V]) -> Result<Vec<(V, PathStats)>> {
+        let mut known = [V::Unknown; 5];
+        for (k, a) in known.iter_mut().zip(args) {
+            *k = match a {
+                V::Known(x) => V::Known(*x),
+                a if a.non_null() => V::NonNull,
+                _ => V::Unknown,
+            };
+        }
+        if let Some(s) = self.subs.get(&(start, known)) {
             return Ok(s.clone());
         }
         if !self.entered.insert(start) {
             bail!("a recursive BPF-to-BPF call into insn {start}");
         }
         let mut r = [V::Unknown; 11];
+        r[1..6].copy_from_slice(&known);
         r[10] = V::Stack(0);
         // `lookup: Some(..)`: no lookup in here decides the program's outcome.
         let state = State { pc: start, r, stack: BTreeMap::new(), lookup: Some(true) };
@@ -303,7 +320,7 @@ impl Walker<'_> {
         }
         let out: Vec<(V, PathStats)> =
             [(V::Known(0), zero), (V::Unknown, other)].into_iter().filter_map(|(v, s)| s.map(|s| (v, s))).collect();
-        self.subs.insert(start, out.clone());
+        self.subs.insert((start, known), out.clone());
         Ok(out)
     }
 
@@ -406,16 +423,17 @@ impl Walker<'_> {
                     }
                     if i.src == 1 {
                         // A call into another BPF function of the program:
-                        // summarized once (every path through it, whatever
-                        // its caller), then added to each caller's paths. Its
-                        // arguments are unknown to it and its result to the
-                        // caller; the caller's stack is assumed unchanged by
-                        // it (guard's subprograms only read through pointers).
+                        // summarized once per set of constant arguments
+                        // (every path through it), then added to each
+                        // caller's paths. Its result is unknown to the caller;
+                        // the caller's stack is assumed unchanged by it (its
+                        // pointers reach guard's subprograms only to be read,
+                        // or zeroed by a `memset`).
                         let target = (pc as i64 + 1 + i.imm as i64) as usize;
                         if target >= self.prog.len() {
                             bail!("a BPF-to-BPF call out of the program at insn {pc}");
                         }
-                        let subs = self.subprogram(target)?;
+                        let subs = self.subprogram(target, &s.r[1..6])?;
                         for reg in n.r.iter_mut().take(6) {
                             *reg = V::Unknown;
                         }
@@ -846,6 +864,31 @@ pub(crate) mod tests {
         assert_eq!(d.helper_ids, BTreeSet::from([7, 131, 132]));
         assert_eq!(d.paths, 2);
         assert_eq!(s[&Outcome::Unprotected].insns_max, 4);
+    }
+
+    #[test]
+    fn a_subprogram_loop_is_bounded_by_its_callers_constant() {
+        // A compiler's memset(r1, 0, r3 = 16): the loop's bound is the
+        // caller's constant, so the walk finishes and counts 16 rounds.
+        let prog: Vec<Insn> = [
+            (0xbf, 0xa1, 0, 0),  // 0 r1 = r10
+            (0x07, 0x01, 0, -16), // 1 r1 += -16
+            (0xb7, 0x03, 0, 16), // 2 r3 = 16
+            (0x85, 0x10, 0, 2),  // 3 call sub at 6
+            (0xb7, 0x00, 0, 0),  // 4 r0 = 0
+            (0x95, 0x00, 0, 0),  // 5 exit
+            (0xb7, 0x00, 0, 0),  // 6 sub: r0 = 0
+            (0x3d, 0x30, 2, 0),  // 7 if r0 >= r3 goto 10
+            (0x07, 0x00, 0, 1),  // 8 r0 += 1
+            (0x05, 0x00, -3, 0), // 9 goto 7
+            (0x95, 0x00, 0, 0),  // 10 exit
+        ]
+        .iter()
+        .map(|&(code, regs, off, imm)| Insn { code, dst: regs & 0xf, src: regs >> 4, off, imm })
+        .collect();
+        let s = count(&prog, 0, &[], &|_| false, true).unwrap();
+        // 0..3, the sub (6, 16 x 7..9, 7, 10), then 4, 5.
+        assert_eq!(s[&Outcome::Unprotected].insns_max, 4 + 1 + 16 * 3 + 2 + 2);
     }
 
     #[test]
