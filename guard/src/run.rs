@@ -58,8 +58,10 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, value_parser = crate::parse_addr)]
     pub metrics: Option<SocketAddr>,
-    /// Keep the kernel's BPF run-time statistics on (per-hook ns/call in
-    /// metrics). Costs two clock reads per hook call; on by default with --metrics.
+    /// Keep the kernel's BPF run-time statistics on, for the per-hook run
+    /// counts and times in --metrics. Off by default: while on, every BPF
+    /// program on the host (guard's hooks on every process's path, and any
+    /// other tool's) pays two clock reads per run.
     #[arg(long)]
     pub prog_stats: bool,
     /// Also send every feed record to the systemd journal (structured, with
@@ -233,7 +235,7 @@ async fn serve(
     let ring = k.events.take().context("ring buffer already taken")?;
     let bursts = k.bursts.take();
     let klog = k.logger.take();
-    let stats_fd = if args.prog_stats || args.metrics.is_some() {
+    let stats_fd = if args.prog_stats {
         Some(kernel::enable_runtime_stats()?)
     } else {
         None
@@ -431,9 +433,9 @@ fn spawn_consumers(
         tokio::spawn(feed::socket::serve(listener, hub.clone()));
     }
     if let Some(addr) = args.metrics {
-        let (kernel, hub) = (kernel.clone(), hub.clone());
+        let (kernel, hub, prog_stats) = (kernel.clone(), hub.clone(), args.prog_stats);
         tokio::spawn(async move {
-            if let Err(e) = feed::metrics::serve(addr, kernel, hub).await {
+            if let Err(e) = feed::metrics::serve(addr, kernel, hub, prog_stats).await {
                 log::error!("metrics: {e:#}");
             }
         });

@@ -71,7 +71,7 @@ pub fn mount_ext4() {
 }
 
 /// Turns the kernel's BPF run-time statistics on for as long as the fd
-/// lives (`BPF_ENABLE_STATS`). Every agent turns them on too (`--metrics`);
+/// lives (`BPF_ENABLE_STATS`). Every agent turns them on too (`--prog-stats`);
 /// holding one more reference for the whole suite keeps the static key
 /// behind them from flipping when an agent stops or starts. Flipping it
 /// patches kernel text (int3 + cross-CPU sync), and QEMU's multi-threaded
@@ -341,7 +341,7 @@ pub fn start_agent(policy_dir: &str, extra: &[&str]) -> Agent {
     let log = std::fs::File::create(GUARD_LOG).unwrap();
     let t = Instant::now();
     let child = Command::new(GUARD)
-        .args(["run", "--policy-dir", policy_dir, "--events-file", EVENTS, "--ready-file", "/tmp/guard.ready", "--metrics", METRICS, "--reconcile-ms", "200"])
+        .args(["run", "--policy-dir", policy_dir, "--events-file", EVENTS, "--ready-file", "/tmp/guard.ready", "--metrics", METRICS, "--prog-stats", "--reconcile-ms", "200"])
         // This guest has no systemd: the harness (this binary) plays its part
         // of putting processes into units' cgroups.
         .args(["--no-systemd-cgroup-writer", "--cgroup-writer", SELF])

@@ -838,7 +838,9 @@ fn host_md(reports: &[(String, serde_json::Value)]) -> String {
          process on the host would. Variants, attached one at a time in an order rotated every round: **baseline** (no program), \
          **floor** (a program that returns 0 on every hook guard attaches: what any BPF LSM pays there; on 6.1 an unattached BPF \
          hook already costs a call, on kernels with static LSM calls nothing), **guard-N** (guard's programs on every hook, N \
-         protected files), **kernel-only** (guard-1 with nobody reading its ring buffer, as with the agent stopped). \
+         protected files), **kernel-only** (guard-1 with nobody reading its ring buffer, as with the agent stopped), \
+         **prog-stats** (guard-1 with the kernel's BPF run-time statistics on, as `guard run --prog-stats` holds them for the \
+         per-hook metrics: two clock reads around every BPF program run on the host; opt-in, so no budget applies). \
          A sample is the fastest of 3 back-to-back windows of a third of the calls each (under TCG both vCPUs share one host \
          thread, so whatever the other vCPU runs stretches a window by its whole length; the fastest window is the one it \
          spared). Ratios are taken within a round and summarized as the median with a 95% interval from order statistics; a budget \

@@ -8,7 +8,11 @@
 //! - `guard-N`: guard's programs on every hook, N protected files in a
 //!   unit cgroup the worker is not in, guard's own executable trusted;
 //! - `kernel-only`: `guard-1` with nobody reading its ring buffer, as when
-//!   the agent is stopped and its pins keep enforcing.
+//!   the agent is stopped and its pins keep enforcing;
+//! - `prog-stats`: `guard-1` with the kernel's BPF run-time statistics on
+//!   (`BPF_ENABLE_STATS`, what `guard run --prog-stats` holds for the
+//!   per-hook metrics): two clock reads around every program run. Opt-in,
+//!   so not judged against the budget; shown so that its price is known.
 //!
 //! The operations run in a worker (`bench-host-worker`): a copy of guard's
 //! executable (another inode, so not trusted), in a cgroup of its own: a
@@ -448,6 +452,8 @@ enum Attach {
 struct Variant {
     name: String,
     attach: Attach,
+    /// The kernel's BPF run-time statistics on while it is timed.
+    stats: bool,
 }
 
 /// (hook, program id) of every program a variant attaches.
@@ -496,7 +502,10 @@ fn run(args: &HostArgs) -> Result<Report> {
     let mut floor = Floor::load(&target)?;
     let guard_exe = Exe::of(&me)?;
     let mut guards = Vec::new();
-    let mut variants = vec![Variant { name: "baseline".into(), attach: Attach::None }, Variant { name: "floor".into(), attach: Attach::Floor }];
+    let mut variants = vec![
+        Variant { name: "baseline".into(), attach: Attach::None, stats: false },
+        Variant { name: "floor".into(), attach: Attach::Floor, stats: false },
+    ];
     for &n in &args.files {
         let paths = bench::protected_files(&args.dir, n)?;
         let t = Instant::now();
@@ -506,9 +515,10 @@ fn run(args: &HostArgs) -> Result<Report> {
         k.trust_exe(&guard_exe, TRUST_GUARD)?;
         eprintln!("bench-host: guard-{n}: {tagged} files tagged in {} ms", t.elapsed().as_millis());
         guards.push(k);
-        variants.push(Variant { name: format!("guard-{n}"), attach: Attach::Guard(guards.len() - 1, true) });
+        variants.push(Variant { name: format!("guard-{n}"), attach: Attach::Guard(guards.len() - 1, true), stats: false });
         if n == 1 {
-            variants.push(Variant { name: "kernel-only".into(), attach: Attach::Guard(guards.len() - 1, false) });
+            variants.push(Variant { name: "kernel-only".into(), attach: Attach::Guard(guards.len() - 1, false), stats: false });
+            variants.push(Variant { name: "prog-stats".into(), attach: Attach::Guard(guards.len() - 1, true), stats: true });
         }
     }
     let guard1 = variants.iter().position(|v| matches!(v.attach, Attach::Guard(_, true))).context("no guard variant")?;
@@ -523,6 +533,7 @@ fn run(args: &HostArgs) -> Result<Report> {
     for round in 0..args.rounds {
         for j in 0..variants.len() {
             let vi = (j + round) % variants.len();
+            let stats = variants[vi].stats.then(kernel::enable_runtime_stats).transpose()?;
             attach(&variants[vi], &mut floor, &mut guards)?;
             for (oi, o) in ops.iter().enumerate() {
                 if unavail[oi].is_some() {
@@ -541,6 +552,7 @@ fn run(args: &HostArgs) -> Result<Report> {
                 }
             }
             detach(&variants[vi], &mut floor, &mut guards)?;
+            drop(stats);
         }
         eprintln!("bench-host: round {}/{} done ({:.0} s)", round + 1, args.rounds, started.elapsed().as_secs_f64());
     }

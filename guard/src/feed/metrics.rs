@@ -31,11 +31,14 @@ use tokio::{
 use super::{FeedStats, Hub};
 use crate::kernel::{Counters, Kernel};
 
-pub async fn serve(addr: SocketAddr, kernel: Arc<Mutex<Kernel>>, hub: Hub) -> Result<()> {
+/// `prog_stats`: the agent holds the kernel's BPF run-time statistics on
+/// (`--prog-stats`), so the per-hook families have samples; without it they
+/// have none (a count the kernel does not keep would read as a stalled 0).
+pub async fn serve(addr: SocketAddr, kernel: Arc<Mutex<Kernel>>, hub: Hub, prog_stats: bool) -> Result<()> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics address {addr}"))?;
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let body = render(&kernel, &hub);
+        let body = render(&kernel, &hub, prog_stats);
         tokio::spawn(async move {
             let mut req = [0u8; 1024];
             // Read the request line (whatever it is); don't wait for long.
@@ -124,14 +127,15 @@ impl FeedCounts {
     }
 }
 
-pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> String {
-    text(&collect(kernel, hub))
+pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub, prog_stats: bool) -> String {
+    text(&collect(kernel, hub, prog_stats))
 }
 
-fn collect(kernel: &Arc<Mutex<Kernel>>, hub: &Hub) -> Scrape {
+fn collect(kernel: &Arc<Mutex<Kernel>>, hub: &Hub, prog_stats: bool) -> Scrape {
     let k = kernel.lock().unwrap();
     let hooks = ENFORCING_PROGRAMS
         .iter()
+        .filter(|_| prog_stats)
         .filter_map(|&(name, hook)| {
             let (runs, ns) = k.prog_stats(name).ok()?;
             Some(HookRuns { hook, runs, run_time: Duration::from_nanos(ns) })
@@ -171,7 +175,7 @@ pub fn text(s: &Scrape) -> String {
     family(
         "guard_hook_runs_total",
         "counter",
-        "Program invocations (kernel BPF run-time stats; needs --prog-stats or --metrics).",
+        "Program invocations (kernel BPF run-time stats; only with --prog-stats).",
         &mut s.hooks.iter().map(|h| (labels(&[("hook", h.hook)]), h.runs.to_string())),
     );
     family(
