@@ -466,8 +466,9 @@ pub fn guard_bpf_map(ctx: LsmContext) -> i32 {
     if ret != 0 {
         return ret;
     }
+    // Typed loads (no helper call): the hook's arguments are BTF pointers.
     let map: *const u8 = ctx.arg(0);
-    let id = unsafe { read_u32(map, off!(bpf_map_id)) };
+    let id = unsafe { load_u32(map, off!(bpf_map_id)) };
     self_protect::on_object_fd(OBJ_MAP, id)
 }
 
@@ -480,8 +481,8 @@ pub fn guard_bpf_prog(ctx: LsmContext) -> i32 {
     }
     let prog: *const u8 = ctx.arg(0);
     let id = unsafe {
-        let aux = read_u64(prog, off!(bpf_prog_aux)) as *const u8;
-        if aux.is_null() { 0 } else { read_u32(aux, off!(bpf_prog_aux_id)) }
+        let aux: *const u8 = load_ptr(prog, off!(bpf_prog_aux));
+        if aux.is_null() { 0 } else { load_u32(aux, off!(bpf_prog_aux_id)) }
     };
     self_protect::on_object_fd(OBJ_PROG, id)
 }
