@@ -847,9 +847,9 @@ fn host_md(reports: &[(String, serde_json::Value)]) -> String {
          *holds* when the whole interval is within it, is *MISSED* when the whole interval is above it, and is *unresolved* \
          otherwise. TCG inflates absolute times several-fold and unevenly (helper calls and memory barriers more than plain \
          instructions), so only ratios within one run mean anything, and a native run would show smaller program shares. \
-         With static LSM calls (6.12, 7.2) attaching a hook adds a call into a BPF trampoline that an unattached hook skips; \
-         under TCG that call alone made open()+close() 1.13 to 1.33 times slower on 7.2 in our runs (open_close's floor), so guard's own share of an \
-         operation is its ×floor column.\n\n\
+         With static LSM calls (6.12, 7.2) attaching a hook adds a call into a BPF trampoline that an unattached hook skips \
+         (each kernel's section says what the floor cost open()+close() in its run), so guard's own share of an operation is \
+         its ×floor column.\n\n\
          **hooks** is the kernel's own attribution (`run_cnt`, `run_time_ns` of every program, a pass with statistics on): \
          runs per operation, guard's ns per run and the floor's on the same hook.\n\n",
     );
@@ -861,6 +861,17 @@ fn host_md(reports: &[(String, serde_json::Value)]) -> String {
             r["rounds"],
             r["scale"]
         ));
+        let ci = |c: &serde_json::Value| match (c["median"].as_f64(), c["lo"].as_f64(), c["hi"].as_f64()) {
+            (Some(m), Some(l), Some(h)) => format!("{m:.2} [{l:.2}..{h:.2}]"),
+            _ => "-".into(),
+        };
+        let open_floor = r["ops"]
+            .as_array()
+            .and_then(|ops| ops.iter().find(|o| o["op"] == "open_close"))
+            .and_then(|o| o["variants"].as_array()?.iter().find(|v| v["variant"] == "floor").cloned());
+        if let Some(f) = open_floor {
+            md.push_str(&format!("In this run open()+close() with the floor took {} times the baseline's time.\n\n", ci(&f["x_base"])));
+        }
         let variants: Vec<String> = r["variants"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_str().map(String::from)).collect();
         let shown: Vec<&String> = variants.iter().filter(|v| *v != "baseline").collect();
         md.push_str("| operation | baseline ns |");
@@ -872,10 +883,6 @@ fn host_md(reports: &[(String, serde_json::Value)]) -> String {
             md.push_str("---:|---:|");
         }
         md.push_str("---|\n");
-        let ci = |c: &serde_json::Value| match (c["median"].as_f64(), c["lo"].as_f64(), c["hi"].as_f64()) {
-            (Some(m), Some(l), Some(h)) => format!("{m:.2} [{l:.2}..{h:.2}]"),
-            _ => "-".into(),
-        };
         for o in r["ops"].as_array().cloned().unwrap_or_default() {
             let op = o["op"].as_str().unwrap_or("?");
             if let Some(why) = o["unavailable"].as_str() {
