@@ -133,14 +133,17 @@ pub fn render(kernel: &Arc<Mutex<Kernel>>, hub: &Hub, prog_stats: bool) -> Strin
 
 fn collect(kernel: &Arc<Mutex<Kernel>>, hub: &Hub, prog_stats: bool) -> Scrape {
     let k = kernel.lock().unwrap();
-    let hooks = ENFORCING_PROGRAMS
-        .iter()
-        .filter(|_| prog_stats)
-        .filter_map(|&(name, hook)| {
-            let (runs, ns) = k.prog_stats(name).ok()?;
-            Some(HookRuns { hook, runs, run_time: Duration::from_nanos(ns) })
-        })
-        .collect();
+    let hooks = if prog_stats {
+        ENFORCING_PROGRAMS
+            .iter()
+            .filter_map(|&(name, hook)| {
+                let (runs, ns) = k.prog_stats(name).ok()?;
+                Some(HookRuns { hook, runs, run_time: Duration::from_nanos(ns) })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let kernel = k.counters().ok();
     drop(k);
     let mut admin: BTreeMap<&'static str, u64> = super::ADMIN_ACTIONS.iter().map(|a| (*a, 0)).collect();
