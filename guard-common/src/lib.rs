@@ -116,7 +116,7 @@ pub const PROG_BPF: &str = "guard_bpf";
 pub const PROG_BPF_MAP: &str = "guard_bpf_map";
 pub const PROG_BPF_PROG: &str = "guard_bpf_prog";
 pub const PROG_SB_UMOUNT: &str = "guard_sb_umount";
-pub const PROG_INODE_MKDIR: &str = "guard_inode_mkdir";
+pub const PROG_KERNFS_MKDIR: &str = "guard_kernfs_init_security";
 pub const PROG_TASK_ALLOC: &str = "guard_task_alloc";
 pub const PROG_BPRM_CHECK: &str = "guard_bprm_check_security";
 pub const PROG_TASK_FIX_SETUID: &str = "guard_task_fix_setuid";
@@ -161,7 +161,7 @@ pub const PROGRAM_VARIANTS: [(&str, &str, usize); 30] = [
     (PROG_BPF_PROG, PROG_BPF_PROG, 1),
     (PROG_SB_UMOUNT, PROG_SB_UMOUNT, 2),
     (PROG_TASK_ALLOC, PROG_TASK_ALLOC, 2),
-    (PROG_INODE_MKDIR, PROG_INODE_MKDIR, 3),
+    (PROG_KERNFS_MKDIR, PROG_KERNFS_MKDIR, 2),
     (PROG_SB_FREE, PROG_SB_FREE, 1),
     (PROG_SB_ALLOC, PROG_SB_ALLOC, 1),
     (PROG_MOVE_MOUNT, PROG_MOVE_MOUNT, 2),
@@ -196,7 +196,7 @@ pub const ENFORCING_PROGRAMS: [(&str, &str); 29] = [
     (PROG_BPF_PROG, "bpf_prog"),
     (PROG_SB_UMOUNT, "sb_umount"),
     (PROG_TASK_ALLOC, "task_alloc"),
-    (PROG_INODE_MKDIR, "inode_mkdir"),
+    (PROG_KERNFS_MKDIR, "kernfs_init_security"),
     (PROG_SB_FREE, "sb_free_security"),
     (PROG_SB_ALLOC, "sb_alloc_security"),
     (PROG_MOVE_MOUNT, "move_mount"),
@@ -883,6 +883,8 @@ pub const HOOK_BPF: u32 = 7;
 pub const HOOK_BPF_MAP: u32 = 8;
 pub const HOOK_BPF_PROG: u32 = 9;
 pub const HOOK_SB_UMOUNT: u32 = 10;
+/// `inode_mkdir` in cgroupfs: where earlier versions judged what
+/// `HOOK_KERNFS_MKDIR` now does. Kept, so that older records still decode.
 pub const HOOK_INODE_MKDIR: u32 = 11;
 pub const HOOK_BPRM_CHECK: u32 = 12;
 
@@ -910,8 +912,14 @@ pub const HOOK_FOLLOW_LINK: u32 = 21;
 /// Linux 6.8, and in Debian's 6.1 by backport, compat ioctls reach this
 /// hook instead of `file_ioctl`).
 pub const HOOK_FILE_IOCTL_COMPAT: u32 = 22;
+/// `kernfs_init_security`: a new cgroup directory, made by `mkdir(2)` in a
+/// protected unit's cgroup or with a protected unit's name under its slice.
+/// The event has no inode: `target_tgid << 32 | detail` is the id of the
+/// cgroup it was to be made in (the record's `ino`, `dev` 0). The caller sees
+/// `ENOMEM`: kernfs turns any refusal of this hook into that.
+pub const HOOK_KERNFS_MKDIR: u32 = 23;
 
-pub const HOOK_NAMES: [&str; 23] = [
+pub const HOOK_NAMES: [&str; 24] = [
     "unknown",
     "file_open",
     "file_receive",
@@ -935,6 +943,7 @@ pub const HOOK_NAMES: [&str; 23] = [
     "file_ioctl",
     "inode_follow_link",
     "file_ioctl_compat",
+    "kernfs_init_security",
 ];
 
 /// `DM_TABLE_STATUS`: `_IOWR(0xfd, 12, struct dm_ioctl)` (312 bytes), the
@@ -1041,6 +1050,9 @@ pub struct KernelLayout {
     pub hw_perf_event_target: u32,
     pub inode_i_rdev: u32,
     pub inode_i_flags: u32,
+    pub kernfs_node_flags: u32,
+    /// `kernfs_node.dir.root`: the hierarchy a directory node belongs to.
+    pub kernfs_node_dir_root: u32,
     /// `LAYOUT_MAGIC` once filled in by the agent. Anything else makes every
     /// protected access an internal error (denied), never a wild read.
     pub magic: u32,
@@ -1057,6 +1069,9 @@ pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
 pub const S_IFLNK: u16 = 0o120000;
 pub const S_IFBLK: u16 = 0o060000;
+/// `KERNFS_DIR` in `kernfs_node->flags` (`enum kernfs_node_type`, 0x1 since
+/// kernfs began in 3.14).
+pub const KERNFS_DIR: u16 = 0x0001;
 /// `S_SWAPFILE` in `inode->i_flags` (`include/linux/fs.h`, 256 from 2.6 to
 /// 7.x): the inode is an active swap file (for a block device, the bdev
 /// inode carries it, not the node).
@@ -1081,7 +1096,7 @@ const _: () = {
     assert!(core::mem::size_of::<UidKey>() == 8);
     assert!(core::mem::size_of::<RateKey>() == 16);
     assert!(core::mem::size_of::<RateState>() == 16);
-    assert!(core::mem::size_of::<KernelLayout>() == 208);
+    assert!(core::mem::size_of::<KernelLayout>() == 216);
     assert!(core::mem::size_of::<SetupSb>() == 24);
     assert!(core::mem::size_of::<MemoryDoors>() == 40);
     assert!(core::mem::size_of::<BurstKey>() == 40);

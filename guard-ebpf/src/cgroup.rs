@@ -17,8 +17,10 @@
 //!   `RULE_F_CGROUP_PROCS`: opening one for writing is for systemd (by
 //!   executable identity, `TRUST_SYSTEMD` or `TRUST_CGROUP_WRITER`) and for
 //!   the unit itself.
-//! - `mkdir` of a protected unit's name under its slice, or of anything
-//!   inside a unit's cgroup, and `rename` onto such a name, likewise.
+//! - a new cgroup with a protected unit's name under its slice, or any
+//!   new cgroup inside a unit's cgroup (judged as kernfs makes the
+//!   directory, `kernfs_init_security`, which no other mkdir reaches), and
+//!   `rename` onto such a name, likewise.
 //! - A task created with `CLONE_INTO_CGROUP` by anyone else is tainted,
 //!   and so are its descendants: `decide` treats a tainted task as an
 //!   outsider wherever it sits. (The hook cannot see which cgroup the clone
@@ -29,7 +31,7 @@ use aya_ebpf::bindings::inode;
 use guard_common::*;
 
 use crate::{
-    layout::{current_task, is_dir, off, read_u64, sb_magic},
+    layout::{current_task, is_dir, load_ptr, load_u16, off, read_u64},
     maps::{add_mark, count, current_marks, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, UNIT_CGROUPS, UNIT_NAMES},
     report::{report, Rate, Subject},
     self_protect::current_trust,
@@ -153,38 +155,67 @@ pub fn judge_procs_open(inode: *mut inode, policy_id: u32, subject: &Subject) ->
     refuse_join(inode, policy_id, subject)
 }
 
-/// `inode_mkdir(dir, dentry, mode)` in cgroupfs.
+/// `kernfs_init_security(kn_dir, kn)`: kernfs makes `kn` in `kn_dir`. What
+/// a bystander pays: one typed load and a compare for a file (every
+/// cgroup's interface files, sysfs attributes); for a directory, the
+/// parent's id and two hash lookups that miss. Only on a hit does it ask
+/// whether `kn_dir` is in cgroup2 at all (sysfs numbers its nodes from 1
+/// too). Cgroup directories are made only by `mkdir(2)`, whose caller sees
+/// `ENOMEM` for a refusal, not `EACCES`: kernfs reports any refusal of this
+/// hook so.
 #[inline(always)]
-pub unsafe fn on_mkdir(dir: *mut inode, dentry: *const u8) -> i32 {
-    let d = dir as *const u8;
-    if unsafe { crate::layout::sb_magic_t(d) } != CGROUP2_SUPER_MAGIC {
+pub unsafe fn on_kernfs_node(kn_dir: *const u8, kn: *const u8) -> i32 {
+    if kn_dir.is_null() || kn.is_null() || unsafe { load_u16(kn, off!(kernfs_node_flags)) } & KERNFS_DIR == 0 {
         return 0;
     }
-    let kn = unsafe { kn_of(d) };
-    if kn.is_null() {
-        return 0;
-    }
-    let id = unsafe { kn_id(kn) };
-    let subject = Subject::new(HOOK_INODE_MKDIR, ACCESS_ALTER);
+    let id = unsafe { kn_id(kn_dir) };
+    // No inode: the record carries the cgroup's id in place of a target.
+    let subject = Subject { target_tgid: (id >> 32) as u32, detail: id as u32, ..Subject::new(HOOK_KERNFS_MKDIR, ACCESS_ALTER) };
     if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(id) }.and_then(unit_policy) {
-        return if may_join(policy_id) { 0 } else { refuse_join(dir, policy_id, &subject) };
+        if !unsafe { in_cgroup2(kn_dir) } || may_join(policy_id) {
+            return 0;
+        }
+        return refuse_join(core::ptr::null_mut(), policy_id, &subject);
     }
-    unsafe { creates_unit_name(dir, id, dentry, &subject) }
+    if unsafe { CGROUP_PARENTS.get(id) }.is_none() || !unsafe { in_cgroup2(kn_dir) } {
+        return 0;
+    }
+    let name_p = unsafe { read_u64(kn, off!(kernfs_node_name)) } as *const u8;
+    unsafe { refuse_unit_name(core::ptr::null_mut(), name_p, &subject) }
 }
 
-/// A new name `dentry` in cgroupfs directory `dir_id`: a protected unit's
-/// name under its slice may only be made by systemd.
+/// A new name (`name_p`) in a cgroup directory of `CGROUP_PARENTS` (a
+/// slice holding protected units): a protected unit's name there may only
+/// be made by systemd.
 #[inline(always)]
-unsafe fn creates_unit_name(dir: *mut inode, dir_id: u64, dentry: *const u8, subject: &Subject) -> i32 {
-    if unsafe { CGROUP_PARENTS.get(dir_id) }.is_none() {
-        return 0;
-    }
-    let name_p = unsafe { read_u64(dentry, off!(dentry_d_name) + off!(qstr_name)) } as *const u8;
+unsafe fn refuse_unit_name(dir: *mut inode, name_p: *const u8, subject: &Subject) -> i32 {
     let Some(policy_id) = (unsafe { UNIT_NAMES.get(name_at(name_p)) }).and_then(unit_policy) else { return 0 };
     if is_cgroup_writer() {
         return 0;
     }
     refuse_join(dir, policy_id, subject)
+}
+
+/// Is the kernfs directory `kn_dir` in the cgroup2 hierarchy, the one the
+/// current task's own cgroup (`task->cgroups->dfl_cgrp->kn`) is in?
+#[inline(always)]
+unsafe fn in_cgroup2(kn_dir: *const u8) -> bool {
+    unsafe {
+        let cset: *const u8 = load_ptr(current_task(), off!(task_cgroups));
+        if cset.is_null() {
+            return false;
+        }
+        let cgrp: *const u8 = load_ptr(cset, off!(css_set_dfl_cgrp));
+        if cgrp.is_null() {
+            return false;
+        }
+        let own: *const u8 = load_ptr(cgrp, off!(cgroup_kn));
+        if own.is_null() {
+            return false;
+        }
+        let root = read_u64(kn_dir, off!(kernfs_node_dir_root));
+        root != 0 && root == read_u64(own, off!(kernfs_node_dir_root))
+    }
 }
 
 /// `inode_rename` in cgroupfs: a unit's cgroup may not be renamed, nor
@@ -211,7 +242,11 @@ pub unsafe fn on_rename(old_dentry: *const u8, new_dir: *mut inode, new_dentry: 
     if kn.is_null() {
         return 0;
     }
-    unsafe { creates_unit_name(new_dir, kn_id(kn), new_dentry, &subject) }
+    if unsafe { CGROUP_PARENTS.get(kn_id(kn)) }.is_none() {
+        return 0;
+    }
+    let name_p = unsafe { read_u64(new_dentry, off!(dentry_d_name) + off!(qstr_name)) } as *const u8;
+    unsafe { refuse_unit_name(new_dir, name_p, &subject) }
 }
 
 /// `task_alloc(task, clone_flags)`: marks a task planted into a cgroup by

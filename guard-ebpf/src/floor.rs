@@ -25,7 +25,7 @@ floor_programs! {
     guard_floor_bpf_prog => "bpf_prog",
     guard_floor_sb_umount => "sb_umount",
     guard_floor_task_alloc => "task_alloc",
-    guard_floor_inode_mkdir => "inode_mkdir",
+    guard_floor_kernfs_init_security => "kernfs_init_security",
     guard_floor_sb_free_security => "sb_free_security",
     guard_floor_sb_alloc_security => "sb_alloc_security",
     guard_floor_move_mount => "move_mount",

@@ -68,6 +68,8 @@ pub static LAYOUT: KernelLayout = KernelLayout {
     hw_perf_event_target: 0,
     inode_i_rdev: 0,
     inode_i_flags: 0,
+    kernfs_node_flags: 0,
+    kernfs_node_dir_root: 0,
     magic: LAYOUT_UNFILLED,
 };
 

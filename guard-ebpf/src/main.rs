@@ -335,14 +335,16 @@ pub fn guard_path_truncate(ctx: LsmContext) -> i32 {
     }
 }
 
-/// `inode_mkdir(dir, dentry, mode)`: cgroups of protected units (see `cgroup`).
-#[lsm(hook = "inode_mkdir")]
-pub fn guard_inode_mkdir(ctx: LsmContext) -> i32 {
-    let ret: i32 = ctx.arg(3);
+/// `kernfs_init_security(kn_dir, kn)`: a kernfs node is made; a new cgroup
+/// of (or in) a protected unit is refused here (see `cgroup`). Not
+/// `inode_mkdir`: every mkdir on the host would pay for that one.
+#[lsm(hook = "kernfs_init_security")]
+pub fn guard_kernfs_init_security(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(2);
     if ret != 0 {
         return ret;
     }
-    unsafe { cgroup::on_mkdir(ctx.arg(0), ctx.arg(1)) }
+    unsafe { cgroup::on_kernfs_node(ctx.arg(0), ctx.arg(1)) }
 }
 
 // --------------------------------------------------------- process hooks

@@ -1421,8 +1421,20 @@ fn become_unit() -> Outcome {
     ensure!(rec.len() == 1 && rec[0]["file"]["path"] == procs.as_str() && rec[0]["policy"] == "demo", "records for the join: {rec:?}");
     let p = probe_bin(INTRUDER, HOST, ROOT, "join", &[UNIT, "threads"]);
     refused(&p, "joining the unit through cgroup.threads")?;
+    // A new cgroup is judged as kernfs makes it (`kernfs_init_security`),
+    // whose refusals kernfs reports as ENOMEM; the record says what it was.
+    let refused_mkdir = |p: &Probe, what: &str, parent: &str| -> Result<(), String> {
+        ensure!(p.errno == Some(libc::ENOMEM), "root's program {what}: {} (expected ENOMEM from kernfs)", p.describe());
+        let rec = records_for(p.pid);
+        ensure!(
+            rec.len() == 1 && rec[0]["hook"] == "kernfs_init_security" && rec[0]["file"]["path"] == parent && rec[0]["decision"] == "denied",
+            "records for {what} (expected 1 from kernfs_init_security naming {parent}): {rec:?}"
+        );
+        Ok(())
+    };
     let p = probe_bin(INTRUDER, HOST, ROOT, "mkdir", &[&format!("{CGROOT}{UNIT}/intruder-sub")]);
-    refused(&p, "creating a subcgroup in the unit")?;
+    refused_mkdir(&p, "creating a subcgroup in the unit", &format!("{CGROOT}{UNIT}"))?;
+    ensure!(!std::path::Path::new(&format!("{CGROOT}{UNIT}/intruder-sub")).exists(), "the refused subcgroup exists");
     // A child started straight into the unit is an outsider there.
     let p = probe_bin(INTRUDER, HOST, ROOT, "clone-into", &[UNIT, &SVC.to_string(), KEY]);
     refused(&p, "cloning a child into the unit that opens the key as svc")?;
@@ -1432,7 +1444,8 @@ fn become_unit() -> Outcome {
     // A stopped unit's cgroup cannot be made by root, nor renamed into place.
     let stopped = format!("{CGROOT}/system.slice/stopped.service");
     let p = probe_bin(INTRUDER, HOST, ROOT, "mkdir", &[&stopped]);
-    refused(&p, "creating the stopped unit's cgroup")?;
+    refused_mkdir(&p, "creating the stopped unit's cgroup", &format!("{CGROOT}/system.slice"))?;
+    ensure!(!std::path::Path::new(&stopped).exists(), "the refused cgroup {stopped} exists");
     let p = probe_bin(INTRUDER, HOST, ROOT, "rename", &[&format!("{CGROOT}{OTHER}"), &stopped]);
     refused(&p, "renaming another cgroup onto the stopped unit's name")?;
     let p = probe_bin(INTRUDER, HOST, ROOT, "open", &[STOPPED_FILE]);

@@ -1244,6 +1244,13 @@ const MUTANTS: &[Mutant] = &[
         caught_by: &["22-root-cannot-become-the-unit"],
     },
     Mutant {
+        name: "cgroup-mkdir-unjudged",
+        file: "guard-ebpf/src/cgroup.rs",
+        from: "        root != 0 && root == read_u64(own, off!(kernfs_node_dir_root))",
+        to: "        root != 0 && root != read_u64(own, off!(kernfs_node_dir_root))",
+        caught_by: &["22-root-cannot-become-the-unit"],
+    },
+    Mutant {
         name: "planted-child-is-an-insider",
         file: "guard-ebpf/src/decide.rs",
         from: "(cgroup_matches(policy) && !cgroup::current_tainted())",

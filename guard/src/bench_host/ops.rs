@@ -30,6 +30,7 @@ pub const OPS: &[Op] = &[
     Op { name: "create_unlink", what: "creat()+close()+unlink() on tmpfs", iters: 1500 },
     Op { name: "link_unlink", what: "link()+unlink() of a second name on tmpfs", iters: 1500 },
     Op { name: "mkdir_rmdir", what: "mkdir()+rmdir() on tmpfs", iters: 1500 },
+    Op { name: "cgroup_mkdir", what: "mkdir()+rmdir() of a cgroup in its own cgroup (cgroup2)", iters: 150 },
     Op { name: "rename", what: "rename() there and back (2 renames) on tmpfs", iters: 1500 },
     Op { name: "truncate", what: "truncate() by path on tmpfs", iters: 3000 },
     Op { name: "lookup_miss", what: "stat() of a missing name (a real lookup each time on tmpfs)", iters: 3000 },
@@ -86,6 +87,8 @@ pub struct Scratch {
     pipe: (OwnedFd, OwnedFd),
     map_fd: Option<OwnedFd>,
     map_id: u32,
+    /// cgroup_mkdir: a cgroup below the worker's own.
+    sub_cgroup: CString,
 }
 
 fn check(rc: i64, what: &str) -> Result<i64> {
@@ -96,8 +99,11 @@ fn check(rc: i64, what: &str) -> Result<i64> {
 }
 
 impl Scratch {
-    /// `dir` must be on tmpfs; `disk_dir`, if any, on a disk-backed filesystem.
-    pub fn new(dir: &Path, disk_dir: Option<&Path>) -> Result<Self> {
+    /// `dir` must be on tmpfs; `disk_dir`, if any, on a disk-backed
+    /// filesystem; `cgroup` is the worker's own cgroup2 directory.
+    pub fn new(dir: &Path, disk_dir: Option<&Path>, cgroup: &Path) -> Result<Self> {
+        let sub_cgroup = cgroup.join("bench-sub");
+        let _ = std::fs::remove_dir(&sub_cgroup);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let p = |n: &str| cstr(&dir.join(n));
         std::fs::write(dir.join("file"), b"x")?;
@@ -167,6 +173,7 @@ impl Scratch {
                 pipe,
                 map_fd,
                 map_id,
+                sub_cgroup: cstr(&sub_cgroup),
             })
         }
     }
@@ -213,6 +220,12 @@ impl Scratch {
                     for _ in 0..iters {
                         check(libc::mkdir(self.b.as_ptr(), 0o700) as i64, "mkdir")?;
                         check(libc::rmdir(self.b.as_ptr()) as i64, "rmdir")?;
+                    }
+                }
+                "cgroup_mkdir" => {
+                    for _ in 0..iters {
+                        check(libc::mkdir(self.sub_cgroup.as_ptr(), 0o755) as i64, "mkdir of a cgroup")?;
+                        check(libc::rmdir(self.sub_cgroup.as_ptr()) as i64, "rmdir of a cgroup")?;
                     }
                 }
                 "rename" => {

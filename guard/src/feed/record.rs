@@ -79,6 +79,12 @@ impl Admin {
     }
 }
 
+/// The id of the cgroup a new cgroup was refused in: a `HOOK_KERNFS_MKDIR`
+/// record has no inode, and carries it as `target_tgid << 32 | detail`.
+fn kernfs_dir_id(ev: &Event) -> u64 {
+    (ev.target_tgid as u64) << 32 | ev.detail as u64
+}
+
 /// What a tamper record's hook and detail mean, in words.
 fn tamper_detail(ev: &Event) -> String {
     match ev.hook {
@@ -245,6 +251,8 @@ impl Namer {
         let file_path = if ev.path_len > 1 {
             let end = ev.path.iter().position(|&b| b == 0).unwrap_or(ev.path.len());
             Some(String::from_utf8_lossy(&ev.path[..end]).into_owned())
+        } else if ev.hook == HOOK_KERNFS_MKDIR {
+            self.cgroup(kernfs_dir_id(ev)).map(|rel| format!("{}{rel}", self.cgroup_root.display()))
         } else {
             enforcer
                 .file(&file_id_from_kernel(ev.dev, ev.ino))
@@ -283,7 +291,7 @@ impl Namer {
             file: FileInfo {
                 path: file_path,
                 dev: format!("{}:{}", ev.dev >> 20, ev.dev & 0xfffff),
-                ino: ev.ino,
+                ino: if ev.hook == HOOK_KERNFS_MKDIR { kernfs_dir_id(ev) } else { ev.ino },
             },
             process: ProcessInfo {
                 pid: ev.tgid,

@@ -271,6 +271,9 @@ pub fn kernel_layout(btf: &Btf) -> Result<KernelLayout> {
         hw_perf_event_target: f("hw_perf_event", "target")?,
         inode_i_rdev: f("inode", "i_rdev")?,
         inode_i_flags: f("inode", "i_flags")?,
+        kernfs_node_flags: f("kernfs_node", "flags")?,
+        // `dir` is a member of an anonymous union in `kernfs_node`.
+        kernfs_node_dir_root: f("kernfs_node", "dir")? + f("kernfs_elem_dir", "root")?,
         magic: LAYOUT_MAGIC,
     })
 }

@@ -131,7 +131,7 @@ pub const HOOKS: [(&str, &str); 29] = [
     ("bpf_prog", "nobody else can get an fd of guard's programs"),
     ("sb_umount", "the bpffs holding guard's pins cannot be unmounted"),
     ("task_alloc", "a child planted into a unit's cgroup with CLONE_INTO_CGROUP is an outsider; systemd's setup is told apart by its lineage (task storage, freed with the task)"),
-    ("inode_mkdir", "only systemd creates a protected unit's cgroup or cgroups inside it"),
+    ("kernfs_init_security", "only systemd creates a protected unit's cgroup or cgroups inside it"),
     ("inode_free_security", "rules outlive the inode cache"),
     ("sb_alloc_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
     ("sb_free_security", "a unit's credentials are protected from the instant systemd creates them, on the filesystem systemd builds for them"),
