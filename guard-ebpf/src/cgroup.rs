@@ -197,24 +197,27 @@ unsafe fn refuse_unit_name(dir: *mut inode, name_p: *const u8, subject: &Subject
 }
 
 /// Is the kernfs directory `kn_dir` in the cgroup2 hierarchy, the one the
-/// current task's own cgroup (`task->cgroups->dfl_cgrp->kn`) is in?
+/// current task's own cgroup (`task->cgroups->dfl_cgrp->kn`) is in? Asked
+/// only of a directory whose id names a protected unit's cgroup or slice;
+/// if either hierarchy cannot be read, the answer is yes (the mkdir is
+/// judged: fail closed).
 #[inline(always)]
 unsafe fn in_cgroup2(kn_dir: *const u8) -> bool {
     unsafe {
         let cset: *const u8 = load_ptr(current_task(), off!(task_cgroups));
         if cset.is_null() {
-            return false;
+            return true;
         }
         let cgrp: *const u8 = load_ptr(cset, off!(css_set_dfl_cgrp));
         if cgrp.is_null() {
-            return false;
+            return true;
         }
         let own: *const u8 = load_ptr(cgrp, off!(cgroup_kn));
         if own.is_null() {
-            return false;
+            return true;
         }
-        let root = read_u64(kn_dir, off!(kernfs_node_dir_root));
-        root != 0 && root == read_u64(own, off!(kernfs_node_dir_root))
+        let (root, cgroup2) = (read_u64(kn_dir, off!(kernfs_node_dir_root)), read_u64(own, off!(kernfs_node_dir_root)));
+        root == 0 || cgroup2 == 0 || root == cgroup2
     }
 }
 

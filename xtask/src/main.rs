@@ -1246,8 +1246,8 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         name: "cgroup-mkdir-unjudged",
         file: "guard-ebpf/src/cgroup.rs",
-        from: "        root != 0 && root == read_u64(own, off!(kernfs_node_dir_root))",
-        to: "        root != 0 && root != read_u64(own, off!(kernfs_node_dir_root))",
+        from: "        root == 0 || cgroup2 == 0 || root == cgroup2",
+        to: "        root == 0 || cgroup2 == 0 || root != cgroup2",
         caught_by: &["22-root-cannot-become-the-unit"],
     },
     Mutant {
