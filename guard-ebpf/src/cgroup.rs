@@ -31,7 +31,7 @@ use aya_ebpf::bindings::inode;
 use guard_common::*;
 
 use crate::{
-    layout::{current_task, is_dir, load_ptr, load_u16, off, read_u64},
+    layout::{current_task, is_dir, load_u16, off, read_u64, task_cgroup_kn_t},
     maps::{add_mark, count, current_marks, policy_stats, CGROUP_PARENTS, INODE_RULES, POLICIES, UNIT_CGROUPS, UNIT_NAMES},
     report::{report, Rate, Subject},
     self_protect::current_trust,
@@ -169,19 +169,22 @@ pub unsafe fn on_kernfs_node(kn_dir: *const u8, kn: *const u8) -> i32 {
         return 0;
     }
     let id = unsafe { kn_id(kn_dir) };
-    // No inode: the record carries the cgroup's id in place of a target.
-    let subject = Subject { target_tgid: (id >> 32) as u32, detail: id as u32, ..Subject::new(HOOK_KERNFS_MKDIR, ACCESS_ALTER) };
-    if let Some(policy_id) = unsafe { UNIT_CGROUPS.get(id) }.and_then(unit_policy) {
-        if !unsafe { in_cgroup2(kn_dir) } || may_join(policy_id) {
-            return 0;
-        }
-        return refuse_join(core::ptr::null_mut(), policy_id, &subject);
-    }
-    if unsafe { CGROUP_PARENTS.get(id) }.is_none() || !unsafe { in_cgroup2(kn_dir) } {
+    let unit = unsafe { UNIT_CGROUPS.get(id) }.and_then(unit_policy);
+    if (unit.is_none() && unsafe { CGROUP_PARENTS.get(id) }.is_none()) || !unsafe { in_cgroup2(kn_dir) } {
         return 0;
     }
-    let name_p = unsafe { read_u64(kn, off!(kernfs_node_name)) } as *const u8;
-    unsafe { refuse_unit_name(core::ptr::null_mut(), name_p, &subject) }
+    // No inode: the record carries the cgroup's id in place of a target.
+    let subject = Subject { target_tgid: (id >> 32) as u32, detail: id as u32, ..Subject::new(HOOK_KERNFS_MKDIR, ACCESS_ALTER) };
+    match unit {
+        // Inside a protected unit's cgroup.
+        Some(policy_id) if may_join(policy_id) => 0,
+        Some(policy_id) => refuse_join(core::ptr::null_mut(), policy_id, &subject),
+        // In a slice holding protected units.
+        None => {
+            let name_p = unsafe { read_u64(kn, off!(kernfs_node_name)) } as *const u8;
+            unsafe { refuse_unit_name(core::ptr::null_mut(), name_p, &subject) }
+        }
+    }
 }
 
 /// A new name (`name_p`) in a cgroup directory of `CGROUP_PARENTS` (a
@@ -204,15 +207,7 @@ unsafe fn refuse_unit_name(dir: *mut inode, name_p: *const u8, subject: &Subject
 #[inline(always)]
 unsafe fn in_cgroup2(kn_dir: *const u8) -> bool {
     unsafe {
-        let cset: *const u8 = load_ptr(current_task(), off!(task_cgroups));
-        if cset.is_null() {
-            return true;
-        }
-        let cgrp: *const u8 = load_ptr(cset, off!(css_set_dfl_cgrp));
-        if cgrp.is_null() {
-            return true;
-        }
-        let own: *const u8 = load_ptr(cgrp, off!(cgroup_kn));
+        let own = task_cgroup_kn_t(current_task());
         if own.is_null() {
             return true;
         }

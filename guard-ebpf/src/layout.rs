@@ -203,23 +203,29 @@ pub unsafe fn sb_magic_t(inode: *const u8) -> u64 {
     }
 }
 
+/// The kernfs node of a BTF-typed task's cgroup2 cgroup
+/// (`task->cgroups->dfl_cgrp->kn`), by typed loads; NULL if a link is missing.
+#[inline(always)]
+pub unsafe fn task_cgroup_kn_t(task: *const u8) -> *const u8 {
+    unsafe {
+        let cset: *const u8 = load_ptr(task, off!(task_cgroups));
+        if cset.is_null() {
+            return core::ptr::null();
+        }
+        let cgrp: *const u8 = load_ptr(cset, off!(css_set_dfl_cgrp));
+        if cgrp.is_null() {
+            return core::ptr::null();
+        }
+        load_ptr(cgrp, off!(cgroup_kn))
+    }
+}
+
 /// [`task_cgroup_id`] of a BTF-typed task, by typed loads.
 #[inline(always)]
 pub unsafe fn task_cgroup_id_t(task: *const u8) -> u64 {
     unsafe {
-        let cset: *const u8 = load_ptr(task, off!(task_cgroups));
-        if cset.is_null() {
-            return 0;
-        }
-        let cgrp: *const u8 = load_ptr(cset, off!(css_set_dfl_cgrp));
-        if cgrp.is_null() {
-            return 0;
-        }
-        let kn: *const u8 = load_ptr(cgrp, off!(cgroup_kn));
-        if kn.is_null() {
-            return 0;
-        }
-        load_u64(kn, off!(kernfs_node_id))
+        let kn = task_cgroup_kn_t(task);
+        if kn.is_null() { 0 } else { load_u64(kn, off!(kernfs_node_id)) }
     }
 }
 

@@ -248,11 +248,13 @@ impl Namer {
     pub fn record(&mut self, ev: &Event, share: &Share, origin: &'static str, enforcer: &Enforcer) -> Record {
         let tamper = ev.policy_id == SELF_POLICY_ID;
         let policy = if tamper { None } else { enforcer.policy(ev.policy_id) };
+        // A refused cgroup has no inode: its cgroup's id stands in for one.
+        let ino = if ev.hook == HOOK_KERNFS_MKDIR { kernfs_dir_id(ev) } else { ev.ino };
         let file_path = if ev.path_len > 1 {
             let end = ev.path.iter().position(|&b| b == 0).unwrap_or(ev.path.len());
             Some(String::from_utf8_lossy(&ev.path[..end]).into_owned())
         } else if ev.hook == HOOK_KERNFS_MKDIR {
-            self.cgroup(kernfs_dir_id(ev)).map(|rel| format!("{}{rel}", self.cgroup_root.display()))
+            self.cgroup(ino).map(|rel| format!("{}{rel}", self.cgroup_root.display()))
         } else {
             enforcer
                 .file(&file_id_from_kernel(ev.dev, ev.ino))
@@ -291,7 +293,7 @@ impl Namer {
             file: FileInfo {
                 path: file_path,
                 dev: format!("{}:{}", ev.dev >> 20, ev.dev & 0xfffff),
-                ino: if ev.hook == HOOK_KERNFS_MKDIR { kernfs_dir_id(ev) } else { ev.ino },
+                ino,
             },
             process: ProcessInfo {
                 pid: ev.tgid,
